@@ -1,0 +1,38 @@
+# The two commands: `make run` (install + start everything on the embedded default) and
+# `make test` (install + the whole test suite against real PostgreSQL/Redis/Chromium).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast install playground demo bench lint-imports clean
+
+$(STAMP): requirements.txt requirements/*.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements/constraints.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m webapp.launcher
+
+playground: $(STAMP)
+	$(PY) -m workers.playground
+
+demo: $(STAMP)
+	$(PY) -m ml demo build --out var/demo
+
+test: $(STAMP)
+	bash scripts/ensure-chromium.sh
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf var/ .pytest_cache

@@ -1,0 +1,239 @@
+"""The teacher as judge (ALGORITHMS.md §7): three ways to turn a teacher into a pairwise verdict
+P(a ≻ b | x) — the DPO implicit reward, length-normalized likelihood, and asking an instruction-tuned
+teacher which response is better in both presentation orders — behind one batched interface,
+`judge_pairs`. A verdict records its probability, the judge's identity (method and model sources)
+and the order(s) the pair was shown in. Also the prompt+response tokenization the scorers share."""
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ml.data import Prompt
+from ml.losses.common import IGNORE_INDEX, sequence_logps
+from ml.modeling import render_prompt
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    prompt: Prompt
+    response_a: str
+    response_b: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """p_a_over_b = P(a ≻ b | prompt); order is "ab", "ba" or "both" (averaged over the two)."""
+
+    p_a_over_b: float
+    judge: str
+    order: str
+    details: dict = field(default_factory=dict)
+
+
+def model_source(model) -> str:
+    """Where a model was loaded from (its directory or hub id), for a judge's identity."""
+    return getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "") \
+        or type(model).__name__
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def response_batch(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rendered prompt + response + eos, right-padded -> input_ids (B,T), attention_mask (B,T),
+    labels (B,T) equal to input_ids on response tokens (eos included: a judged response is a
+    finished one, as in DPO training) and IGNORE_INDEX on prompt and padding. Unshifted."""
+    rows, label_rows = [], []
+    for prompt, response in zip(prompts, responses, strict=True):
+        # The rendered prompt already carries the template's special tokens (bos, role markers).
+        prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            response_ids = response_ids + [tokenizer.eos_token_id]
+        rows.append(prompt_ids + response_ids)
+        label_rows.append([IGNORE_INDEX] * len(prompt_ids) + response_ids)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = _pad_right(rows, pad_id)
+    attention_mask = _pad_right([[1] * len(r) for r in rows], 0)
+    labels = _pad_right(label_rows, IGNORE_INDEX)
+    return input_ids, attention_mask, labels
+
+
+@torch.inference_mode()
+def response_logps(model, tokenizer, prompts: Sequence[Prompt], responses: Sequence[str]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> logps (B,) SUM of log pi(y_t | x, y_<t) over response tokens (float32+), and
+    n_tokens (B,) the number of response tokens counted (eos included)."""
+    input_ids, attention_mask, labels = response_batch(tokenizer, prompts, responses)
+    device = _device(model)
+    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+    shifted_labels = labels[:, 1:].to(device)  # logits at t predict the token at t+1
+    logps = sequence_logps(logits[:, :-1], shifted_labels).cpu()
+    return logps, (shifted_labels != IGNORE_INDEX).sum(-1).cpu()
+
+
+def _pairs_flat(items: Sequence[JudgeItem]) -> tuple[list, list]:
+    """B items -> 2B (prompt, response) rows: all a's first, then all b's."""
+    prompts = [it.prompt for it in items] * 2
+    responses = [it.response_a for it in items] + [it.response_b for it in items]
+    return prompts, responses
+
+
+class ImplicitRewardJudge:
+    """r(y) = beta * [logps_dpo(y) - logps_sft(y)], the reward DPO implicitly trained into the teacher
+    (sums over response tokens given the rendered prompt); P(a ≻ b) = sigmoid(r_a - r_b).
+    Order-free, so one pass per pair (order "ab"). beta should be the teacher DPO stage's beta."""
+
+    def __init__(self, dpo_model, sft_model, tokenizer, beta: float = 0.01):
+        if dpo_model.config.vocab_size != sft_model.config.vocab_size:
+            raise ValueError(f"DPO and SFT teachers have different vocabularies ({dpo_model.config.vocab_size} "
+                             f"vs {sft_model.config.vocab_size}): the implicit reward needs one tokenizer")
+        if beta <= 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        self.dpo_model, self.sft_model = dpo_model.eval(), sft_model.eval()
+        self.tokenizer, self.beta = tokenizer, beta
+        self.identity = (f"implicit-reward(dpo={model_source(dpo_model)}, sft={model_source(sft_model)}, "
+                         f"beta={beta})")
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        prompts, responses = _pairs_flat(items)
+        dpo_logps, _ = response_logps(self.dpo_model, self.tokenizer, prompts, responses)  # (2B,)
+        sft_logps, _ = response_logps(self.sft_model, self.tokenizer, prompts, responses)  # (2B,)
+        rewards = self.beta * (dpo_logps - sft_logps)  # (2B,)
+        reward_a, reward_b = rewards.double().chunk(2)  # (B,) each
+        p_a_over_b = torch.sigmoid(reward_a - reward_b)
+        return [Verdict(float(p), self.identity, "ab", {"reward_a": float(ra), "reward_b": float(rb)})
+                for p, ra, rb in zip(p_a_over_b, reward_a, reward_b)]
+
+
+class LikelihoodJudge:
+    """Length-normalized log-likelihood: s(y) = logps_teacher(y) / |y| (mean log-prob per response
+    token, eos included), P(a ≻ b) = sigmoid(s_a - s_b). Order-free (order "ab"). A weak judge —
+    it rewards what the teacher would have said, not what is right — but needs only one model."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.identity = f"likelihood(teacher={model_source(model)})"
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        prompts, responses = _pairs_flat(items)
+        logps, n_tokens = response_logps(self.model, self.tokenizer, prompts, responses)  # (2B,)
+        mean_logps = logps.double() / n_tokens.clamp(min=1)
+        score_a, score_b = mean_logps.chunk(2)  # (B,) each
+        p_a_over_b = torch.sigmoid(score_a - score_b)
+        return [Verdict(float(p), self.identity, "ab", {"mean_logp_a": float(a), "mean_logp_b": float(b)})
+                for p, a, b in zip(p_a_over_b, score_a, score_b)]
+
+
+DEFAULT_JUDGE_TEMPLATE = (
+    "Which response follows the instruction better? Answer {first_label} or {second_label}.\n"
+    "Instruction: {prompt}\n"
+    "Response {first_label}: {first}\n"
+    "Response {second_label}: {second}"
+)
+
+
+def _prompt_text(prompt: Prompt) -> str:
+    """A chat prompt becomes 'role: content' lines so it fits inside the judge's own instruction."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+class GenerativeJudge:
+    """Ask an instruction-tuned teacher which response is better and read, at the first answer
+    position, the logits of the two answer tokens (default "A" = the first shown, "B" = the second).
+    Each pair is shown in BOTH orders; P(a ≻ b) averages P(first) of order ab with P(second) of
+    order ba, which cancels a pure position bias. details: p_ab, p_ba (P(a ≻ b) from each order)
+    and answer_mass_ab/_ba (softmax mass on the two answer tokens: low = the judge ignores the format).
+    template: a str.format pattern with {prompt}, {first}, {second}, {first_label}, {second_label}."""
+
+    def __init__(self, model, tokenizer, template: str = DEFAULT_JUDGE_TEMPLATE,
+                 answer_tokens: tuple[str, str] = ("A", "B")):
+        try:
+            template.format(prompt="", first="", second="", first_label="", second_label="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"judge template: {error!r}; allowed fields are {{prompt}}, {{first}}, "
+                             "{second}, {first_label}, {second_label}") from None
+        if "{first}" not in template or "{second}" not in template:
+            raise ValueError("judge template must show both responses: {first} and {second}")
+        self.answer_ids = [self._single_token(tokenizer, t) for t in answer_tokens]
+        if self.answer_ids[0] == self.answer_ids[1]:
+            raise ValueError(f"answer tokens {answer_tokens} map to the same token id")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.template, self.answer_tokens = template, tuple(answer_tokens)
+        self.identity = f"generative(teacher={model_source(model)}, answers={'/'.join(answer_tokens)})"
+
+    @staticmethod
+    def _single_token(tokenizer, text: str) -> int:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"answer token {text!r} is {len(ids)} tokens for this tokenizer; it must be one")
+        return ids[0]
+
+    def _judge_prompt(self, prompt: Prompt, first: str, second: str) -> str:
+        text = self.template.format(prompt=_prompt_text(prompt), first=first, second=second,
+                                    first_label=self.answer_tokens[0], second_label=self.answer_tokens[1])
+        return render_prompt(self.tokenizer, text)
+
+    @torch.inference_mode()
+    def _answer_logits(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """texts (N,) -> answer-token logits (N,2) at the next position, and their softmax mass (N,)."""
+        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # Right padding keeps every row's positions 0..len-1, so the padded batch scores exactly
+        # like each row alone; the next-token logits sit at each row's own last position.
+        input_ids = _pad_right(rows, pad_id)
+        attention_mask = _pad_right([[1] * len(r) for r in rows], 0)
+        device = _device(self.model)
+        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        last = torch.tensor([len(r) - 1 for r in rows], device=device)
+        next_logits = logits[torch.arange(len(rows), device=device), last].double().cpu()  # (N,V)
+        answer_logits = next_logits[:, self.answer_ids]  # (N,2)
+        mass = torch.softmax(next_logits, dim=-1)[:, self.answer_ids].sum(-1)  # (N,)
+        return answer_logits, mass
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        texts = [self._judge_prompt(it.prompt, it.response_a, it.response_b) for it in items]
+        texts += [self._judge_prompt(it.prompt, it.response_b, it.response_a) for it in items]
+        answer_logits, mass = self._answer_logits(texts)  # (2B,2), (2B,)
+        p_first = torch.sigmoid(answer_logits[:, 0] - answer_logits[:, 1])  # (2B,) P(first shown is better)
+        p_first_ab, p_first_ba = p_first.chunk(2)
+        p_ab, p_ba = p_first_ab, 1.0 - p_first_ba  # both P(a ≻ b)
+        mass_ab, mass_ba = mass.chunk(2)
+        return [Verdict(float((pab + pba) / 2), self.identity, "both",
+                        {"p_ab": float(pab), "p_ba": float(pba),
+                         "answer_mass_ab": float(mab), "answer_mass_ba": float(mba)})
+                for pab, pba, mab, mba in zip(p_ab, p_ba, mass_ab, mass_ba)]
+
+
+def judge_pairs(judge, items: Sequence[JudgeItem], *, batch_size: int = 8,
+                on_progress: Optional[Callable[[int, int], None]] = None) -> list[Verdict]:
+    """Run `judge` over `items` in batches; on_progress(done, total) after each batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    verdicts: list[Verdict] = []
+    for start in range(0, len(items), batch_size):
+        verdicts += judge.judge_batch(items[start:start + batch_size])
+        if on_progress:
+            on_progress(len(verdicts), len(items))
+    return verdicts
+
+
+def verdict_outcome(verdict: Verdict) -> float:
+    """A verdict as a game result for a: 1 win, 0 loss, 0.5 tie. With both orders (p_ab, p_ba in
+    details) a wins only when both orders prefer it; orders that disagree count as a tie."""
+    probs = [verdict.details["p_ab"], verdict.details["p_ba"]] if "p_ab" in verdict.details \
+        else [verdict.p_a_over_b]
+    if all(p > 0.5 for p in probs):
+        return 1.0
+    if all(p < 0.5 for p in probs):
+        return 0.0
+    return 0.5

@@ -1,0 +1,60 @@
+"""ADPA+ pipeline (ALGORITHMS.md §5): DCKD from the given student, then ADPA starting from the DCKD
+student, whose greedy responses (not the original student's) supply ADPA's states. Each stage writes
+under its own folder with a stage.json naming the hash of its inputs; a stage whose output already
+exists for the same inputs is skipped, and the signal caches are keyed by content the same way."""
+import json
+from pathlib import Path
+
+from ml.config import ADPAPlusConfig, config_to_dict
+from ml.recipes import adpa, dckd
+from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
+from ml.recipes.loop import plan
+from ml.signals import cache_key, model_identity
+
+STAGE_FILE = "stage.json"
+
+
+def _stage_key(name: str, stage_config, data, models: dict) -> str:
+    return cache_key(f"stage/{name}", models=models, data=data, params=config_to_dict(stage_config))
+
+
+def _done(stage_dir: Path, key: str) -> bool:
+    marker = stage_dir / STAGE_FILE
+    return marker.exists() and json.loads(marker.read_text()).get("key") == key and (stage_dir / "final").is_dir()
+
+
+def _offset_hooks(hooks: Hooks, offset: int, total: int, stage: str) -> Hooks:
+    """Report both stages as one run: steps continue across stages, metric names carry the stage."""
+    def relay(event: ProgressEvent):
+        hooks.on_progress(ProgressEvent(step=offset + event.step, total_steps=total, epoch=event.epoch,
+                                        loss=event.loss, metrics={f"{stage}/{k}": v for k, v in event.metrics.items()},
+                                        tokens_per_s=event.tokens_per_s, lr=event.lr, memory_mb=event.memory_mb))
+    return Hooks(on_progress=relay, should_stop=hooks.should_stop)
+
+
+def train(config: ADPAPlusConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher,
+          teacher_sft, cache_dir, resume_from=None, device=None) -> TrainResult:
+    """DCKD (`teacher` = pi_dpo) then ADPA (pi_dpo and `teacher_sft` = pi_sft). `resume_from` may be a
+    checkpoint of either stage (it lives under output_dir/dckd or output_dir/adpa)."""
+    hooks, output_dir = hooks or Hooks(), Path(output_dir)
+    dckd_steps = plan(len(data), config.dckd)[1]
+    total = dckd_steps + plan(len(data), config.adpa)[1]
+    resume_stage = Path(resume_from).parent.name if resume_from else None
+
+    dckd_dir = output_dir / "dckd"
+    dckd_key = _stage_key("dckd", config.dckd, data, {"student": model_identity(student),
+                                                      "dpo": model_identity(teacher)})
+    if not _done(dckd_dir, dckd_key):
+        result = dckd.train(config.dckd, data, dckd_dir, _offset_hooks(hooks, 0, total, "dckd"), student=student,
+                            teacher=teacher, cache_dir=cache_dir, device=device,
+                            resume_from=resume_from if resume_stage == "dckd" else None)
+        if result.stopped:
+            return result
+        (dckd_dir / STAGE_FILE).write_text(json.dumps({"key": dckd_key, "steps": result.steps}))
+    dckd_student = dckd_dir / "final"
+
+    result = adpa.train(config.adpa, data, output_dir / "adpa", _offset_hooks(hooks, dckd_steps, total, "adpa"),
+                        student=dckd_student, teacher=teacher, teacher_sft=teacher_sft, cache_dir=cache_dir,
+                        device=device, resume_from=resume_from if resume_stage == "adpa" else None)
+    result.steps += dckd_steps
+    return result

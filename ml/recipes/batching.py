@@ -1,0 +1,81 @@
+"""Turning (prompt, response) text into the token ids every recipe and every cached teacher signal
+agree on, and padding them into shifted training tensors. A response is tokenized on its own and
+closed with eos, so its ids are exactly the ones a generation would produce after the prompt, and
+a cached top-K row j always belongs to the state that predicts response token j."""
+from dataclasses import dataclass
+
+import torch
+
+from ml.losses.common import IGNORE_INDEX
+from ml.modeling import render_prompt
+
+
+@dataclass(frozen=True)
+class Encoded:
+    prompt_ids: list  # rendered prompt (chat template included)
+    response_ids: list  # response tokens, eos last unless cut by max_length
+
+
+def encode_prompt(tokenizer, prompt) -> list:
+    """Token ids of the rendered prompt, tokenized exactly as ml.generation does (the chat template
+    writes bos and role tokens itself), so cached student responses continue these very ids."""
+    return tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+
+
+def encode_response(tokenizer, response: str) -> list:
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return ids + [tokenizer.eos_token_id]
+
+
+def fit(prompt_ids: list, response_ids: list, max_length: int) -> Encoded:
+    """Cut to max_length total: the response's tail goes first (its start carries the signal), then
+    the prompt's head, keeping at least one response token."""
+    room = max(1, max_length - len(prompt_ids))
+    response_ids = response_ids[:room]
+    prompt_ids = prompt_ids[-(max_length - len(response_ids)):] if len(prompt_ids) + len(response_ids) > max_length \
+        else prompt_ids
+    return Encoded(list(prompt_ids), list(response_ids))
+
+
+def encode(tokenizer, prompt, response: str, max_length: int) -> Encoded:
+    return fit(encode_prompt(tokenizer, prompt), encode_response(tokenizer, response), max_length)
+
+
+def collate(rows: list, pad_id: int) -> dict:
+    """rows: list of Encoded -> right-padded, already SHIFTED tensors:
+    input_ids, attention_mask (B,L); labels (B,L-1) with labels[:, t] = input_ids[:, t+1] on response
+    tokens and -100 elsewhere, so `logits[:, :-1]` lines up with `labels` as ml/losses expects;
+    response_start (B,) = index in the shifted frame of the state predicting response token 0."""
+    length = max(len(r.prompt_ids) + len(r.response_ids) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    labels = torch.full((len(rows), length - 1), IGNORE_INDEX, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids = row.prompt_ids + row.response_ids
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = 1
+        start = len(row.prompt_ids) - 1
+        labels[i, start: start + len(row.response_ids)] = torch.tensor(row.response_ids)
+    response_start = torch.tensor([len(r.prompt_ids) - 1 for r in rows])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+            "response_start": response_start}
+
+
+def scatter_rows(per_row: list, response_start: torch.Tensor, length: int, fill=0) -> torch.Tensor:
+    """Place per-response arrays (R_i, K) at their response positions of a shifted (B, length, K)
+    tensor: row j of example i lands at response_start[i] + j. Positions outside stay `fill`."""
+    first = per_row[0]
+    out = torch.full((len(per_row), length, *first.shape[1:]), fill, dtype=first.dtype)
+    for i, values in enumerate(per_row):
+        start = int(response_start[i])
+        n = min(len(values), length - start)
+        out[i, start: start + n] = values[:n]
+    return out
+
+
+def forward_logits(model, batch: dict) -> torch.Tensor:
+    """Shifted logits (B, L-1, V) of a collated batch, on the model's device."""
+    device = next(model.parameters()).device
+    logits = model(input_ids=batch["input_ids"].to(device),
+                   attention_mask=batch["attention_mask"].to(device)).logits
+    return logits[:, :-1]

@@ -1,0 +1,139 @@
+"""Test setup shared by every test: the real embedded PostgreSQL and Redis (started lazily, once per
+session, from the same wheels `make run` uses), a real ASGI server process and real Celery workers
+for end-to-end tests. ml tests never touch these, so they stay fast."""
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its atexit logging outlives pytest's streams
+    config.addinivalue_line("markers", "slow: longer tests (still run by `make test`)")
+    config.addinivalue_line("markers", "browser: drives headless Chromium through Playwright")
+
+
+@pytest.fixture(scope="session")
+def embedded_services(tmp_path_factory):
+    from webapp.embedded import start_postgres, start_redis
+
+    base = tmp_path_factory.mktemp("svc")
+    db_url, server = start_postgres(base / "pg", database="postgres")
+    redis_url, redis_proc = start_redis(base / "redis", persist=False)
+    yield {"database_url": db_url, "redis_url": redis_url, "pg": server}
+    redis_proc.terminate()
+    redis_proc.wait(timeout=10)
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(embedded_services):
+    """Points Django (already set up by pytest-django) at the embedded services before any
+    connection or channel layer is created."""
+    import dj_database_url
+    from asgiref.local import Local
+    from django.conf import settings
+    from django.db import connections
+
+    settings.DATABASES["default"] = dj_database_url.parse(embedded_services["database_url"])
+    settings.DATABASES["default"]["TEST"] = {"NAME": "test_distillery"}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+    connections.__dict__.pop("settings", None)  # drop the cached (dummy) configuration
+    connections._settings = None
+    connections._connections = Local(connections.thread_critical)  # and any dummy connection made early
+    _point_at_redis(embedded_services["redis_url"])
+
+
+def _point_at_redis(url: str) -> None:
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    from webapp.celery import app
+
+    settings.REDIS_URL = url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    channel_layers.backends.clear()
+    settings.CELERY_BROKER_URL = url
+    app.conf.broker_url = url
+
+
+def _test_database_url(embedded_services) -> str:
+    return embedded_services["database_url"].rsplit("/", 1)[0] + "/test_distillery"
+
+
+@pytest.fixture(scope="session")
+def service_env(embedded_services, django_db_setup, tmp_path_factory):
+    """Environment for child processes (ASGI server, Celery workers) that share the test database."""
+    env = dict(os.environ)
+    data_dir = tmp_path_factory.mktemp("data")
+    env.update({"DATABASE_URL": _test_database_url(embedded_services), "REDIS_URL": embedded_services["redis_url"],
+                "DJANGO_SETTINGS_MODULE": "webapp.settings", "DISTILLERY_DATA_DIR": str(data_dir),
+                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def _wait_http(url: str, proc, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception as exc:  # 503 from /healthz still means the server answers
+            if getattr(exc, "code", None):
+                return
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def start_asgi_server(env: dict, log_path: Path):
+    from webapp.embedded import free_port
+
+    port = free_port()
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return f"http://127.0.0.1:{port}", proc
+
+
+@pytest.fixture(scope="session")
+def asgi_server(service_env, tmp_path_factory):
+    """A real daphne process (HTTP + WebSockets) on the test database. Tests using it need
+    `transactional_db` so their rows are committed and visible to the server."""
+    url, proc = start_asgi_server(service_env, tmp_path_factory.mktemp("logs") / "daphne.log")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def start_celery_worker(env: dict, queues: str, log_path: Path, name: str):
+    log = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "webapp.celery", "worker", "-Q", queues,
+                             "--concurrency", "1", "--prefetch-multiplier", "1", "--pool", "solo", "-n", f"{name}@%h",
+                             "--loglevel", "INFO"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="session")
+def celery_workers(service_env, tmp_path_factory):
+    """Real Celery workers for the gpu and default queues, on the test database and Redis."""
+    logs = tmp_path_factory.mktemp("celery")
+    procs = [start_celery_worker(service_env, "gpu", logs / "gpu.log", "gpu"),
+             start_celery_worker(service_env, "default", logs / "default.log", "default")]
+    yield procs
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

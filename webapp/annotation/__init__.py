@@ -1,0 +1,1 @@
+"""Comparisons, judgements (human or teacher-judge), and frozen preference snapshots."""

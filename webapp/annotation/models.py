@@ -1,0 +1,155 @@
+"""Comparisons (2..k generations of one prompt shown together), judgements (one verdict by a
+person or a judge model) and preference snapshots (a frozen, hashed list of chosen/rejected pairs).
+A judgement survives its annotator: users with judgements cannot be deleted (PROTECT)."""
+from django.conf import settings
+from django.db import models
+
+
+class ComparisonKind(models.TextChoices):
+    PAIRWISE = "pairwise", "Pairwise"
+    KWAY = "kway", "k-way ranking"
+
+
+class ComparisonSource(models.TextChoices):
+    TEACHER_STUDENT = "teacher_student", "Teacher vs student"
+    STUDENT_STUDENT = "student_student", "Student samples"
+    KWAY = "kway", "k-way"
+    EVALUATION = "evaluation", "Evaluation"
+    LOOP = "loop", "Next round"
+    PLAYGROUND = "playground", "Playground"
+
+
+class ComparisonStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETE = "complete", "Complete"
+    DISPUTED = "disputed", "Disputed"
+    ADJUDICATED = "adjudicated", "Adjudicated"
+
+
+class Comparison(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey("catalog.Prompt", on_delete=models.PROTECT, related_name="comparisons")
+    kind = models.CharField(max_length=10, choices=ComparisonKind.choices, default=ComparisonKind.PAIRWISE)
+    source = models.CharField(max_length=20, choices=ComparisonSource.choices, default=ComparisonSource.TEACHER_STUDENT)
+    required_annotations = models.PositiveSmallIntegerField(default=1)
+    priority = models.FloatField(default=0.0, help_text="Higher first, e.g. teacher-student disagreement.")
+    status = models.CharField(max_length=20, choices=ComparisonStatus.choices, default=ComparisonStatus.OPEN)
+    evaluation = models.ForeignKey("evaluation.Evaluation", null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons")
+    loop_round = models.ForeignKey("evaluation.LoopRound", null=True, blank=True, on_delete=models.SET_NULL, related_name="comparisons")
+    generations = models.ManyToManyField("generation.Generation", through="ComparisonItem", related_name="comparisons")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(required_annotations__gte=1), name="comparison_needs_annotators"),
+            models.CheckConstraint(condition=models.Q(status__in=ComparisonStatus.values), name="comparison_status_valid"),
+        ]
+        indexes = [models.Index(fields=["project", "status", "-priority"])]
+
+    def __str__(self):
+        return f"comparison {self.pk}"
+
+
+class ComparisonItem(models.Model):
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="items")
+    generation = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField(help_text="Canonical position; verdict 'a' = position 0.")
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "generation"], name="comparisonitem_unique_generation"),
+            models.UniqueConstraint(fields=["comparison", "position"], name="comparisonitem_unique_position"),
+        ]
+
+
+class JudgementSource(models.TextChoices):
+    HUMAN = "human", "Human"
+    TEACHER = "teacher", "Teacher-judge"
+    ORACLE = "oracle", "Oracle"
+
+
+class Verdict(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+    RANKING = "ranking", "Ranking (k-way)"
+
+
+class Judgement(models.Model):
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgements")
+    source = models.CharField(max_length=10, choices=JudgementSource.choices)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="judgements")
+    judge_model = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="judgements")
+    judge_name = models.CharField(max_length=200, blank=True, help_text="Judge identity, e.g. implicit-reward:<model>.")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    ranking = models.JSONField(default=list, blank=True, help_text="Groups of generation ids, best first; ties share a group.")
+    shown_order = models.JSONField(default=list, help_text="Generation ids in the order shown (or 'both' orders for judges).")
+    rationale = models.TextField(blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    probability = models.FloatField(null=True, blank=True, help_text="Judge's P(a ≻ b).")
+    details = models.JSONField(default=dict, blank=True)
+    is_adjudication = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "annotator"], condition=models.Q(annotator__isnull=False), name="judgement_one_per_annotator"),
+            models.UniqueConstraint(fields=["comparison", "judge_name"], condition=models.Q(annotator__isnull=True), name="judgement_one_per_judge"),
+            models.CheckConstraint(
+                condition=(models.Q(source="human") & models.Q(annotator__isnull=False))
+                | (~models.Q(source="human") & models.Q(annotator__isnull=True) & ~models.Q(judge_name="")),
+                name="judgement_identity_matches_source",
+            ),
+            models.CheckConstraint(condition=models.Q(verdict__in=Verdict.values), name="judgement_verdict_valid"),
+            models.CheckConstraint(
+                condition=models.Q(probability__isnull=True) | (models.Q(probability__gte=0) & models.Q(probability__lte=1)),
+                name="judgement_probability_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "-created_at"])]
+
+
+class PreferenceSnapshot(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=200)
+    rule = models.CharField(max_length=20, default="majority", help_text="majority or agreement_weighted")
+    tie_policy = models.CharField(max_length=20, default="drop", help_text="drop or ...")
+    source_filter = models.CharField(max_length=20, default="both", help_text="humans, teacher or both")
+    content_hash = models.CharField(max_length=64)
+    pair_count = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="snapshot_unique_name"),
+            models.UniqueConstraint(fields=["project", "content_hash"], name="snapshot_unique_content"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.content_hash[:8]})"
+
+
+class PreferencePair(models.Model):
+    """One frozen chosen/rejected pair; texts are copied in so the hash covers the content."""
+
+    snapshot = models.ForeignKey(PreferenceSnapshot, on_delete=models.CASCADE, related_name="pairs")
+    prompt = models.ForeignKey("catalog.Prompt", on_delete=models.PROTECT, related_name="+")
+    chosen = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    rejected = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    prompt_text = models.TextField()
+    chosen_text = models.TextField()
+    rejected_text = models.TextField()
+    weight = models.FloatField(default=1.0)
+    provenance = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=~models.Q(chosen=models.F("rejected")), name="pair_chosen_differs")]

@@ -1,0 +1,1 @@
+"""Model versions (teacher/student, with lineage) and prompt sets with their prompts."""

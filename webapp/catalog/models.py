@@ -1,0 +1,86 @@
+"""Model versions and prompts. A model version points at weights by local path or hub id +
+revision; lineage links it to its parent version and the training run that produced it."""
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class ModelRole(models.TextChoices):
+    TEACHER = "teacher", "Teacher"
+    STUDENT = "student", "Student"
+    REFERENCE = "reference", "Reference"
+
+
+class TeacherStage(models.TextChoices):
+    BASE = "base", "Base"
+    SFT = "sft", "After SFT (π_sft)"
+    DPO = "dpo", "After DPO (π_dpo)"
+
+
+class ModelVersion(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="model_versions")
+    name = models.CharField(max_length=200)
+    role = models.CharField(max_length=20, choices=ModelRole.choices)
+    stage = models.CharField(max_length=10, choices=TeacherStage.choices, default=TeacherStage.BASE)
+    source = models.CharField(max_length=500, help_text="Local directory or hub id.")
+    revision = models.CharField(max_length=100, blank=True)
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    produced_by = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    snapshot = models.ForeignKey("annotation.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions")
+    method = models.CharField(max_length=20, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="modelversion_unique_name"),
+            models.CheckConstraint(condition=models.Q(role__in=ModelRole.values), name="modelversion_role_valid"),
+            models.CheckConstraint(condition=models.Q(stage__in=TeacherStage.values), name="modelversion_stage_valid"),
+            models.CheckConstraint(condition=~models.Q(source=""), name="modelversion_source_present"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    EVAL = "eval", "Eval"
+
+
+class PromptSet(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="prompt_sets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="promptset_unique_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Prompt(models.Model):
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField(blank=True, help_text="Plain-text prompt; empty when `messages` is used.")
+    messages = models.JSONField(null=True, blank=True, help_text="Chat messages [{role, content}, ...].")
+    split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="e.g. demo-world family and answer.")
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt_set", "content_hash"], name="prompt_unique_content_per_set"),
+            models.CheckConstraint(condition=~models.Q(text="") | models.Q(messages__isnull=False), name="prompt_has_content"),
+            models.CheckConstraint(condition=models.Q(split__in=Split.values), name="prompt_split_valid"),
+        ]
+        indexes = [models.Index(fields=["prompt_set", "split"])]
+
+    def __str__(self):
+        return (self.text or str(self.messages))[:80]

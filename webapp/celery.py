@@ -1,0 +1,12 @@
+"""The Celery application. The web side uses it only to enqueue tasks by name (`send_task`);
+workers/ registers the task bodies. Queues: `gpu` (generation, training, evaluation; concurrency 1)
+and `default` (judging aggregates, imports, exports, the reaper)."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("distillery")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.imports = ("workers.tasks",)

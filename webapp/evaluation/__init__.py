@@ -1,0 +1,1 @@
+"""Evaluations of student versions against the teacher, and the rounds of the closed loop."""

@@ -1,0 +1,1 @@
+"""Generation jobs (which models answer which prompts, how) and their generations."""

@@ -1,0 +1,1 @@
+"""Health: /healthz (database, Redis, channel layer, worker-queue heartbeats) and the header badge."""

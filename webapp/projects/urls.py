@@ -1,0 +1,12 @@
+from django.urls import path
+
+from webapp.projects import views
+
+urlpatterns = [
+    path("", views.project_list, name="project_list"),
+    path("p/<slug:slug>/", views.project_home, name="project_home"),
+    path("p/<slug:slug>/members/", views.project_members, name="project_members"),
+    path("p/<slug:slug>/members/<int:user_id>/remove", views.project_member_remove, name="project_member_remove"),
+    path("p/<slug:slug>/invites/", views.project_invite_create, name="project_invite_create"),
+    path("invite/<str:token>", views.invite_accept, name="invite_accept"),
+]

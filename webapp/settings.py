@@ -1,0 +1,161 @@
+"""All settings, read from the environment in this one module, with defaults that run locally and
+loud errors for bad values. `DATABASE_URL` / `REDIS_URL` select real services; when they are unset,
+the URLs of the embedded PostgreSQL/Redis that `make run` started are read from var/embedded.json."""
+import json
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("DISTILLERY_VAR_DIR", BASE_DIR / "var")).resolve()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be >= {minimum}.")
+    return value
+
+
+def _embedded(key: str) -> str | None:
+    path = VAR_DIR / "embedded.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(key)
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "distillery-local-dev-key-change-me-in-production"
+DEBUG = _env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+if not DEBUG and SECRET_KEY.startswith("distillery-local"):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "webapp.projects",
+    "webapp.catalog",
+    "webapp.generation",
+    "webapp.annotation",
+    "webapp.training",
+    "webapp.evaluation",
+    "webapp.health",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "webapp.health.context_processors.worker_status",
+            ],
+        },
+    },
+]
+ASGI_APPLICATION = "webapp.asgi.application"
+WSGI_APPLICATION = None
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded("database_url")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured(f"DATABASE_URL must be a PostgreSQL URL, got {DATABASE_URL!r}.")
+else:
+    # No database configured: the dummy backend fails on first use with Django's own clear error;
+    # `make run` and the test setup both provide a real PostgreSQL.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL") or _embedded("redis_url") or "redis://127.0.0.1:6379/0"
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ACKS_LATE = False  # long runs are claimed in the database, not by late acks (DESIGN.md)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ROUTES = {"workers.tasks.gpu.*": {"queue": "gpu"}}
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "workers.tasks.maintenance.reap_stale_runs", "schedule": 30.0},
+}
+WORKER_HEARTBEAT_SECONDS = _env_int("DISTILLERY_WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
+RUN_STALE_AFTER_SECONDS = _env_int("DISTILLERY_RUN_STALE_AFTER_SECONDS", 90, minimum=5)
+
+# Where model versions, checkpoints, teacher-signal caches and uploads live.
+DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()
+DEMO_DIR = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR_DIR / "demo")).resolve()
+MAX_UPLOAD_BYTES = _env_int("DISTILLERY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DISTILLERY_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

@@ -1,0 +1,105 @@
+"""A training run moves queued → running → succeeded/failed/cancelled. A worker claims it with one
+conditional UPDATE and beats `heartbeat_at`; a reaper fails silent runs. Metric points are stored
+(throttled) so a late viewer sees the whole history."""
+from django.conf import settings
+from django.db import models
+
+
+class Method(models.TextChoices):
+    SFT = "sft", "SFT / sequence-level KD"
+    KD = "kd", "Token-level KD"
+    DPO = "dpo", "DPO"
+    DCKD = "dckd", "DCKD"
+    ADPA = "adpa", "ADPA"
+    ADPA_PLUS = "adpa_plus", "ADPA+ (DCKD → ADPA)"
+    TAID = "taid", "TAID"
+    REDI = "redi", "REDI"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class TrainingRun(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="training_runs")
+    name = models.CharField(max_length=200)
+    method = models.CharField(max_length=20, choices=Method.choices)
+    config = models.JSONField(default=dict, help_text="Validated by ml.config for the method.")
+    snapshot = models.ForeignKey("annotation.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs")
+    student = models.ForeignKey("catalog.ModelVersion", on_delete=models.PROTECT, related_name="runs_as_student")
+    teacher = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="runs_as_teacher")
+    teacher_sft = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="runs_as_teacher_sft")
+    teacher_dpo = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="runs_as_teacher_dpo")
+    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    resume_from = models.ForeignKey("Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    attempt = models.PositiveIntegerField(default=0, help_text="Incremented at each claim; stale workers lose their claim.")
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=100, blank=True, help_text="Current pipeline stage, e.g. 'precompute teacher signals'.")
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=RunStatus.values), name="run_status_valid"),
+            models.CheckConstraint(condition=models.Q(method__in=Method.values), name="run_method_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self):
+        return f"{self.name} ({self.method})"
+
+
+class MetricPoint(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metric_points")
+    step = models.PositiveIntegerField()
+    epoch = models.FloatField(default=0.0)
+    tokens = models.BigIntegerField(default=0)
+    values = models.JSONField(help_text="loss, lr, tokens_per_s, memory_mb and method metrics")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="metricpoint_unique_step")]
+
+
+class Checkpoint(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    is_final = models.BooleanField(default=False)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="checkpoint_unique_step")]
+
+
+class RunPreset(models.Model):
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="run_presets")
+    name = models.CharField(max_length=200)
+    method = models.CharField(max_length=20, choices=Method.choices)
+    config = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="runpreset_unique_name")]

@@ -1,0 +1,2 @@
+"""WebSocket routes of this app."""
+websocket_urlpatterns: list = []
