@@ -137,3 +137,63 @@ def celery_workers(service_env, tmp_path_factory):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_dir(tmp_path_factory):
+    """A demo directory shaped like `python -m ml demo build`'s output (tokenizer/, teacher/,
+    student/, prompts/{train,eval}.jsonl) but with tiny random-init models, built in seconds: the
+    web and worker tests register these as model versions."""
+    import json
+
+    import torch
+
+    from ml.demo.configs import build_model, llama_config, save_model_dir
+    from ml.demo.tasks import generate_tasks
+    from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny-demo")
+    tasks = generate_tasks(120, seed=0)
+    tokenizer = train_demo_tokenizer(corpus_from_tasks(tasks))
+    tokenizer.save_pretrained(root / "tokenizer")
+    save_model_dir(build_model(llama_config(tokenizer, "tiny-teacher"), seed=1), tokenizer, root / "teacher")
+    save_model_dir(build_model(llama_config(tokenizer, "tiny-student"), seed=2), tokenizer, root / "student")
+    (root / "prompts").mkdir()
+    for split, chunk in (("train", tasks[:100]), ("eval", tasks[100:])):
+        lines = [json.dumps({"prompt": t.prompt, "family": t.family, "answer": t.answer}) for t in chunk]
+        (root / "prompts" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "build.json").write_text(json.dumps({"kind": "tiny-test"}))
+    return root
+
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--user-data-dir=/tmp/distillery-chromium-profile"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium (/usr/bin/chromium) driven by Playwright; never a downloaded browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    """Screenshots and logs from browser tests land here (kept after the run)."""
+    path = REPO / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

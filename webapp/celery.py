@@ -10,3 +10,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 app = Celery("distillery")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("workers.tasks",)
+
+
+def enqueue(task_name: str, *args, **kwargs) -> None:
+    """Sends a task by name once the current transaction commits, so the worker finds the rows."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: app.send_task(task_name, args=args, kwargs=kwargs))

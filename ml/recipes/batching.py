@@ -30,10 +30,10 @@ def encode_response(tokenizer, response: str) -> list:
 def fit(prompt_ids: list, response_ids: list, max_length: int) -> Encoded:
     """Cut to max_length total: the response's tail goes first (its start carries the signal), then
     the prompt's head, keeping at least one response token."""
-    room = max(1, max_length - len(prompt_ids))
-    response_ids = response_ids[:room]
-    prompt_ids = prompt_ids[-(max_length - len(response_ids)):] if len(prompt_ids) + len(response_ids) > max_length \
-        else prompt_ids
+    response_ids = response_ids[: max(1, max_length - len(prompt_ids))]
+    prompt_room = max_length - len(response_ids)
+    if len(prompt_ids) > prompt_room:
+        prompt_ids = prompt_ids[len(prompt_ids) - prompt_room:]
     return Encoded(list(prompt_ids), list(response_ids))
 
 

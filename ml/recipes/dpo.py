@@ -14,7 +14,7 @@ from ml.config import DPOConfig
 from ml.data import PreferencePair
 from ml.modeling import check_same_tokenizer, load_model, render_prompt
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
-from ml.recipes.loop import _memory_mb, load_frozen, plan, save_model_dir
+from ml.recipes.loop import load_frozen, memory_mb, plan, save_model_dir
 
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -35,7 +35,7 @@ class HooksCallback(TrainerCallback):
         event = ProgressEvent(step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0),
                               loss=float(logs["loss"]), metrics=metrics,
                               tokens_per_s=(tokens - self._last_tokens) / max(now - self._last_time, 1e-9),
-                              lr=float(logs.get("learning_rate", 0.0)), memory_mb=_memory_mb())
+                              lr=float(logs.get("learning_rate", 0.0)), memory_mb=memory_mb())
         self._last_time, self._last_tokens = now, tokens
         self.history.append({"step": event.step, "loss": event.loss, "lr": event.lr, **metrics})
         self.hooks.on_progress(event)
@@ -81,7 +81,8 @@ def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, st
     if not data or not all(isinstance(p, PreferencePair) for p in data):
         raise ValueError("DPO needs a non-empty list of PreferencePairs")
     torch.manual_seed(config.seed)
-    loaded = student if hasattr(student, "model") else load_model(str(student), device=device, trainable=True)
+    loaded = student if hasattr(student, "model") else load_model(str(student), device=device, dtype=torch.float32,
+                                                                       trainable=True)
     ref_model = None
     if config.reference == "teacher":
         if teacher is None:

@@ -27,12 +27,13 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with
 
 def load_student(source, config, *, device=None) -> LoadedModel:
     """The trainable student: a path/hub id (loaded, LoRA-wrapped when config.lora) or a LoadedModel.
-    Seeded first so LoRA's random init is reproducible."""
+    Seeded first so LoRA's random init is reproducible. Weights stay float32 even on CUDA (the loop
+    autocasts to bf16): a 5e-7 AdamW update vanishes below bf16's resolution."""
     if isinstance(source, LoadedModel):
         return source
     torch.manual_seed(config.seed)
     lora = LoraSpec(r=config.lora_r, alpha=config.lora_alpha) if config.lora else None
-    return load_model(str(source), device=device, lora=lora, trainable=True)
+    return load_model(str(source), device=device, dtype=torch.float32, lora=lora, trainable=True)
 
 
 def load_frozen(source, *, device=None) -> LoadedModel:
@@ -118,7 +119,7 @@ def micro_batches(step: int, num_rows: int, config, steps_per_epoch: int) -> lis
     return [order[i: min(i + config.batch_size, last)] for i in range(first, last, config.batch_size)]
 
 
-def _memory_mb() -> float:
+def memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -161,6 +162,8 @@ def run_loop(*, loaded: LoadedModel, config, rows: list, make_batch: Callable, s
         checkpoints.append(path)
         return path
 
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
     model.train()
     while step < total_steps:
         if hooks.should_stop():
@@ -173,7 +176,8 @@ def run_loop(*, loaded: LoadedModel, config, rows: list, make_batch: Callable, s
         for micro, indices in enumerate(groups):
             batch = make_batch([rows[i] for i in indices])
             batch.update(step=step, micro=micro)
-            loss, metrics = step_loss(model, batch)
+            with autocast:
+                loss, metrics = step_loss(model, batch)
             (loss / len(groups)).backward()
             num_tokens += int(batch["num_tokens"])
             for name, value in {"loss": loss.detach(), **metrics}.items():
@@ -190,7 +194,7 @@ def run_loop(*, loaded: LoadedModel, config, rows: list, make_batch: Callable, s
         elapsed = max(time.perf_counter() - started, 1e-9)
         hooks.on_progress(ProgressEvent(step=step, total_steps=total_steps, epoch=step / steps_per_epoch,
                                         loss=loss_value, metrics=sums, tokens_per_s=num_tokens / elapsed,
-                                        lr=lr, memory_mb=_memory_mb()))
+                                        lr=lr, memory_mb=memory_mb()))
         if config.save_every_steps and step % config.save_every_steps == 0 and step < total_steps:
             checkpoint(step)
     final_dir = save_model_dir(model, tokenizer, output_dir / "final")

@@ -57,3 +57,14 @@ def test_lora_trains_adapter_and_saves_merged_model(pairs, make_config, tiny_stu
     assert base.keys() == tuned.keys()  # merged: a plain model dir, no lora_* keys
     changed = [k for k in base if not torch.equal(base[k], tuned[k])]
     assert changed and all("proj" in k for k in changed)
+
+
+def test_sequence_level_kd_trains_on_teacher_generations(pairs, make_config, tiny_student_dir, tiny_teacher_dir,
+                                                         tmp_path):
+    from ml.recipes.sft import teacher_targets
+
+    targets = teacher_targets(tiny_teacher_dir, [p.prompt for p in pairs[:2]], max_new_tokens=4, seed=0, batch_size=2)
+    assert [t.prompt for t in targets] == [p.prompt for p in pairs[:2]]
+    config = make_config("sft", max_steps=2, target="teacher", max_new_tokens=4)
+    result = sft.train(config, pairs, tmp_path, student=tiny_student_dir, teacher=tiny_teacher_dir)
+    assert result.steps == 2
