@@ -1,17 +1,15 @@
 """Evaluation and agreement statistics: win rates and Bradley-Terry scores with bootstrap confidence
 intervals, oracle task accuracy per family, token-level KL from teacher to student, response length
 summaries, and chance-corrected agreement between raters (Cohen's kappa, Krippendorff's alpha).
-Plain numpy/scipy on plain lists; only the KL functions touch torch (and `model_token_kl` runs models)."""
+Plain numpy/scipy on plain lists; only the KL functions touch torch, imported inside them so that
+a process without torch (a web page showing annotator agreement) can still use the rest."""
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable, Hashable, Optional, Sequence
 
 import krippendorff
 import numpy as np
-import torch
 from scipy.sparse.csgraph import connected_components
-
-from ml.losses.common import token_kl as _kl_per_token
 
 
 @dataclass(frozen=True)
@@ -155,9 +153,13 @@ def oracle_accuracy(tasks: Sequence, responses: Sequence[str], scorer: Callable[
                           counts={f: len(s) for f, s in sorted(by_family.items())})
 
 
-def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, mask: torch.Tensor) -> float:
-    """teacher_logits, student_logits (B,T,V); mask (B,T) True at response tokens -> mean over the
-    masked tokens of KL(p_teacher || p_student), in nats (0.0 for an empty mask)."""
+def token_kl(teacher_logits, student_logits, mask) -> float:
+    """teacher_logits, student_logits (B,T,V) tensors; mask (B,T) True at response tokens -> mean
+    over the masked tokens of KL(p_teacher || p_student), in nats (0.0 for an empty mask)."""
+    import torch
+
+    from ml.losses.common import token_kl as _kl_per_token
+
     teacher_logps = torch.log_softmax(teacher_logits.double(), dim=-1)
     student_logps = torch.log_softmax(student_logits.double(), dim=-1)
     kl = _kl_per_token(teacher_logps, student_logps)  # (B,T)
@@ -169,6 +171,8 @@ def model_token_kl(teacher, student, tokenizer, items: Sequence[tuple], *, batch
                    on_progress: Optional[Callable[[int, int], None]] = None) -> float:
     """Mean per-token KL(teacher || student) teacher-forced on held-out (prompt, response) items,
     pooled over all response tokens. Both models must share `tokenizer` (same vocabulary)."""
+    import torch
+
     from ml.judges import response_batch  # judges owns the prompt+response tokenization
 
     if teacher.config.vocab_size != student.config.vocab_size:

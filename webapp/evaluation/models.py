@@ -1,6 +1,7 @@
 """An evaluation generates answers of several model versions on held-out prompts and judges them
-(teacher-judge, oracle, humans); its comparisons and judgements live in annotation/. A loop round
-records one turn of the closed loop."""
+(teacher-judge, oracle, humans); its comparisons and judgements live in annotation/, each answer's
+token-level teacher signals in EvaluationOutput. A loop round records one turn of the closed loop;
+the project leaderboard holds the latest Bradley-Terry fit over every pairwise outcome."""
 from django.conf import settings
 from django.db import models
 
@@ -41,14 +42,57 @@ class Evaluation(models.Model):
         return self.name
 
 
+class EvaluationOutput(models.Model):
+    """One model version's answer to one prompt inside an evaluation, with what the oracle said and,
+    for candidates, per-token teacher signals (tokens, teacher_logp, kl, advantage) for the heatmap."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="outputs")
+    model_version = models.ForeignKey("catalog.ModelVersion", on_delete=models.PROTECT, related_name="+")
+    prompt = models.ForeignKey("catalog.Prompt", on_delete=models.PROTECT, related_name="+")
+    generation = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    oracle_correct = models.BooleanField(null=True, blank=True)
+    signals = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A re-run task finds the answers it already stored instead of generating them twice.
+            models.UniqueConstraint(fields=["evaluation", "model_version", "prompt"], name="evaloutput_unique_answer"),
+        ]
+
+
 class LoopRound(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="loop_rounds")
     number = models.PositiveIntegerField()
     student = models.ForeignKey("catalog.ModelVersion", on_delete=models.PROTECT, related_name="loop_rounds")
+    teacher = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     prompt_set = models.ForeignKey("catalog.PromptSet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    prompt_count = models.PositiveIntegerField(default=20)
     stats = models.JSONField(default=dict, blank=True, help_text="judgements in, oracle accuracy, gain")
+    status = models.CharField(max_length=20, choices=EvalStatus.choices, default=EvalStatus.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "number"]
-        constraints = [models.UniqueConstraint(fields=["project", "number"], name="loopround_unique_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="loopround_unique_number"),
+            models.CheckConstraint(condition=models.Q(status__in=EvalStatus.values), name="loopround_status_valid"),
+        ]
+
+    def __str__(self):
+        return f"round {self.number}"
+
+
+class Leaderboard(models.Model):
+    """The latest Bradley-Terry fit of a project, one per outcome source ("all", "human", "judge"):
+    scores = {source: {"rows": [{model_version, name, score, low, high, games}], "pairs": n, "error": ""}}."""
+
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="leaderboard")
+    scores = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)

@@ -1,2 +1,6 @@
 """WebSocket routes of this app."""
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from webapp.generation.consumers import GenerationSocket
+
+websocket_urlpatterns: list = [path("ws/p/<slug:slug>/generation/", GenerationSocket.as_asgi())]

@@ -1,13 +1,138 @@
-"""Writes for training runs: the lifecycle (claim with one conditional UPDATE, heartbeat, finish)
-and the stale-run reaper. Tasks and views call these; nothing else changes a run's status."""
+"""Writes for training runs: launching (config validated by ml.config), cancel/resume, presets, the
+lifecycle the gpu worker drives (claim with one conditional UPDATE, heartbeat with progress, metric
+points, checkpoints, finish) and the stale-run reaper. Tasks and views call these; nothing else
+changes a run's status. Every status change is published to the run's and the project's groups."""
+import json
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from webapp.training.models import RunStatus, TrainingRun
+from ml.config import config_from_dict, config_to_dict
+from webapp.catalog.models import ModelRole, ModelVersion, TeacherStage
+from webapp.catalog.services import model_version_register
+from webapp.celery import enqueue
+from webapp.projects.live import publish
+from webapp.training import events
+from webapp.training.models import Checkpoint, MetricPoint, RunPreset, RunStatus, TrainingRun
 
+TRAIN_TASK = "workers.tasks.gpu.training.train_run"
+LOG_TAIL_LINES = 300
+
+
+def run_dir(run_id: int) -> Path:
+    """Where a run's checkpoints and final model live."""
+    return settings.DATA_DIR / "runs" / str(run_id)
+
+
+def _announce(run: TrainingRun) -> None:
+    publish(events.run_group(run.id), events.status_event(run))
+    publish(events.project_group(run.project_id), events.runs_status_event(run))
+
+
+def required_teachers(method: str, config) -> dict[str, str]:
+    """Teacher inputs a method cannot run without, {field: why}. π_dpo is never required: a run
+    without one first trains it from π_sft on the snapshot (β=0.01), cached for later runs."""
+    if method in ("kd", "taid") or (method == "sft" and config.target == "teacher") \
+            or (method == "dpo" and config.reference == "teacher"):
+        return {"teacher": f"{method.upper()} with this config distils from a teacher."}
+    if method == "dckd":
+        return {"teacher_sft": "DCKD needs π_sft (to train π_dpo from) unless π_dpo is given."}
+    if method in ("adpa", "adpa_plus"):
+        return {"teacher_sft": "ADPA's advantage is log π_dpo − log π_sft: it needs π_sft."}
+    return {}
+
+
+def _check_inputs(*, project, method, config, snapshot, student, teacher, teacher_sft, teacher_dpo) -> None:
+    errors = {}
+    given = {"snapshot": snapshot, "student": student, "teacher": teacher, "teacher_sft": teacher_sft,
+             "teacher_dpo": teacher_dpo}
+    for field, row in given.items():
+        if row is not None and row.project_id != project.id:
+            errors[field] = "Belongs to another project."
+    if snapshot is None:
+        errors["snapshot"] = "Every method trains on a preference snapshot."
+    elif not snapshot.pair_count and not snapshot.pairs.exists():
+        errors["snapshot"] = f"Snapshot {snapshot.name} has no preference pairs."
+    if student is None:
+        errors["student"] = "Choose the student to start from."
+    needed = required_teachers(method, config)
+    if method == "dckd" and teacher_dpo is not None:
+        needed = {}
+    for field, why in needed.items():
+        if given[field] is None:
+            errors[field] = why
+    if errors:
+        raise ValidationError(errors)
+
+
+def run_create(*, project, created_by, method: str, config: dict, snapshot, student, name: str = "",
+               teacher=None, teacher_sft=None, teacher_dpo=None, cloned_from=None) -> TrainingRun:
+    """Validates and queues a run on the gpu queue. Raises ConfigError (bad hyperparameter) or
+    ValidationError (missing or foreign inputs)."""
+    validated = config_from_dict(method, config)
+    _check_inputs(project=project, method=method, config=validated, snapshot=snapshot, student=student,
+                  teacher=teacher, teacher_sft=teacher_sft, teacher_dpo=teacher_dpo)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project, created_by=created_by, method=method, config=config_to_dict(validated),
+            snapshot=snapshot, student=student, teacher=teacher, teacher_sft=teacher_sft, teacher_dpo=teacher_dpo,
+            cloned_from=cloned_from, name=name or "pending")
+        if not name:
+            run.name = f"{method}-{student.name}-{run.id}"
+            run.save(update_fields=["name"])
+        enqueue(TRAIN_TASK, run.id)
+        _announce(run)
+    return run
+
+
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """A queued run is cancelled at once; a running one gets the flag its training loop checks
+    between steps, and stops after writing a resumable checkpoint."""
+    cancelled_queued = TrainingRun.objects.filter(id=run.id, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now(), stage="")
+    flagged = cancelled_queued or TrainingRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
+        cancel_requested=True)
+    if not flagged:
+        raise ValidationError(f"Run {run.name} is {run.status}; only queued or running runs can be cancelled.")
+    run.refresh_from_db()
+    _announce(run)
+    return run
+
+
+def run_resume(*, run: TrainingRun) -> TrainingRun:
+    """failed/cancelled → queued again, continuing from the last checkpoint (weights, optimizer,
+    scheduler and RNG), or from the start when none was written. Points after it are dropped, so
+    the curve continues from the checkpoint rather than showing two histories."""
+    checkpoint = run.checkpoints.filter(is_final=False).order_by("-step").first()
+    after = checkpoint.step if checkpoint else 0
+    with transaction.atomic():
+        updated = TrainingRun.objects.filter(id=run.id, status__in=(RunStatus.FAILED, RunStatus.CANCELLED)).update(
+            status=RunStatus.QUEUED, resume_from=checkpoint, cancel_requested=False, step=after, error="",
+            traceback="", finished_at=None, stage="queued to resume" if checkpoint else "queued (restart)")
+        if not updated:
+            raise ValidationError(f"Run {run.name} is {run.status}; only failed or cancelled runs can be resumed.")
+        MetricPoint.objects.filter(run=run, step__gt=after).delete()
+        run.refresh_from_db()
+        publish(events.run_group(run.id), events.truncate_event(run.id, after))
+        enqueue(TRAIN_TASK, run.id)
+        _announce(run)
+    return run
+
+
+def preset_save(*, project, created_by, name: str, method: str, config: dict) -> RunPreset:
+    """Saves (or overwrites, by name) a validated config as a preset."""
+    validated = config_to_dict(config_from_dict(method, config))
+    preset, _ = RunPreset.objects.update_or_create(
+        project=project, name=name, defaults={"method": method, "config": validated, "created_by": created_by})
+    return preset
+
+
+# --- the lifecycle, driven by the gpu worker -------------------------------------------------
 
 def run_claim(*, run_id: int, worker: str) -> int | None:
     """queued → running in one conditional UPDATE. Returns the claim's attempt number, or None
@@ -18,7 +143,9 @@ def run_claim(*, run_id: int, worker: str) -> int | None:
         error="", traceback="")
     if not updated:
         return None
-    return TrainingRun.objects.values_list("attempt", flat=True).get(id=run_id)
+    run = TrainingRun.objects.get(id=run_id)
+    _announce(run)
+    return run.attempt
 
 
 def run_heartbeat(*, run_id: int, attempt: int, **fields) -> bool:
@@ -28,11 +155,115 @@ def run_heartbeat(*, run_id: int, attempt: int, **fields) -> bool:
         heartbeat_at=timezone.now(), **fields))
 
 
+def run_cancel_requested(*, run_id: int) -> bool:
+    return TrainingRun.objects.filter(id=run_id, cancel_requested=True).exists()
+
+
+def run_progress_store(*, run_id: int, attempt: int, points: list[dict], log_lines: list[str], log_tail: str,
+                       **fields) -> bool:
+    """Stores a batch of metric points (idempotent per step), beats the heartbeat with the progress
+    fields, then publishes points, log lines and status. False when the claim was lost."""
+    rows = [MetricPoint(run_id=run_id, **p) for p in points]
+    with transaction.atomic():
+        if not run_heartbeat(run_id=run_id, attempt=attempt, log_tail=log_tail, **fields):
+            return False
+        stored = MetricPoint.objects.bulk_create(rows, update_conflicts=True, unique_fields=["run", "step"],
+                                                 update_fields=["epoch", "tokens", "values"])
+        run = TrainingRun.objects.get(id=run_id)
+        if stored:
+            publish(events.run_group(run_id), events.points_event(run_id, stored))
+        if log_lines:
+            publish(events.run_group(run_id), events.log_event(run_id, log_lines))
+        _announce(run)
+    return True
+
+
+def model_card_text(run: TrainingRun, *, step: int, metrics: dict, is_final: bool) -> str:
+    snapshot = run.snapshot
+    lines = [f"# {run.name} — {'final model' if is_final else f'checkpoint at step {step}'}", "",
+             f"- method: {run.get_method_display()} (`{run.method}`)", f"- training run: {run.id}, step {step}",
+             f"- started from: {run.student.name} (`{run.student.source}`)"]
+    if snapshot is not None:
+        lines.append(f"- preference snapshot: {snapshot.name}, sha256 {snapshot.content_hash}, {snapshot.pair_count} pairs")
+    for label, model in (("teacher", run.teacher), ("π_sft", run.teacher_sft), ("π_dpo", run.teacher_dpo)):
+        if model is not None:
+            lines.append(f"- {label}: {model.name} (`{model.source}`)")
+    lines += ["", "## Metrics (last step)", ""] + [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())
+                                                   if isinstance(v, (int, float))]
+    lines += ["", "## Config", "", "```json", json.dumps(run.config, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def checkpoint_record(*, run: TrainingRun, step: int, path, is_final: bool = False, metrics=None) -> Checkpoint:
+    """Registers a checkpoint directory (an HF model dir with tokenizer) and writes its model card."""
+    metrics = metrics or {}
+    Path(path, "README.md").write_text(model_card_text(run, step=step, metrics=metrics, is_final=is_final))
+    checkpoint, _ = Checkpoint.objects.update_or_create(
+        run=run, step=step, defaults={"path": str(path), "is_final": is_final, "metrics": metrics})
+    return checkpoint
+
+
+def run_fail(*, run_id: int, attempt: int, error: str, traceback: str = "", log_tail: str = "") -> None:
+    now = timezone.now()
+    TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, finished_at=now, heartbeat_at=now, error=error[:5000], traceback=traceback,
+        log_tail=log_tail, cancel_requested=False)
+    _announce(TrainingRun.objects.get(id=run_id))
+
+
+def run_stopped(*, run_id: int, attempt: int, step: int, checkpoint_dir, log_tail: str = "") -> None:
+    """A cooperative cancel ended the run: record its resumable checkpoint, mark it cancelled."""
+    run = TrainingRun.objects.get(id=run_id)
+    with transaction.atomic():
+        if checkpoint_dir is not None and Path(checkpoint_dir).is_dir():
+            checkpoint_record(run=run, step=step, path=checkpoint_dir)
+        TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now(), step=step, stage="", log_tail=log_tail,
+            cancel_requested=False)
+        run.refresh_from_db()
+        _announce(run)
+
+
+def run_succeed(*, run_id: int, attempt: int, steps: int, final_dir, metrics: dict, log_tail: str = ""):
+    """Registers the final checkpoint and the new student model version (lineage: parent, snapshot,
+    method, config), then marks the run succeeded. Returns the model version."""
+    run = TrainingRun.objects.select_related("student", "snapshot").get(id=run_id)
+    with transaction.atomic():
+        checkpoint_record(run=run, step=steps, path=final_dir, is_final=True, metrics=metrics)
+        version = model_version_register(
+            project=run.project, name=f"{run.name} (run {run.id})", role=ModelRole.STUDENT, source=str(final_dir),
+            parent=run.student, produced_by=run, snapshot=run.snapshot, method=run.method, config=run.config)
+        TrainingRun.objects.filter(id=run_id, attempt=attempt).update(
+            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), step=steps, stage="", log_tail=log_tail,
+            cancel_requested=False)
+        run.refresh_from_db()
+        _announce(run)
+    return version
+
+
+def teacher_dpo_register(*, run: TrainingRun, base, source) -> ModelVersion:
+    """The π_dpo a pipeline trained (or found cached) for this run: one model version per weights
+    directory, reused by later runs; the run then points at it."""
+    version = base.project.model_versions.filter(source=str(source)).first()
+    if version is None:
+        version = model_version_register(
+            project=base.project, name=f"{base.name} + DPO (β=0.01, {run.snapshot.name}, run {run.id})",
+            role=ModelRole.TEACHER, stage=TeacherStage.DPO, source=str(source), parent=base, produced_by=run,
+            snapshot=run.snapshot, method="dpo", config={"beta": 0.01})
+    TrainingRun.objects.filter(id=run.id).update(teacher_dpo=version)
+    return version
+
+
 def runs_reap_stale(*, now=None) -> int:
     """Marks running runs whose heartbeat went silent as failed. Returns how many."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
-    return TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=RunStatus.FAILED, finished_at=now,
+    stale = list(TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True))
+    reaped = TrainingRun.objects.filter(id__in=stale, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=RunStatus.FAILED, finished_at=now, cancel_requested=False,
         error=f"The worker stopped beating its heartbeat for over {settings.RUN_STALE_AFTER_SECONDS}s (worker died?). "
               "Resume continues from the last checkpoint.")
+    for run in TrainingRun.objects.filter(id__in=stale, status=RunStatus.FAILED):
+        _announce(run)
+    return reaped
+

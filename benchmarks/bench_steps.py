@@ -1,0 +1,206 @@
+"""Training step time, measured side by side in one run on one model and one batch shape: DCKD and
+ADPA (both reading cached teacher signals, so no teacher runs in their loop) against DPO, and our
+DPO recipe (ml/recipes/dpo.py: config mapping, dataset rendering, HooksCallback) against a plain
+TRL DPOTrainer given the same model, data and arguments. Each method trains `--warmup + --steps`
+optimizer steps per round; the time between consecutive per-step events is one step (data loading,
+forward, backward, optimizer, logging), warm-up steps are dropped, and rounds alternate the methods
+so that load from other processes on the machine spreads over all of them alike.
+
+    python benchmarks/bench_steps.py [--demo-dir var/demo] [--steps 40] [--rounds 3] [--json FILE]
+
+Goals (issue 3): DCKD / DPO <= 1.3, ADPA / DPO <= 1.3, our DPO / plain TRL <= 1.0."""
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ml.config import ADPAConfig, DCKDConfig, DPOConfig  # noqa: E402
+from ml.data import PreferencePair  # noqa: E402
+from ml.demo.configs import build_model, llama_config, save_model_dir  # noqa: E402
+from ml.demo.tasks import generate_tasks  # noqa: E402
+from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer  # noqa: E402
+from ml.modeling import load_model  # noqa: E402
+from ml.recipes import adpa, dckd, dpo  # noqa: E402
+from ml.recipes.hooks import Hooks  # noqa: E402
+from ml.signals import precompute_adpa, precompute_dckd  # noqa: E402
+
+GOALS = {"dckd / dpo": 1.3, "adpa / dpo": 1.3, "dpo (ours) / dpo (plain TRL)": 1.0}
+METHODS = ("dpo_plain_trl", "dpo_plain_trl_defaults", "dpo_ours", "dckd", "adpa")
+
+
+def preference_pairs(num_pairs: int, seed: int) -> list:
+    """Demo tasks with chosen = the checked answer and rejected = the answer of another task of the
+    same family, so both sides have the length and vocabulary of real demo answers."""
+    tasks = generate_tasks(num_pairs * 2, seed=seed)
+    by_family = {}
+    for task in tasks[num_pairs:]:
+        by_family.setdefault(task.family, []).append(task.answer)
+    pairs = []
+    for i, task in enumerate(tasks[:num_pairs]):
+        others = [a for a in by_family[task.family] if a != task.answer] or [task.answer + " 1"]
+        pairs.append(PreferencePair(task.prompt, task.answer, others[i % len(others)]))
+    return pairs
+
+
+def bench_models(demo_dir, workdir: Path) -> tuple[Path, Path, str]:
+    """(student dir, teacher dir, where they came from): the built demo world's student and teacher
+    when `demo_dir` holds them, else random-init models of the same sizes with the demo tokenizer."""
+    if demo_dir and (Path(demo_dir) / "student").is_dir() and (Path(demo_dir) / "teacher").is_dir():
+        return Path(demo_dir) / "student", Path(demo_dir) / "teacher", f"demo build {demo_dir}"
+    tokenizer = train_demo_tokenizer(corpus_from_tasks(generate_tasks(350, seed=0)))
+    dirs = []
+    for size, seed in (("student", 2), ("teacher", 1)):
+        dirs.append(save_model_dir(build_model(llama_config(tokenizer, size), seed=seed), tokenizer, workdir / size))
+    return dirs[0], dirs[1], "random-init demo-sized models (no demo build found)"
+
+
+def step_configs(args) -> dict:
+    shared = dict(batch_size=args.batch_size, grad_accum=1, max_length=args.max_length, learning_rate=1e-4,
+                  lr_scheduler="constant", warmup_ratio=0.0, max_steps=args.warmup + args.steps, seed=0)
+    return {"dpo": DPOConfig(**shared, beta=0.1),
+            "dckd": DCKDConfig(**shared, top_k=args.top_k),
+            "adpa": ADPAConfig(**shared, top_k=args.top_k, max_new_tokens=args.max_new_tokens)}
+
+
+def plain_trl_dpo(config: DPOConfig, student_dir: Path, pairs: list, output_dir: Path, on_log, *,
+                  trl_defaults: bool) -> None:
+    """What a TRL user writes: DPOTrainer on the model, no hooks of ours. `trl_defaults=False` matches
+    our recipe's arguments (no gradient checkpointing, fp32 on CPU), so the ratio isolates our wrapper;
+    True keeps TRL's own defaults (gradient checkpointing on, bf16 autocast even on CPU)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    class Stamp(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                on_log()
+
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(student_dir), dtype=torch.float32, use_safetensors=True)
+    rows = [{"prompt": tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], tokenize=False,
+                                                     add_generation_prompt=True),
+             "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    args = TRLDPOConfig(output_dir=str(output_dir), beta=config.beta, learning_rate=config.learning_rate,
+                        lr_scheduler_type="constant", max_steps=config.max_steps,
+                        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=1,
+                        max_length=config.max_length, max_grad_norm=config.max_grad_norm, seed=config.seed,
+                        precompute_ref_log_probs=True, logging_steps=1, report_to=[], save_strategy="no",
+                        use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+                        **({} if trl_defaults else {"gradient_checkpointing": False,
+                                                    "bf16": torch.cuda.is_available()}))
+    DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+               callbacks=[Stamp()]).train()
+
+
+def run_method(method: str, configs: dict, world: dict, output_dir: Path) -> list:
+    """Train one method for the configured steps; returns the perf_counter stamp of each step's end."""
+    stamps = []
+    hooks = Hooks(on_progress=lambda event: stamps.append(time.perf_counter()))
+    if method.startswith("dpo_plain_trl"):
+        plain_trl_dpo(configs["dpo"], world["student"], world["pairs"], output_dir,
+                      lambda: stamps.append(time.perf_counter()), trl_defaults=method.endswith("defaults"))
+    elif method == "dpo_ours":
+        dpo.train(configs["dpo"], world["pairs"], output_dir, hooks, student=world["student"])
+    elif method == "dckd":
+        dckd.train(configs["dckd"], world["pairs"], output_dir, hooks, student=world["student"],
+                   signals=world["dckd_signals"])
+    elif method == "adpa":
+        adpa.train(configs["adpa"], world["pairs"], output_dir, hooks, student=world["student"],
+                   signals=world["adpa_signals"])
+    return stamps
+
+
+def step_times(stamps: list, warmup: int) -> list:
+    """Seconds per step after the warm-up: step i lasts from the end of step i-1 to its own end."""
+    return [b - a for a, b in zip(stamps, stamps[1:])][max(warmup - 1, 0):]
+
+
+def summarize(times: dict) -> dict:
+    out = {}
+    for method, values in times.items():
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        out[method] = {"median_ms": 1000 * statistics.median(values), "p25_ms": 1000 * q[0],
+                       "p75_ms": 1000 * q[2], "steps": len(values)}
+    med = {m: out[m]["median_ms"] for m in out}
+    ratios = {"dckd / dpo": med["dckd"] / med["dpo_ours"], "adpa / dpo": med["adpa"] / med["dpo_ours"],
+              "dckd / dpo (plain TRL)": med["dckd"] / med["dpo_plain_trl"],
+              "adpa / dpo (plain TRL)": med["adpa"] / med["dpo_plain_trl"],
+              "dpo (ours) / dpo (plain TRL)": med["dpo_ours"] / med["dpo_plain_trl"],
+              "dpo (ours) / dpo (plain TRL, TRL defaults)": med["dpo_ours"] / med["dpo_plain_trl_defaults"]}
+    return {"methods": out, "ratios": ratios}
+
+
+def print_report(report: dict) -> None:
+    print(f"\nmodel: {report['setup']['models']}; student {report['setup']['student_params']:,} parameters; "
+          f"batch {report['setup']['batch_size']} pairs; {report['setup']['threads']} torch thread(s)")
+    print(f"{'method':<24}{'median ms/step':>16}{'p25':>10}{'p75':>10}{'steps':>8}")
+    for method, row in report["methods"].items():
+        print(f"{method:<24}{row['median_ms']:>16.1f}{row['p25_ms']:>10.1f}{row['p75_ms']:>10.1f}{row['steps']:>8}")
+    print()
+    for name, value in report["ratios"].items():
+        goal = GOALS.get(name)
+        verdict = "" if goal is None else f"  (goal <= {goal}: {'met' if value <= goal else 'MISSED'})"
+        print(f"{name:<44}{value:>6.2f}x{verdict}")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo-dir", default="var/demo", help="built demo world (student/, teacher/)")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per method and round")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the methods")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--max-new-tokens", type=int, default=8, help="length cap of ADPA's student responses")
+    parser.add_argument("--num-pairs", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="also write the report here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
+        workdir = Path(tmp)
+        student_dir, teacher_dir, origin = bench_models(args.demo_dir, workdir)
+        configs = step_configs(args)
+        pairs = preference_pairs(args.num_pairs, seed=11)
+        # Timing does not depend on the signal values, so the one teacher serves as pi_dpo and pi_sft.
+        world = {"student": student_dir, "pairs": pairs,
+                 "dckd_signals": precompute_dckd(teacher_dir, pairs, cache_dir=workdir / "cache", top_k=args.top_k,
+                                                 max_length=args.max_length, batch_size=32),
+                 "adpa_signals": precompute_adpa(teacher_dir, teacher_dir, student_dir, pairs,
+                                                 cache_dir=workdir / "cache", top_k=args.top_k,
+                                                 max_length=args.max_length, max_new_tokens=args.max_new_tokens,
+                                                 batch_size=32)}
+        times = {m: [] for m in METHODS}
+        for round_ in range(args.rounds):
+            order = METHODS[round_ % len(METHODS):] + METHODS[: round_ % len(METHODS)]
+            for method in order:
+                stamps = run_method(method, configs, world, workdir / f"{method}-{round_}")
+                times[method] += step_times(stamps, args.warmup)
+                print(f"round {round_ + 1}/{args.rounds} {method:<24} median "
+                      f"{1000 * statistics.median(step_times(stamps, args.warmup)):.1f} ms/step", flush=True)
+        report = summarize(times)
+        report["setup"] = {
+            "models": origin, "student_params": load_model(str(student_dir), device="cpu").num_parameters,
+            "batch_size": args.batch_size, "threads": args.threads, "steps": args.steps, "warmup": args.warmup,
+            "rounds": args.rounds, "max_length": args.max_length, "top_k": args.top_k, "torch": torch.__version__}
+    print_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

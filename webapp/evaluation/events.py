@@ -1,0 +1,39 @@
+"""Live events of evaluations and loop rounds. One group per project, `evaluation.<project_id>`,
+carries every event (pages filter by id); messages are flat JSON:
+
+- {"event": "evaluation", "id", "status", "stage", "done", "total", "error"}   progress and state
+- {"event": "evaluation_results", "id"}                                        results changed (reload)
+- {"event": "round", "id", "number", "status", "stage", "done", "total", "error"}
+- {"event": "leaderboard", "computed_at"}"""
+from webapp.projects.live import publish
+
+
+def project_group(project_id: int) -> str:
+    return f"evaluation.{project_id}"
+
+
+def evaluation_state(evaluation) -> dict:
+    return {"event": "evaluation", "id": evaluation.id, "status": evaluation.status, "stage": evaluation.stage,
+            "done": evaluation.progress_done, "total": evaluation.progress_total, "error": evaluation.error}
+
+
+def round_state(loop_round) -> dict:
+    return {"event": "round", "id": loop_round.id, "number": loop_round.number, "status": loop_round.status,
+            "stage": loop_round.stage, "done": loop_round.progress_done, "total": loop_round.progress_total,
+            "error": loop_round.error}
+
+
+def publish_evaluation(evaluation) -> None:
+    publish(project_group(evaluation.project_id), evaluation_state(evaluation))
+
+
+def publish_results(evaluation) -> None:
+    publish(project_group(evaluation.project_id), {"event": "evaluation_results", "id": evaluation.id})
+
+
+def publish_round(loop_round) -> None:
+    publish(project_group(loop_round.project_id), round_state(loop_round))
+
+
+def publish_leaderboard(leaderboard) -> None:
+    publish(project_group(leaderboard.project_id), {"event": "leaderboard", "computed_at": leaderboard.computed_at})

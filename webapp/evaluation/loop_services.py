@@ -1,0 +1,98 @@
+"""Writes for the closed loop and the playground: starting a "next round" (the latest student answers
+fresh prompts; its comparisons with the teacher enter the annotation queue ordered by teacher-student
+disagreement), the round job's claim/progress/finish steps, and a pair of playground answers sent
+to the queue by hand."""
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from webapp.annotation.models import ComparisonSource
+from webapp.catalog.models import ModelRole, Prompt, PromptSet
+from webapp.catalog.services import prompt_content_hash
+from webapp.celery import enqueue
+from webapp.evaluation import events
+from webapp.evaluation.models import EvalStatus, LoopRound
+from webapp.evaluation.services import generation_record, pair_comparison_store
+
+ROUND_TASK = "workers.tasks.gpu.loop.run_round"
+PLAYGROUND_SET = "playground"
+
+
+def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int, created_by=None) -> LoopRound:
+    """Numbers the round (one more than the last) and enqueues its job."""
+    if student.project_id != project.pk or student.role == ModelRole.TEACHER:
+        raise ValidationError("The round's student must be a non-teacher model version of this project.")
+    if teacher.project_id != project.pk or teacher.role != ModelRole.TEACHER:
+        raise ValidationError("The round's teacher must be a teacher of this project.")
+    if prompt_set.project_id != project.pk:
+        raise ValidationError("The prompt set must belong to this project.")
+    if not 1 <= prompt_count <= 5000:
+        raise ValidationError("A round takes between 1 and 5000 fresh prompts.")
+    if LoopRound.objects.filter(project=project, status__in=(EvalStatus.QUEUED, EvalStatus.RUNNING)).exists():
+        raise ValidationError("A round is already in progress; wait for it to finish.")
+    for _ in range(3):  # two researchers clicking at once race for the number: retry on the unique constraint
+        number = (LoopRound.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        try:
+            with transaction.atomic():
+                loop_round = LoopRound.objects.create(project=project, number=number, student=student, teacher=teacher,
+                                                      prompt_set=prompt_set, prompt_count=prompt_count,
+                                                      created_by=created_by)
+                enqueue(ROUND_TASK, loop_round.id)
+            return loop_round
+        except IntegrityError:
+            continue
+    raise ValidationError("Could not number the round; try again.")
+
+
+def loop_round_claim(*, round_id: int) -> bool:
+    claimed = LoopRound.objects.filter(pk=round_id, status=EvalStatus.QUEUED).update(
+        status=EvalStatus.RUNNING, stage="starting", error="")
+    return claimed == 1
+
+
+def loop_round_progress(*, loop_round: LoopRound, stage: str, done: int, total: int) -> None:
+    loop_round.stage, loop_round.progress_done, loop_round.progress_total = stage[:100], done, total
+    LoopRound.objects.filter(pk=loop_round.pk).update(stage=loop_round.stage, progress_done=done, progress_total=total)
+    events.publish_round(loop_round)
+
+
+def loop_round_finish(*, loop_round: LoopRound, stats: dict | None = None, error: str = "") -> None:
+    status = EvalStatus.FAILED if error else EvalStatus.SUCCEEDED
+    updates = {"status": status, "error": error[:5000], "finished_at": timezone.now()}
+    if stats is not None:
+        updates["stats"] = {**loop_round.stats, **stats}
+    LoopRound.objects.filter(pk=loop_round.pk).update(**updates)
+    loop_round.refresh_from_db()
+    events.publish_round(loop_round)
+
+
+def loop_comparison_store(*, loop_round: LoopRound, prompt, teacher_generation, student_generation,
+                          disagreement: float):
+    """Teacher (position 0) vs student, open for people, priority = disagreement (largest first)."""
+    return pair_comparison_store(project=loop_round.project, prompt=prompt, first=teacher_generation,
+                                 second=student_generation, source=ComparisonSource.LOOP, priority=disagreement,
+                                 loop_round=loop_round)
+
+
+@transaction.atomic
+def playground_pair_submit(*, project, prompt_text: str, teacher, student, teacher_text: str, student_text: str):
+    """Stores a playground prompt (in the project's "playground" prompt set), the two answers and an
+    open comparison, so the pair appears in the annotation queue."""
+    prompt_text = prompt_text.strip()
+    if not prompt_text:
+        raise ValidationError("Write a prompt first.")
+    if not teacher_text.strip() or not student_text.strip():
+        raise ValidationError("Both models must have answered before the pair can be sent.")
+    if teacher.project_id != project.pk or student.project_id != project.pk:
+        raise ValidationError("Both models must belong to the project.")
+    prompt_set, _ = PromptSet.objects.get_or_create(project=project, name=PLAYGROUND_SET,
+                                                    defaults={"description": "Prompts typed in the playground"})
+    digest = prompt_content_hash(text=prompt_text)
+    prompt, _ = Prompt.objects.get_or_create(prompt_set=prompt_set, content_hash=digest,
+                                             defaults={"text": prompt_text, "split": "train", "tags": ["playground"]})
+    generations = [generation_record(prompt=prompt, model_version=mv, text=text, token_count=len(text.split()),
+                                     origin="playground", temperature=0.7)
+                   for mv, text in ((teacher, teacher_text), (student, student_text))]
+    return pair_comparison_store(project=project, prompt=prompt, first=generations[0], second=generations[1],
+                                 source=ComparisonSource.PLAYGROUND)

@@ -1,0 +1,189 @@
+"""Reads for evaluations and the loop: the prompts an evaluation covers, each candidate's outcomes
+against the teacher per judge source, every pairwise outcome of a project (the leaderboard's input),
+the side-by-side rows with their filters and word diff, and the loop rounds with live counts."""
+import difflib
+import re
+from collections import defaultdict
+
+from django.db.models import Count, Q
+
+from webapp.annotation.models import Comparison, ComparisonItem, ComparisonKind, Judgement, JudgementSource
+from webapp.catalog.models import ModelRole, ModelVersion, Prompt
+from webapp.evaluation.models import Evaluation, EvaluationOutput, Leaderboard, LoopRound
+
+# A verdict as a game result for position 0: both-bad is no preference, so it counts as a tie.
+OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
+SOURCES = {"human": (JudgementSource.HUMAN,), "judge": (JudgementSource.TEACHER, JudgementSource.ORACLE),
+           "all": (JudgementSource.HUMAN, JudgementSource.TEACHER, JudgementSource.ORACLE)}
+
+
+def evaluations_for(*, project):
+    return (Evaluation.objects.filter(project=project).select_related("teacher", "prompt_set")
+            .prefetch_related("model_versions"))
+
+
+def evaluation_prompts(*, evaluation: Evaluation) -> list:
+    """The held-out prompts: the set's `split` (default eval; "" = all), at most `prompt_limit`."""
+    prompts = Prompt.objects.filter(prompt_set=evaluation.prompt_set).order_by("id")
+    split = evaluation.config.get("split", "eval")
+    if split:
+        prompts = prompts.filter(split=split)
+    limit = evaluation.config.get("prompt_limit")
+    return list(prompts[:limit] if limit else prompts)
+
+
+def majority_outcome(outcomes: list) -> float:
+    """Several human verdicts on one comparison -> one game: the side most of them chose, else a tie."""
+    mean = sum(outcomes) / len(outcomes)
+    return 1.0 if mean > 0.5 else 0.0 if mean < 0.5 else 0.5
+
+
+def evaluation_outcomes(*, evaluation: Evaluation) -> dict:
+    """{candidate model_version id: {"teacher": [...], "oracle": [...], "human": [...]}} with outcomes
+    for the candidate (1 win, 0.5 tie, 0 loss); humans count once per comparison (majority)."""
+    candidate_of = dict(ComparisonItem.objects.filter(comparison__evaluation=evaluation, position=0)
+                        .values_list("comparison_id", "generation__model_version_id"))
+    per_source = defaultdict(lambda: defaultdict(list))
+    human = defaultdict(list)
+    for comparison_id, source, verdict in Judgement.objects.filter(
+            comparison__evaluation=evaluation, verdict__in=OUTCOME).values_list("comparison_id", "source", "verdict"):
+        if source == JudgementSource.HUMAN:
+            human[comparison_id].append(OUTCOME[verdict])
+        else:
+            per_source[candidate_of[comparison_id]][source].append(OUTCOME[verdict])
+    for comparison_id, outcomes in human.items():
+        per_source[candidate_of[comparison_id]]["human"].append(majority_outcome(outcomes))
+    return {mv: dict(sources) for mv, sources in per_source.items()}
+
+
+def leaderboard_pairs(*, project, source: str = "all") -> list:
+    """Every pairwise outcome the project holds between two different model versions:
+    [(model_version_a, model_version_b, outcome for a)], from judgements of the given source."""
+    sides = defaultdict(dict)
+    for comparison_id, position, mv in ComparisonItem.objects.filter(
+            comparison__project=project, comparison__kind=ComparisonKind.PAIRWISE).values_list(
+            "comparison_id", "position", "generation__model_version_id"):
+        sides[comparison_id][position] = mv
+    pairs = []
+    for comparison_id, verdict in Judgement.objects.filter(
+            comparison__project=project, source__in=SOURCES[source], verdict__in=OUTCOME).values_list(
+            "comparison_id", "verdict"):
+        side = sides.get(comparison_id, {})
+        if len(side) == 2 and side[0] != side[1]:
+            pairs.append((side[0], side[1], OUTCOME[verdict]))
+    return pairs
+
+
+def leaderboard_for(*, project, source: str = "all") -> dict | None:
+    board = Leaderboard.objects.filter(project=project).first()
+    if board is None:
+        return None
+    return {"computed_at": board.computed_at, **board.scores.get(source, {"rows": [], "pairs": 0, "error": ""})}
+
+
+def word_diff(reference: str, text: str) -> list:
+    """[(changed, piece)] for `text` against `reference`, word by word (whitespace kept), so a
+    template can mark what differs without ever treating the text as HTML."""
+    ref_words, words = re.split(r"(\s+)", reference), re.split(r"(\s+)", text)
+    segments = []
+    for op, _, _, j1, j2 in difflib.SequenceMatcher(a=ref_words, b=words, autojunk=False).get_opcodes():
+        if j2 > j1:
+            segments.append((op != "equal", "".join(words[j1:j2])))
+    return segments
+
+
+def _verdicts(comparison) -> dict:
+    humans = [j.verdict for j in comparison.judgements.all() if j.source == JudgementSource.HUMAN]
+    out = {"human": humans}
+    for judgement in comparison.judgements.all():
+        if judgement.source != JudgementSource.HUMAN:
+            out[judgement.source] = {"verdict": judgement.verdict, "probability": judgement.probability}
+    return out
+
+
+def _outcomes(verdicts: dict) -> dict:
+    outcomes = {s: OUTCOME.get(verdicts[s]["verdict"]) for s in ("teacher", "oracle") if s in verdicts}
+    if verdicts["human"]:
+        outcomes["human"] = majority_outcome([OUTCOME.get(v, 0.5) for v in verdicts["human"]])
+    return outcomes
+
+
+def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=False, family="", search="") -> list:
+    """One row per prompt: the teacher's answer and each candidate's answer with its verdicts, word
+    diff against the teacher and heatmap signals. Filters: judge sources that disagree on some
+    candidate, a candidate that lost by some source, task family, text search (prompt or answers)."""
+    outputs = (EvaluationOutput.objects.filter(evaluation=evaluation)
+               .select_related("generation", "model_version", "prompt").order_by("prompt_id", "model_version_id"))
+    comparisons = {(c.prompt_id, c.items.all()[0].generation.model_version_id): c for c in
+                   Comparison.objects.filter(evaluation=evaluation).prefetch_related("items__generation", "judgements")}
+    by_prompt = defaultdict(list)
+    for output in outputs:
+        by_prompt[output.prompt_id].append(output)
+    rows, needle = [], search.strip().lower()
+    for prompt_outputs in by_prompt.values():
+        prompt = prompt_outputs[0].prompt
+        teacher = next((o for o in prompt_outputs if o.model_version_id == evaluation.teacher_id), None)
+        candidates = []
+        for output in prompt_outputs:
+            if output.model_version_id == evaluation.teacher_id:
+                continue
+            comparison = comparisons.get((prompt.id, output.model_version_id))
+            verdicts = _verdicts(comparison) if comparison else {"human": []}
+            outcomes = _outcomes(verdicts)
+            candidates.append({"output": output, "verdicts": verdicts, "outcomes": outcomes,
+                               "lost": any(v == 0.0 for v in outcomes.values()),
+                               "disagree": len(set(outcomes.values())) > 1,
+                               "diff": word_diff(teacher.generation.text if teacher else "", output.generation.text)})
+        row = {"prompt": prompt, "family": prompt.metadata.get("family", ""), "teacher": teacher,
+               "candidates": candidates}
+        if disagreements and not any(c["disagree"] for c in candidates):
+            continue
+        if losses and not any(c["lost"] for c in candidates):
+            continue
+        if family and row["family"] != family:
+            continue
+        texts = [prompt.text, *(o.generation.text for o in prompt_outputs)]
+        if needle and not any(needle in t.lower() for t in texts):
+            continue
+        rows.append(row)
+    return rows
+
+
+def evaluation_families(*, evaluation: Evaluation) -> list:
+    families = {p.metadata.get("family") for p in Prompt.objects.filter(
+        pk__in=EvaluationOutput.objects.filter(evaluation=evaluation).values("prompt_id"))}
+    return sorted(f for f in families if f)
+
+
+def latest_student(*, project):
+    return ModelVersion.objects.filter(project=project).exclude(role=ModelRole.TEACHER).order_by("-created_at", "-id").first()
+
+
+def fresh_prompts(*, loop_round: LoopRound) -> list:
+    """Prompts of the round's set that no comparison of the project has used yet (held-out eval
+    prompts excluded), oldest first."""
+    used = Comparison.objects.filter(project=loop_round.project).values("prompt_id")
+    prompts = (Prompt.objects.filter(prompt_set=loop_round.prompt_set).exclude(split="eval")
+               .exclude(pk__in=used).order_by("id"))
+    return list(prompts[:loop_round.prompt_count])
+
+
+def loop_rounds(*, project) -> list:
+    """Rounds with live counts: comparisons, human judgements in, and the gain in student oracle
+    accuracy over the previous finished round."""
+    rounds = list(LoopRound.objects.filter(project=project).select_related("student", "teacher").annotate(
+        comparison_count=Count("comparisons", distinct=True),
+        judgements_in=Count("comparisons__judgements", filter=Q(comparisons__judgements__source=JudgementSource.HUMAN),
+                            distinct=True)).order_by("number"))
+    previous = None
+    for loop_round in rounds:
+        accuracy = loop_round.stats.get("student_oracle_accuracy")
+        loop_round.gain = (accuracy - previous) if accuracy is not None and previous is not None else None
+        if accuracy is not None:
+            previous = accuracy
+    return rounds
+
+
+def loop_queue(*, loop_round: LoopRound) -> list:
+    """The round's comparisons in queue order (largest disagreement first)."""
+    return list(Comparison.objects.filter(loop_round=loop_round).order_by("-priority", "id"))

@@ -1,0 +1,89 @@
+"""Writes for generation jobs: create (and enqueue on the gpu queue after commit), claim with one
+conditional UPDATE, progress with a heartbeat, store generations idempotently, finish, fail,
+cancel. Every state change is published to the project's generation group."""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.celery import enqueue
+from webapp.generation import events
+from webapp.generation.models import Generation, GenerationJob, JobStatus
+
+TASK = "workers.tasks.gpu.generation.run_generation_job"
+
+
+def generation_job_create(*, project, created_by, model_versions, prompt_set, split: str = "", prompt_limit=None,
+                          k: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 64,
+                          seed: int = 0) -> GenerationJob:
+    if not model_versions:
+        raise ValidationError("Pick at least one model version.")
+    if any(mv.project_id != project.pk for mv in model_versions) or prompt_set.project_id != project.pk:
+        raise ValidationError("Models and prompts must belong to this project.")
+    with transaction.atomic():
+        job = GenerationJob.objects.create(project=project, created_by=created_by, prompt_set=prompt_set, split=split,
+                                           prompt_limit=prompt_limit, k=k, temperature=temperature, top_p=top_p,
+                                           max_new_tokens=max_new_tokens, seed=seed)
+        job.model_versions.set(model_versions)
+        job.progress_total = job_prompts(job).count() * len(model_versions)
+        job.save(update_fields=["progress_total"])
+        events.job_progress(job)
+        enqueue(TASK, job.pk)
+    return job
+
+
+def job_prompts(job):
+    """The prompts a job answers: its set, filtered by split, capped by prompt_limit (stable order)."""
+    prompts = job.prompt_set.prompts.order_by("id")
+    if job.split:
+        prompts = prompts.filter(split=job.split)
+    if job.prompt_limit:
+        prompts = prompts.filter(id__in=list(prompts.values_list("id", flat=True)[: job.prompt_limit]))
+    return prompts
+
+
+def generation_job_claim(*, job_id: int) -> GenerationJob | None:
+    """queued → running in one conditional UPDATE; None when another worker has it or it is done."""
+    now = timezone.now()
+    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now)
+    if not claimed:
+        GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=True).update(
+            status=JobStatus.CANCELLED, finished_at=now)
+        return None
+    job = GenerationJob.objects.get(pk=job_id)
+    events.job_progress(job)
+    return job
+
+
+def generation_job_progress(*, job: GenerationJob, done: int, total: int) -> bool:
+    """Records progress and a heartbeat; returns True while the job should go on (no cancel)."""
+    job.progress_done, job.progress_total, job.heartbeat_at = done, total, timezone.now()
+    job.save(update_fields=["progress_done", "progress_total", "heartbeat_at"])
+    events.job_progress(job)
+    return not GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, outputs: list, seed: int) -> int:
+    """outputs[i] holds the k samples (text, token_count, token_logps) for prompt_ids[i]. A re-run
+    of the same job never duplicates a sample (unique constraint, conflicts ignored)."""
+    rows = [Generation(job=job, prompt_id=prompt_id, model_version=model_version, sample_index=index, text=sample["text"],
+                       token_count=sample["token_count"], token_logps=sample.get("token_logps"), seed=seed,
+                       temperature=job.temperature, top_p=job.top_p, origin="job")
+            for prompt_id, samples in zip(prompt_ids, outputs, strict=True) for index, sample in enumerate(samples)]
+    return len(Generation.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500))
+
+
+def generation_job_finish(*, job: GenerationJob, status: str = JobStatus.SUCCEEDED, error: str = "") -> None:
+    if status == JobStatus.SUCCEEDED and GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
+        status = JobStatus.CANCELLED
+    job.status, job.error, job.finished_at = status, error[:5000], timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+    events.job_progress(job)
+
+
+def generation_job_cancel(*, job: GenerationJob) -> None:
+    """Queued jobs stop at once; running ones at the next batch (cooperative)."""
+    GenerationJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(cancel_requested=True)
+    if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=timezone.now()):
+        job.refresh_from_db()
+        events.job_progress(job)

@@ -1,0 +1,46 @@
+"""Generation pages: start a job (queued on the gpu queue), watch its live progress bar, browse its
+outputs per prompt, cancel it."""
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from webapp.generation import selectors, services
+from webapp.generation.forms import GenerationJobForm
+from webapp.generation.models import GenerationJob
+from webapp.projects.models import Role
+from webapp.projects.permissions import project_view
+
+
+@project_view(Role.RESEARCHER)
+def generation_jobs(request, project):
+    form = GenerationJobForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.generation_job_create(project=project, created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Generation job {job.pk} queued: {job.progress_total} prompt × model answers, k={job.k}.")
+            return redirect("generation_job_detail", slug=project.slug, job_id=job.pk)
+    return render(request, "generation/jobs.html", {"project": project, "role": request.role, "form": form,
+                                                     "jobs": selectors.jobs_for(project=project)[:50]})
+
+
+@project_view(Role.RESEARCHER)
+def generation_job_detail(request, project, job_id):
+    job = get_object_or_404(GenerationJob.objects.select_related("prompt_set"), project=project, pk=job_id)
+    page = Paginator(selectors.job_prompt_ids(job=job), 20).get_page(request.GET.get("page"))
+    results = selectors.job_results(job=job, prompt_ids=list(page))
+    return render(request, "generation/job_detail.html", {"project": project, "role": request.role, "job": job,
+                                                           "page": page, "results": results})
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def generation_job_cancel(request, project, job_id):
+    job = get_object_or_404(GenerationJob, project=project, pk=job_id)
+    services.generation_job_cancel(job=job)
+    messages.info(request, f"Cancel requested for job {job.pk}; it stops after the current batch.")
+    return redirect("generation_job_detail", slug=project.slug, job_id=job.pk)

@@ -1,0 +1,86 @@
+"""Live events of training runs: the channel group names and every message's schema live here, so
+the worker (publisher), the consumers (relay + snapshot) and static/training/*.js agree on one shape.
+
+Groups: `training.run.<id>` (one run's page: status, metric points, log lines) and
+`training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
+- run.snapshot  {run, points, log, checkpoints}   sent on connect; `points` only after the client's step
+- run.points    {run_id, points: [point, ...]}    point = {step, epoch, tokens, t, values}
+- run.status    {run}                             run = run_state(...) below
+- run.log       {run_id, lines: [str, ...]}
+- run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
+- runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
+"""
+from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, RunStatus, TrainingRun
+
+
+def run_group(run_id: int) -> str:
+    return f"training.run.{run_id}"
+
+
+def project_group(project_id: int) -> str:
+    return f"training.project.{project_id}"
+
+
+def point_payload(point: MetricPoint) -> dict:
+    return {"step": point.step, "epoch": point.epoch, "tokens": point.tokens,
+            "t": point.created_at.timestamp() if point.created_at else None, "values": point.values}
+
+
+def queue_position(run: TrainingRun) -> int | None:
+    """1 = next to be picked up by a gpu worker; None when the run is not queued."""
+    if run.status != RunStatus.QUEUED:
+        return None
+    return TrainingRun.objects.filter(status=RunStatus.QUEUED, id__lt=run.id).count() + 1
+
+
+def run_state(run: TrainingRun) -> dict:
+    """What every view of a run shows: status, progress and how it ended."""
+    return {
+        "id": run.id, "name": run.name, "method": run.method, "method_label": run.get_method_display(),
+        "status": run.status, "status_label": run.get_status_display(), "active": run.status in ACTIVE_STATUSES,
+        "step": run.step, "total_steps": run.total_steps, "stage": run.stage, "attempt": run.attempt,
+        "cancel_requested": run.cancel_requested, "error": run.error, "traceback": run.traceback,
+        "queue_position": queue_position(run), "worker": run.worker,
+        "started_at": run.started_at.timestamp() if run.started_at else None,
+        "finished_at": run.finished_at.timestamp() if run.finished_at else None,
+        "model_version": _model_version(run),
+    }
+
+
+def _model_version(run: TrainingRun):
+    version = run.model_versions.order_by("-id").first() if run.status == RunStatus.SUCCEEDED else None
+    return {"id": version.id, "name": version.name} if version else None
+
+
+def run_snapshot(run: TrainingRun, *, after_step: int = -1) -> dict:
+    """The catch-up message: everything a browser that has seen steps <= after_step is missing."""
+    points = MetricPoint.objects.filter(run=run, step__gt=after_step).order_by("step")
+    checkpoints = Checkpoint.objects.filter(run=run).order_by("step")
+    return {"event": "run.snapshot", "run": run_state(run), "points": [point_payload(p) for p in points],
+            "log": run.log_tail,
+            "checkpoints": [{"step": c.step, "is_final": c.is_final, "path": c.path} for c in checkpoints]}
+
+
+def points_event(run_id: int, points: list[MetricPoint]) -> dict:
+    return {"event": "run.points", "run_id": run_id, "points": [point_payload(p) for p in points]}
+
+
+def status_event(run: TrainingRun) -> dict:
+    return {"event": "run.status", "run": run_state(run)}
+
+
+def log_event(run_id: int, lines: list[str]) -> dict:
+    return {"event": "run.log", "run_id": run_id, "lines": lines}
+
+
+def truncate_event(run_id: int, after_step: int) -> dict:
+    return {"event": "run.truncate", "run_id": run_id, "after_step": after_step}
+
+
+def runs_snapshot(project) -> dict:
+    runs = TrainingRun.objects.filter(project=project).order_by("-created_at")[:100]
+    return {"event": "runs.snapshot", "runs": [run_state(r) for r in runs]}
+
+
+def runs_status_event(run: TrainingRun) -> dict:
+    return {"event": "runs.status", "run": run_state(run)}
