@@ -6,10 +6,13 @@ optimizer steps per round; the time between consecutive per-step events is one s
 forward, backward, optimizer, logging), warm-up steps are dropped, and rounds alternate the methods
 so that load from other processes on the machine spreads over all of them alike.
 
-    python benchmarks/bench_steps.py [--demo-dir var/demo] [--steps 40] [--rounds 3] [--json FILE]
+    python benchmarks/bench_steps.py [--demo-dir var/demo] [--size student|teacher] [--steps 40]
+                                     [--rounds 3] [--threads 1] [--json FILE]
 
 Goals (issue 3): DCKD / DPO <= 1.3, ADPA / DPO <= 1.3, our DPO / plain TRL <= 1.0."""
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import sys
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.config import ADPAConfig, DCKDConfig, DPOConfig  # noqa: E402
 from ml.data import PreferencePair  # noqa: E402
-from ml.demo.configs import build_model, llama_config, save_model_dir  # noqa: E402
+from ml.demo.configs import SIZES, build_model, llama_config, save_model_dir  # noqa: E402
 from ml.demo.tasks import generate_tasks  # noqa: E402
 from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer  # noqa: E402
 from ml.modeling import load_model  # noqa: E402
@@ -49,16 +52,17 @@ def preference_pairs(num_pairs: int, seed: int) -> list:
     return pairs
 
 
-def bench_models(demo_dir, workdir: Path) -> tuple[Path, Path, str]:
+def bench_models(demo_dir, workdir: Path, size: str) -> tuple[Path, Path, str]:
     """(student dir, teacher dir, where they came from): the built demo world's student and teacher
-    when `demo_dir` holds them, else random-init models of the same sizes with the demo tokenizer."""
-    if demo_dir and (Path(demo_dir) / "student").is_dir() and (Path(demo_dir) / "teacher").is_dir():
-        return Path(demo_dir) / "student", Path(demo_dir) / "teacher", f"demo build {demo_dir}"
+    when `demo_dir` holds them and `size` is the student's, else random-init models (`size` for the
+    trained model, the demo teacher's size for the signals) with the demo tokenizer."""
+    demo = Path(demo_dir) if demo_dir else None
+    if size == "student" and demo and (demo / "student").is_dir() and (demo / "teacher").is_dir():
+        return demo / "student", demo / "teacher", f"demo build {demo_dir}"
     tokenizer = train_demo_tokenizer(corpus_from_tasks(generate_tasks(350, seed=0)))
-    dirs = []
-    for size, seed in (("student", 2), ("teacher", 1)):
-        dirs.append(save_model_dir(build_model(llama_config(tokenizer, size), seed=seed), tokenizer, workdir / size))
-    return dirs[0], dirs[1], "random-init demo-sized models (no demo build found)"
+    student = save_model_dir(build_model(llama_config(tokenizer, size), seed=2), tokenizer, workdir / "student")
+    teacher = save_model_dir(build_model(llama_config(tokenizer, "teacher"), seed=1), tokenizer, workdir / "teacher")
+    return student, teacher, f"random-init {size}-sized model (demo tokenizer)"
 
 
 def step_configs(args) -> dict:
@@ -120,6 +124,16 @@ def run_method(method: str, configs: dict, world: dict, output_dir: Path) -> lis
     return stamps
 
 
+def quiet_libraries() -> None:
+    """No per-dataset progress bars or load reports from datasets/transformers in the printed table."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def step_times(stamps: list, warmup: int) -> list:
     """Seconds per step after the warm-up: step i lasts from the end of step i-1 to its own end."""
     return [b - a for a, b in zip(stamps, stamps[1:])][max(warmup - 1, 0):]
@@ -156,6 +170,8 @@ def print_report(report: dict) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo-dir", default="var/demo", help="built demo world (student/, teacher/)")
+    parser.add_argument("--size", default="student", choices=sorted(SIZES),
+                        help="size of the trained model (the demo student's by default)")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per method and round")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the methods")
@@ -168,10 +184,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    quiet_libraries()
 
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         workdir = Path(tmp)
-        student_dir, teacher_dir, origin = bench_models(args.demo_dir, workdir)
+        student_dir, teacher_dir, origin = bench_models(args.demo_dir, workdir, args.size)
         configs = step_configs(args)
         pairs = preference_pairs(args.num_pairs, seed=11)
         # Timing does not depend on the signal values, so the one teacher serves as pi_dpo and pi_sft.
@@ -186,7 +203,8 @@ def main(argv=None) -> dict:
         for round_ in range(args.rounds):
             order = METHODS[round_ % len(METHODS):] + METHODS[: round_ % len(METHODS)]
             for method in order:
-                stamps = run_method(method, configs, world, workdir / f"{method}-{round_}")
+                with contextlib.redirect_stdout(io.StringIO()):  # TRL prints every step's log dict
+                    stamps = run_method(method, configs, world, workdir / f"{method}-{round_}")
                 times[method] += step_times(stamps, args.warmup)
                 print(f"round {round_ + 1}/{args.rounds} {method:<24} median "
                       f"{1000 * statistics.median(step_times(stamps, args.warmup)):.1f} ms/step", flush=True)

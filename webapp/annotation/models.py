@@ -153,3 +153,64 @@ class PreferencePair(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=~models.Q(chosen=models.F("rejected")), name="pair_chosen_differs")]
+
+
+class Assignment(models.Model):
+    """A short lease: the comparison an annotator has on screen. The queue counts live leases as
+    pending judgements, so fifty people at once do not all get the same top-priority item."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_one_per_annotator")]
+        indexes = [models.Index(fields=["annotator", "expires_at"])]
+
+
+class Skip(models.Model):
+    """An annotator passed on a comparison; the queue never offers it to them again."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["comparison", "annotator"], name="skip_one_per_annotator")]
+
+
+class JudgeMethod(models.TextChoices):
+    GENERATIVE = "generative", "Generative (asks the teacher, both orders)"
+    LIKELIHOOD = "likelihood", "Length-normalized likelihood"
+    IMPLICIT_REWARD = "implicit_reward", "DPO implicit reward (π_dpo vs π_sft)"
+
+
+class JudgeJob(models.Model):
+    """The teacher judging chosen comparisons on the gpu queue; each verdict becomes a Judgement
+    with source=teacher, its probability and the judge's identity."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="judge_jobs")
+    method = models.CharField(max_length=20, choices=JudgeMethod.choices, default=JudgeMethod.GENERATIVE)
+    teacher = models.ForeignKey("catalog.ModelVersion", on_delete=models.PROTECT, related_name="judge_jobs")
+    reference = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                  help_text="π_sft for the implicit reward (the teacher is then π_dpo).")
+    beta = models.FloatField(default=0.01)
+    comparison_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=20, default="queued")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    judge_name = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=["queued", "running", "succeeded", "failed"]), name="judgejob_status_valid"),
+            models.CheckConstraint(condition=models.Q(method__in=["generative", "likelihood", "implicit_reward"]), name="judgejob_method_valid"),
+        ]

@@ -1,2 +1,6 @@
 """WebSocket routes of this app."""
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from webapp.annotation.consumers import AnnotationSocket
+
+websocket_urlpatterns: list = [path("ws/p/<slug:slug>/annotation/", AnnotationSocket.as_asgi())]

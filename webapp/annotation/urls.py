@@ -1,3 +1,19 @@
-from django.urls import path  # noqa: F401
+"""Annotation URLs, under the project prefix; the JSON API lives under annotate/api/."""
+from django.urls import path
 
-urlpatterns: list = []
+from webapp.annotation import api, views
+
+urlpatterns = [
+    path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
+    path("p/<slug:slug>/annotate/api/next", api.next_item, name="annotation_api_next"),
+    path("p/<slug:slug>/annotate/api/submit", api.submit, name="annotation_api_submit"),
+    path("p/<slug:slug>/annotate/api/skip", api.skip, name="annotation_api_skip"),
+    path("p/<slug:slug>/annotate/api/undo", api.undo, name="annotation_api_undo"),
+    path("p/<slug:slug>/comparisons/", views.comparisons_build, name="comparisons_build"),
+    path("p/<slug:slug>/judge/", views.judge_jobs, name="judge_jobs"),
+    path("p/<slug:slug>/quality/", views.quality_page, name="quality"),
+    path("p/<slug:slug>/quality/adjudicate/<int:comparison_id>", views.adjudicate, name="adjudicate"),
+    path("p/<slug:slug>/snapshots/", views.snapshot_list, name="snapshot_list"),
+    path("p/<slug:slug>/snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot_detail"),
+    path("p/<slug:slug>/snapshots/<int:snapshot_id>/download/<str:fmt>", views.snapshot_download, name="snapshot_download"),
+]

@@ -1,6 +1,7 @@
+"""Evaluations of student versions against the teacher, and the rounds of the closed loop."""
 from django.contrib import admin
 
-from webapp.evaluation.models import Evaluation, LoopRound
+from webapp.evaluation.models import Evaluation, Leaderboard, LoopRound
 
 
 @admin.register(Evaluation)
@@ -11,4 +12,9 @@ class EvaluationAdmin(admin.ModelAdmin):
 
 @admin.register(LoopRound)
 class LoopRoundAdmin(admin.ModelAdmin):
-    list_display = ("project", "number", "student", "created_at")
+    list_display = ("project", "number", "student", "status", "created_at")
+
+
+@admin.register(Leaderboard)
+class LeaderboardAdmin(admin.ModelAdmin):
+    list_display = ("project", "computed_at")

@@ -76,7 +76,8 @@ def loop_comparison_store(*, loop_round: LoopRound, prompt, teacher_generation, 
 
 
 @transaction.atomic
-def playground_pair_submit(*, project, prompt_text: str, teacher, student, teacher_text: str, student_text: str):
+def playground_pair_submit(*, project, prompt_text: str, teacher, student, teacher_text: str, student_text: str,
+                           token_counts: tuple[int, int] = (0, 0), temperature: float = 0.0):
     """Stores a playground prompt (in the project's "playground" prompt set), the two answers and an
     open comparison, so the pair appears in the annotation queue."""
     prompt_text = prompt_text.strip()
@@ -91,8 +92,8 @@ def playground_pair_submit(*, project, prompt_text: str, teacher, student, teach
     digest = prompt_content_hash(text=prompt_text)
     prompt, _ = Prompt.objects.get_or_create(prompt_set=prompt_set, content_hash=digest,
                                              defaults={"text": prompt_text, "split": "train", "tags": ["playground"]})
-    generations = [generation_record(prompt=prompt, model_version=mv, text=text, token_count=len(text.split()),
-                                     origin="playground", temperature=0.7)
-                   for mv, text in ((teacher, teacher_text), (student, student_text))]
+    generations = [generation_record(prompt=prompt, model_version=mv, text=text, token_count=count,
+                                     origin="playground", temperature=temperature)
+                   for mv, text, count in ((teacher, teacher_text, token_counts[0]), (student, student_text, token_counts[1]))]
     return pair_comparison_store(project=project, prompt=prompt, first=generations[0], second=generations[1],
                                  source=ComparisonSource.PLAYGROUND)

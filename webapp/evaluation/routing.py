@@ -1,2 +1,8 @@
 """WebSocket routes of this app."""
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from webapp.evaluation.consumers import EvaluationSocket
+
+websocket_urlpatterns: list = [
+    path("ws/p/<slug:slug>/evaluations/", EvaluationSocket.as_asgi()),
+]

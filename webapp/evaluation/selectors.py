@@ -75,10 +75,21 @@ def leaderboard_pairs(*, project, source: str = "all") -> list:
 
 
 def leaderboard_for(*, project, source: str = "all") -> dict | None:
+    """The stored fit for `source`, each row with its score and interval placed on a 0-100 scale for
+    the forest plot (`at`, `from`, `width`)."""
     board = Leaderboard.objects.filter(project=project).first()
     if board is None:
         return None
-    return {"computed_at": board.computed_at, **board.scores.get(source, {"rows": [], "pairs": 0, "error": ""})}
+    fit = board.scores.get(source, {"rows": [], "pairs": 0, "error": ""})
+    rows = [dict(row) for row in fit["rows"]]
+    if rows:
+        low, high = min(r["low"] for r in rows), max(r["high"] for r in rows)
+        span = (high - low) or 1.0
+        for row in rows:
+            row.update({"at": 100 * (row["score"] - low) / span, "from": 100 * (row["low"] - low) / span,
+                        "width": 100 * (row["high"] - row["low"]) / span})
+    return {"computed_at": board.computed_at, "source": source, "pairs": fit["pairs"], "error": fit["error"],
+            "rows": rows}
 
 
 def word_diff(reference: str, text: str) -> list:
@@ -187,3 +198,32 @@ def loop_rounds(*, project) -> list:
 def loop_queue(*, loop_round: LoopRound) -> list:
     """The round's comparisons in queue order (largest disagreement first)."""
     return list(Comparison.objects.filter(loop_round=loop_round).order_by("-priority", "id"))
+
+
+def evaluation_summary(*, evaluation: Evaluation) -> list:
+    """Rows for the results table: the teacher, then each candidate, with its stored stats and its
+    win rates against the teacher per judge source (teacher-judge, oracle, human)."""
+    stats = evaluation.results.get("models", {})
+    versus = evaluation.results.get("versus_teacher", {})
+    rows = [{"model_version": evaluation.teacher, "is_teacher": True, "stats": stats.get(str(evaluation.teacher_id), {}),
+             "versus": {}}]
+    for mv in evaluation.model_versions.order_by("id"):
+        win_rates = versus.get(str(mv.id), {})
+        rows.append({"model_version": mv, "is_teacher": False, "stats": stats.get(str(mv.id), {}),
+                     "versus": [_placed(source, win_rates[source]) for source in ("teacher", "oracle", "human")
+                                if source in win_rates]})
+    return rows
+
+
+def _placed(source: str, rate: dict) -> dict:
+    """A win rate with its point and interval in percent, for the forest plot."""
+    return {"source": source, **rate, "at": 100 * rate["rate"], "from": 100 * rate["low"],
+            "width": 100 * (rate["high"] - rate["low"])}
+
+
+def evaluation_human_progress(*, evaluation: Evaluation) -> dict:
+    """How many of the evaluation's comparisons are open to people and how many have a human verdict."""
+    comparisons = Comparison.objects.filter(evaluation=evaluation)
+    return {"open": comparisons.filter(status="open").count(),
+            "judged": comparisons.filter(judgements__source=JudgementSource.HUMAN).distinct().count(),
+            "total": comparisons.count()}

@@ -132,10 +132,13 @@ def machine_judgement_store(*, comparison, source: str, judge_name: str, verdict
     """A teacher-judge or oracle verdict; one per (comparison, judge), so a re-run overwrites it."""
     if source not in (JudgementSource.TEACHER, JudgementSource.ORACLE):
         raise ValueError(f"machine judgements come from the teacher or the oracle, not {source!r}")
+    first, second = ComparisonItem.objects.filter(comparison=comparison).order_by("position").values_list(
+        "generation_id", flat=True)
+    ranking = {"a": [[first], [second]], "b": [[second], [first]]}.get(verdict, [[first, second]])
     judgement, _ = Judgement.objects.update_or_create(
         comparison=comparison, judge_name=judge_name[:200], annotator=None,
         defaults={"source": source, "verdict": verdict, "probability": probability, "judge_model": judge_model,
-                  "shown_order": shown_order or [], "details": details or {}})
+                  "ranking": ranking, "shown_order": shown_order or [first, second], "details": details or {}})
     return judgement
 
 

@@ -1,3 +1,16 @@
-from django.urls import path  # noqa: F401
+"""Evaluation, leaderboard and loop URLs, under the project prefix."""
+from django.urls import path
 
-urlpatterns: list = []
+from webapp.evaluation import views
+
+urlpatterns = [
+    path("p/<slug:slug>/evaluations/", views.evaluation_list, name="evaluation_list"),
+    path("p/<slug:slug>/evaluations/<int:evaluation_id>/", views.evaluation_detail, name="evaluation_detail"),
+    path("p/<slug:slug>/evaluations/<int:evaluation_id>/side-by-side/", views.evaluation_side_by_side,
+         name="evaluation_side_by_side"),
+    path("p/<slug:slug>/evaluations/<int:evaluation_id>/send-to-humans", views.evaluation_send_to_humans,
+         name="evaluation_send_to_humans"),
+    path("p/<slug:slug>/evaluations/<int:evaluation_id>/cancel", views.evaluation_cancel, name="evaluation_cancel"),
+    path("p/<slug:slug>/leaderboard/", views.leaderboard, name="evaluation_leaderboard"),
+    path("p/<slug:slug>/loop/", views.loop_rounds, name="evaluation_loop"),
+]

@@ -3,9 +3,9 @@ the worker (publisher), the consumers (relay + snapshot) and static/training/*.j
 
 Groups: `training.run.<id>` (one run's page: status, metric points, log lines) and
 `training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
-- run.snapshot  {run, points, log, checkpoints}   sent on connect; `points` only after the client's step
+- run.snapshot  {run, points, log}                sent on connect; `points` only after the client's step
 - run.points    {run_id, points: [point, ...]}    point = {step, epoch, tokens, t, values}
-- run.status    {run}                             run = run_state(...) below
+- run.status    {run}                             run = run_state(..., detail=True): with checkpoints
 - run.log       {run_id, lines: [str, ...]}
 - run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
 - runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
@@ -33,9 +33,10 @@ def queue_position(run: TrainingRun) -> int | None:
     return TrainingRun.objects.filter(status=RunStatus.QUEUED, id__lt=run.id).count() + 1
 
 
-def run_state(run: TrainingRun) -> dict:
-    """What every view of a run shows: status, progress and how it ended."""
-    return {
+def run_state(run: TrainingRun, *, detail: bool = False) -> dict:
+    """What every view of a run shows: status, progress and how it ended (`detail` adds the
+    checkpoints, for the run's own page)."""
+    state = {
         "id": run.id, "name": run.name, "method": run.method, "method_label": run.get_method_display(),
         "status": run.status, "status_label": run.get_status_display(), "active": run.status in ACTIVE_STATUSES,
         "step": run.step, "total_steps": run.total_steps, "stage": run.stage, "attempt": run.attempt,
@@ -45,6 +46,10 @@ def run_state(run: TrainingRun) -> dict:
         "finished_at": run.finished_at.timestamp() if run.finished_at else None,
         "model_version": _model_version(run),
     }
+    if detail:
+        state["checkpoints"] = [{"step": c.step, "is_final": c.is_final, "path": c.path}
+                                for c in Checkpoint.objects.filter(run=run).order_by("step")]
+    return state
 
 
 def _model_version(run: TrainingRun):
@@ -55,10 +60,8 @@ def _model_version(run: TrainingRun):
 def run_snapshot(run: TrainingRun, *, after_step: int = -1) -> dict:
     """The catch-up message: everything a browser that has seen steps <= after_step is missing."""
     points = MetricPoint.objects.filter(run=run, step__gt=after_step).order_by("step")
-    checkpoints = Checkpoint.objects.filter(run=run).order_by("step")
-    return {"event": "run.snapshot", "run": run_state(run), "points": [point_payload(p) for p in points],
-            "log": run.log_tail,
-            "checkpoints": [{"step": c.step, "is_final": c.is_final, "path": c.path} for c in checkpoints]}
+    return {"event": "run.snapshot", "run": run_state(run, detail=True), "points": [point_payload(p) for p in points],
+            "log": run.log_tail}
 
 
 def points_event(run_id: int, points: list[MetricPoint]) -> dict:
@@ -66,7 +69,7 @@ def points_event(run_id: int, points: list[MetricPoint]) -> dict:
 
 
 def status_event(run: TrainingRun) -> dict:
-    return {"event": "run.status", "run": run_state(run)}
+    return {"event": "run.status", "run": run_state(run, detail=True)}
 
 
 def log_event(run_id: int, lines: list[str]) -> dict:

@@ -211,12 +211,12 @@ def run_fail(*, run_id: int, attempt: int, error: str, traceback: str = "", log_
     _announce(TrainingRun.objects.get(id=run_id))
 
 
-def run_stopped(*, run_id: int, attempt: int, step: int, checkpoint_dir, log_tail: str = "") -> None:
+def run_stopped(*, run_id: int, attempt: int, step: int, checkpoint_dir, metrics=None, log_tail: str = "") -> None:
     """A cooperative cancel ended the run: record its resumable checkpoint, mark it cancelled."""
     run = TrainingRun.objects.get(id=run_id)
     with transaction.atomic():
         if checkpoint_dir is not None and Path(checkpoint_dir).is_dir():
-            checkpoint_record(run=run, step=step, path=checkpoint_dir)
+            checkpoint_record(run=run, step=step, path=checkpoint_dir, metrics=metrics)
         TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
             status=RunStatus.CANCELLED, finished_at=timezone.now(), step=step, stage="", log_tail=log_tail,
             cancel_requested=False)

@@ -1,3 +1,14 @@
-from django.urls import path  # noqa: F401
+"""Training pages under /p/<slug>/training/."""
+from django.urls import path
 
-urlpatterns: list = []
+from webapp.training import views
+
+urlpatterns = [
+    path("p/<slug:slug>/training/", views.runs_list, name="training_runs"),
+    path("p/<slug:slug>/training/new/", views.run_new, name="training_new"),
+    path("p/<slug:slug>/training/compare/", views.runs_compare, name="training_compare"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/", views.run_detail, name="training_run"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/cancel", views.run_cancel, name="training_run_cancel"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/resume", views.run_resume, name="training_run_resume"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/points.json", views.run_points, name="training_run_points"),
+]

@@ -1,0 +1,50 @@
+"""`python -m ml demo build|eval`: build the bundled demo world (tokenizer, teacher, student,
+prompt files) on the CPU, and measure a model's oracle accuracy on demo prompts per family."""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ml.demo.build import BuildSpec, build_demo, evaluate_accuracy
+from ml.demo.tasks import Task
+from ml.modeling import load_model
+
+
+def add_parser(subparsers) -> None:
+    demo = subparsers.add_parser("demo", help="the bundled demo world").add_subparsers(dest="demo_command", required=True)
+    build = demo.add_parser("build", help="build tokenizer, teacher and student into --out")
+    build.add_argument("--out", required=True, type=Path)
+    build.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these tiny matrices)")
+    for name, default in vars(BuildSpec()).items():
+        build.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    build.set_defaults(func=run_build)
+    evaluate = demo.add_parser("eval", help="oracle accuracy of a model on demo prompts")
+    evaluate.add_argument("--model", required=True, help="model directory or hub id")
+    evaluate.add_argument("--prompts", required=True, type=Path, help="jsonl with family, prompt, answer")
+    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    spec = BuildSpec(**{name: getattr(args, name) for name in vars(BuildSpec())})
+    figures = build_demo(args.out, spec)
+    for role, info in figures["models"].items():
+        print(f"{role}: {info['parameters']:,} parameters, {info['steps']} steps, "
+              f"eval accuracy {info['eval_accuracy']['overall']:.1%}")
+    print(f"gap {figures['accuracy_gap_points']} points; built in {figures['seconds']} s -> {args.out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    rows = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
+    tasks = [Task(row["family"], row["prompt"], row["answer"]) for row in rows[: args.limit]]
+    loaded = load_model(args.model)
+    accuracy = evaluate_accuracy(loaded.model, loaded.tokenizer, tasks, batch_size=args.batch_size)
+    print(f"{'family':<15}{'accuracy':>9}")
+    for family, value in accuracy["per_family"].items():
+        print(f"{family:<15}{value:>9.1%}")
+    print(f"{'overall':<15}{accuracy['overall']:>9.1%}  (n={accuracy['n']})")
+    return 0

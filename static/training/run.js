@@ -1,0 +1,151 @@
+/* The run page: status, progress bar with ETA, live charts, log tail and checkpoints, all fed by the
+   run's socket. Every metric point is kept once (by step), so the snapshot sent on reconnect and the
+   live batches may overlap freely; `window.distilleryRun` exposes the state for tests. */
+(function () {
+  "use strict";
+  const { liveSocket, formatDuration, setStatusBadge } = window.DistilleryLive;
+  const { groupOf, lineChart, dataset } = window.DistilleryCharts;
+  const root = document.getElementById("run-page");
+  const $ = (id) => document.getElementById(id);
+  const state = { lastStep: -1, points: [], charts: {}, series: {}, run: null, redraw: false, messages: 0 };
+  window.distilleryRun = state;
+
+  function chartFor(group) {
+    if (!state.charts[group.id]) {
+      const empty = $("charts-empty");
+      if (empty) empty.remove();
+      const card = document.createElement("div");
+      card.className = "chart-card";
+      card.dataset.chart = group.id;
+      const title = document.createElement("h3");
+      title.textContent = group.title;
+      const box = document.createElement("div");
+      box.className = "chart-box";
+      const canvas = document.createElement("canvas");
+      box.appendChild(canvas);
+      card.append(title, box);
+      $("charts").appendChild(card);
+      state.charts[group.id] = lineChart(canvas);
+    }
+    return state.charts[group.id];
+  }
+
+  function seriesFor(key) {
+    if (!state.series[key]) {
+      const chart = chartFor(groupOf(key));
+      const ds = dataset(key, chart.data.datasets.length);
+      chart.data.datasets.push(ds);
+      state.series[key] = ds;
+    }
+    return state.series[key];
+  }
+
+  function addPoints(points) {
+    for (const p of points) {
+      if (p.step <= state.lastStep) continue;
+      state.lastStep = p.step;
+      state.points.push(p);
+      for (const [key, value] of Object.entries(p.values)) {
+        if (value !== null && isFinite(value)) seriesFor(key).data.push({ x: p.step, y: value });
+      }
+    }
+    scheduleRedraw();
+  }
+
+  function truncate(afterStep) {
+    state.points = state.points.filter((p) => p.step <= afterStep);
+    for (const ds of Object.values(state.series)) ds.data = ds.data.filter((d) => d.x <= afterStep);
+    state.lastStep = Math.min(state.lastStep, afterStep);
+    scheduleRedraw();
+  }
+
+  function scheduleRedraw() {
+    if (state.redraw) return;
+    state.redraw = true;
+    requestAnimationFrame(() => {
+      state.redraw = false;
+      for (const chart of Object.values(state.charts)) chart.update("none");
+      $("point-count").textContent = state.points.length;
+      showEta();
+    });
+  }
+
+  function showEta() {
+    const run = state.run;
+    if (!run || run.status !== "running" || !run.total_steps || state.points.length < 2) {
+      $("run-eta").textContent = "";
+      return;
+    }
+    const last = state.points[state.points.length - 1];
+    const window = state.points.filter((p) => p.t >= last.t - 60);
+    const first = window[0];
+    const rate = (last.step - first.step) / Math.max(last.t - first.t, 1e-3);
+    $("run-eta").textContent = rate > 0 && last.t > first.t
+      ? `ETA ${formatDuration((run.total_steps - run.step) / rate)} · ${rate.toFixed(rate < 1 ? 2 : 1)} steps/s` : "";
+  }
+
+  function showRun(run) {
+    state.run = run;
+    setStatusBadge($("run-status"), run);
+    $("run-step").textContent = run.step;
+    $("run-total").textContent = run.total_steps || "?";
+    $("progress-bar").style.width = run.total_steps ? `${Math.min(100, (100 * run.step) / run.total_steps)}%` : "0";
+    $("run-stage").textContent = run.stage || "";
+    $("run-queue").textContent = run.queue_position ? `queued: position ${run.queue_position}` : "";
+    $("cancel-form").hidden = !run.active;
+    $("cancel-button").disabled = run.cancel_requested;
+    $("cancel-note").hidden = !(run.cancel_requested && run.status === "running");
+    $("resume-form").hidden = !(run.status === "failed" || run.status === "cancelled");
+    $("run-error").hidden = !run.error;
+    $("run-error-text").textContent = run.error || "";
+    $("run-traceback").textContent = run.traceback || "";
+    if (run.model_version) {
+      $("run-result").hidden = false;
+      $("run-version").textContent = run.model_version.name;
+    }
+    if (run.checkpoints) showCheckpoints(run.checkpoints);
+    showEta();
+  }
+
+  function showCheckpoints(checkpoints) {
+    const body = $("checkpoints").querySelector("tbody");
+    body.replaceChildren();
+    for (const c of checkpoints) {
+      const tr = document.createElement("tr");
+      for (const text of [String(c.step), c.path, c.is_final ? "final" : ""]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+  }
+
+  function appendLog(lines, replace) {
+    const log = $("run-log");
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const all = (replace ? [] : log.textContent.split("\n").filter(Boolean)).concat(lines);
+    log.textContent = all.slice(-500).join("\n");
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  function onMessage(message) {
+    state.messages += 1;
+    switch (message.event) {
+      case "run.snapshot":
+        showRun(message.run);
+        addPoints(message.points);
+        appendLog((message.log || "").split("\n").filter(Boolean), true);
+        break;
+      case "run.points": addPoints(message.points); break;
+      case "run.status": showRun(message.run); break;
+      case "run.log": appendLog(message.lines, false); break;
+      case "run.truncate": truncate(message.after_step); break;
+    }
+  }
+
+  $("cancel-form").addEventListener("submit", (e) => {
+    if (!confirm("Cancel this run? It stops after the current step and keeps a checkpoint you can resume from.")) e.preventDefault();
+  });
+  state.socket = liveSocket(root.dataset.ws, { onMessage, query: () => `after=${state.lastStep}`, indicator: $("live-indicator") });
+})();

@@ -1,0 +1,90 @@
+"""ml.generation on the tiny random teacher: batched left-padded greedy output equals one prompt at
+a time, token log-probs equal a manual forward pass (temperature-scaled), k samples are seeded,
+progress and stop callbacks work between batches."""
+import pytest
+import torch
+
+from ml.generation import _trim, generate, sampled_token_logps
+from ml.modeling import load_model, render_prompt
+
+PROMPTS = [
+    "What is 3 plus 4?",
+    "Reverse the words: cat dog apple orange",
+    "How many letters in garden?",
+    "Sort the words: sun tree",
+    "Which is larger: 12 or 7?",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher_dir):
+    return load_model(str(tiny_teacher_dir), device="cpu")
+
+
+def test_batched_greedy_equals_one_at_a_time(teacher):
+    batched = generate(teacher.model, teacher.tokenizer, PROMPTS, temperature=0, max_new_tokens=6, batch_size=5)
+    for prompt, outputs in zip(PROMPTS, batched):
+        alone = generate(teacher.model, teacher.tokenizer, [prompt], temperature=0, max_new_tokens=6)[0]
+        assert outputs[0].token_ids == alone[0].token_ids
+        assert outputs[0].token_logps == pytest.approx(alone[0].token_logps, abs=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_token_logps_match_a_manual_forward_pass(teacher, temperature):
+    outputs = generate(teacher.model, teacher.tokenizer, PROMPTS[:3], k=2, temperature=temperature, max_new_tokens=5)
+    for prompt, samples in zip(PROMPTS, outputs):
+        prompt_ids = teacher.tokenizer(render_prompt(teacher.tokenizer, prompt))["input_ids"]
+        for sample in samples:
+            ids = torch.tensor([prompt_ids + sample.token_ids])
+            with torch.no_grad():
+                logits = teacher.model(ids).logits[0, len(prompt_ids) - 1 : -1]  # (T,V) predicting each new token
+            scale = temperature or 1.0
+            expected = torch.log_softmax(logits / scale, -1).gather(-1, torch.tensor(sample.token_ids)[:, None])
+            assert sample.token_logps == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
+            assert len(sample.token_ids) == 5 or sample.finish_reason == "stop"
+
+
+def test_k_samples_are_seeded(teacher):
+    run = lambda seed: generate(teacher.model, teacher.tokenizer, PROMPTS, k=3, temperature=1.0, max_new_tokens=4, seed=seed)
+    first, again, other = run(0), run(0), run(1)
+    assert [len(samples) for samples in first] == [3] * len(PROMPTS)
+    ids = lambda result: [[s.token_ids for s in samples] for samples in result]
+    assert ids(first) == ids(again)
+    assert ids(first) != ids(other)
+
+
+def test_greedy_k_repeats_the_one_greedy_answer(teacher):
+    samples = generate(teacher.model, teacher.tokenizer, PROMPTS[:1], k=3, temperature=0, max_new_tokens=4)[0]
+    assert len(samples) == 3 and samples[0].token_ids == samples[1].token_ids == samples[2].token_ids
+
+
+def test_progress_and_stop_between_batches(teacher):
+    seen = []
+    generate(teacher.model, teacher.tokenizer, PROMPTS, temperature=0, max_new_tokens=2, batch_size=2,
+             on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    calls = []
+    stopped = generate(teacher.model, teacher.tokenizer, PROMPTS, temperature=0, max_new_tokens=2, batch_size=2,
+                       should_stop=lambda: calls.append(1) or len(calls) > 1)
+    assert sum(1 for samples in stopped if samples) == 2  # only the first batch ran
+
+
+def test_chat_messages_are_accepted(teacher):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPTS[0]}]
+    [[output]] = generate(teacher.model, teacher.tokenizer, [messages], temperature=0, max_new_tokens=3)
+    assert len(output.token_ids) == 3 and output.finish_reason == "length"
+
+
+def test_trim_cuts_after_eos():
+    # eos id 2: the row stops at it (kept), the padding after it is dropped.
+    assert _trim([5, 2, 0, 0], [-1.0, -2.0, -3.0, -4.0], {2}) == ([5, 2], [-1.0, -2.0], "stop")
+    assert _trim([5, 6], [-1.0, -2.0], {2}) == ([5, 6], [-1.0, -2.0], "length")
+
+
+def test_sampled_token_logps_by_hand():
+    # one step, vocab 2, logits [0, ln 3]: p = [1/4, 3/4]; at temperature 0.5 logits double -> [1/10, 9/10].
+    logits = torch.tensor([[[0.0, torch.log(torch.tensor(3.0))]]])
+    token = torch.tensor([[1]])
+    assert sampled_token_logps(logits, token, temperature=1.0).item() == pytest.approx(torch.log(torch.tensor(0.75)).item())
+    assert sampled_token_logps(logits, token, temperature=0.5).item() == pytest.approx(torch.log(torch.tensor(0.9)).item())
+    assert sampled_token_logps(logits, token, temperature=0.0).item() == pytest.approx(torch.log(torch.tensor(0.75)).item())

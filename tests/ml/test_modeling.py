@@ -1,0 +1,82 @@
+"""ml.modeling: dtype choice, loading a saved model dir (frozen / trainable / LoRA), the shared
+tokenizer check, and prompt rendering through the chat template."""
+import pytest
+import torch
+
+from ml.demo.tasks import generate_tasks
+from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer
+from ml.modeling import (
+    LoraSpec,
+    TokenizerMismatchError,
+    check_same_tokenizer,
+    load_model,
+    pick_dtype,
+    render_prompt,
+)
+
+
+def test_dtype_follows_device():
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+def test_load_frozen_model_with_left_padding_tokenizer(tiny_student_dir):
+    loaded = load_model(str(tiny_student_dir), device="cpu")
+    assert loaded.tokenizer.padding_side == "left"
+    assert loaded.tokenizer.pad_token == "<pad>"
+    assert not loaded.model.training
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.num_parameters == loaded.model.num_parameters()
+    assert loaded.source == str(tiny_student_dir) and loaded.revision is None
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
+def test_load_trainable_model(tiny_student_dir):
+    loaded = load_model(str(tiny_student_dir), device="cpu", trainable=True)
+    assert loaded.model.training
+    assert all(p.requires_grad for p in loaded.model.parameters())
+
+
+def test_lora_trains_only_the_adapters(tiny_student_dir):
+    spec = LoraSpec(r=2, alpha=4, dropout=0.0, target_modules=("q_proj", "v_proj"))
+    loaded = load_model(str(tiny_student_dir), device="cpu", lora=spec, trainable=True)
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    # tiny-student: hidden 8, one layer; per projection A (2x8) + B (8x2) = 32, two projections.
+    assert trainable == 64
+
+
+def test_same_tokenizer_passes(tiny_teacher_dir, tiny_student_dir):
+    teacher, student = load_model(str(tiny_teacher_dir)), load_model(str(tiny_student_dir))
+    check_same_tokenizer(teacher.tokenizer, student.tokenizer, method="DCKD")
+
+
+def test_different_tokenizer_is_refused_with_the_method_named(demo_tokenizer):
+    other = train_demo_tokenizer(corpus_from_tasks(generate_tasks(50, seed=9)), vocab_size=300)
+    with pytest.raises(TokenizerMismatchError, match="ADPA .*share one tokenizer.*vocabularies differ"):
+        check_same_tokenizer(demo_tokenizer, other, method="ADPA")
+
+
+def test_different_special_token_is_refused(demo_tokenizer):
+    other = train_demo_tokenizer(corpus_from_tasks(generate_tasks(350, seed=0)))
+    other.eos_token = "<|assistant|>"
+    with pytest.raises(TokenizerMismatchError, match="eos_token differs"):
+        check_same_tokenizer(demo_tokenizer, other, method="GKD")
+
+
+def test_render_prompt_text_and_messages(demo_tokenizer):
+    assert render_prompt(demo_tokenizer, "What is 1 plus 2?") == "<bos><|user|>What is 1 plus 2?<|assistant|>"
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Sort the words: dog cat"},
+    ]
+    assert render_prompt(demo_tokenizer, messages) == (
+        "<bos><|system|>Be brief.<|user|>Sort the words: dog cat<|assistant|>"
+    )
+
+
+def test_render_prompt_without_template(demo_tokenizer):
+    bare = train_demo_tokenizer(corpus_from_tasks(generate_tasks(50, seed=0)))
+    bare.chat_template = None
+    assert render_prompt(bare, "plain text") == "plain text"
+    with pytest.raises(ValueError, match="chat_template"):
+        render_prompt(bare, [{"role": "user", "content": "hi"}])

@@ -1,0 +1,107 @@
+"""A small annotation world around the shared personas: a teacher and a student model version,
+prompts, two samples from each, and helpers that build comparisons from them. Generations are
+written directly (no GPU job), since these tests are about what people do with them."""
+import pytest
+
+from webapp.annotation.services import comparisons_build
+from webapp.catalog.models import ModelVersion, Prompt, PromptSet
+from webapp.generation.models import Generation, GenerationJob
+from webapp.projects.models import Role
+from webapp.projects.services import member_set_role
+
+
+def make_world(project, *, prompts: int = 6, texts=None):
+    teacher = ModelVersion.objects.create(project=project, name="teacher-7b", role="teacher", source="org/teacher")
+    student = ModelVersion.objects.create(project=project, name="student-1b", role="student", source="org/student")
+    prompt_set = PromptSet.objects.create(project=project, name="tasks")
+    job = GenerationJob.objects.create(project=project, prompt_set=prompt_set, k=2, status="succeeded")
+    job.model_versions.set([teacher, student])
+    for i in range(prompts):
+        prompt = Prompt.objects.create(prompt_set=prompt_set, text=f"What is {i} + {i}?", content_hash=f"h{i}")
+        for mv, answer in ((teacher, str(2 * i)), (student, str(2 * i + 1))):
+            for s in range(2):
+                text = texts(i, mv.role, s) if texts else f"{answer} (sample {s}{', longer answer' * (mv.role == 'student')})"
+                Generation.objects.create(job=job, prompt=prompt, model_version=mv, sample_index=s, text=text, token_count=3)
+    return {"teacher": teacher, "student": student, "prompt_set": prompt_set, "job": job}
+
+
+@pytest.fixture
+def world(project):
+    return make_world(project)
+
+
+@pytest.fixture
+def pairwise(project, world):
+    """Teacher-vs-student comparisons, one annotator each."""
+    return comparisons_build(project=project, generations=Generation.objects.filter(job=world["job"]), mode="teacher_student")
+
+
+@pytest.fixture
+def second_annotator(django_user_model, project):
+    from tests.webapp.conftest import PASSWORD
+
+    user = django_user_model.objects.create_user(username="bea-annotator", password=PASSWORD)
+    member_set_role(project=project, user=user, role=Role.ANNOTATOR)
+    return user
+
+
+def http_login(base_url: str, user):
+    """An httpx client for the real server, logged in as `user` (a session made by Django's test
+    client: the server hashes passwords differently from the fast test hasher), with CSRF set."""
+    import httpx
+    from django.test import Client
+
+    django_client = Client()
+    django_client.force_login(user)
+    client = httpx.Client(base_url=base_url, timeout=30)
+    client.cookies.set("sessionid", django_client.cookies["sessionid"].value)
+    client.get("/login/")  # sets the csrftoken cookie
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    client.headers["Referer"] = f"{base_url}/"
+    return client
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """tests/conftest.py's browser, minus --user-data-dir, which this Playwright refuses in
+    launch() (reported to the lead; drop this override once the shared fixture is fixed)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import BROWSER_ARGS
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls in the test body are
+    # still plain sync code, so Django's async-safety guard does not apply.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                      args=[a for a in BROWSER_ARGS if not a.startswith("--user-data-dir")])
+        yield instance
+        instance.close()
+
+
+def off_loop(fn):
+    """Runs fn in a plain thread: Playwright's sync API keeps an event loop in the test's thread,
+    where the services' live-event publishing (async_to_sync) cannot run."""
+    import threading
+
+    from django.db import connection
+
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # re-raised in the test's thread
+            box["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

@@ -1,0 +1,124 @@
+"""The evaluation job run in-process on the tiny demo models against the real test database: answers,
+comparisons, teacher-judge (both orders) and oracle verdicts, token signals, results with bootstrap
+CIs, the leaderboard, and human verdicts joining the win rates."""
+import math
+
+import pytest
+import torch
+
+from ml.demo.tasks import oracle_score
+from ml.metrics import model_token_kl
+from ml.modeling import load_model
+from tests.webapp.conftest import admin_user, annotator, project, researcher  # noqa: F401  (fixtures)
+from tests.webapp.evaluation.factories import import_demo_prompts, register_demo_models
+from webapp.annotation.models import Comparison, Judgement
+from webapp.annotation.services import judgement_record
+from webapp.evaluation import selectors, services
+from webapp.evaluation.models import Evaluation, EvaluationOutput, Leaderboard
+from workers.tasks.gpu.evaluation import refresh_results, run_evaluation
+
+pytestmark = pytest.mark.django_db
+OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def finished(project, researcher, tiny_demo_dir):
+    teacher, student = register_demo_models(project, tiny_demo_dir)
+    prompt_set = import_demo_prompts(project, tiny_demo_dir)
+    evaluation = services.evaluation_create(
+        project=project, name="tiny", teacher=teacher, model_versions=[student], prompt_set=prompt_set,
+        judges=["teacher", "oracle"], created_by=researcher,
+        config={"split": "eval", "prompt_limit": 8, "teacher_judge": "generative", "max_new_tokens": 6, "n_boot": 300})
+    assert run_evaluation(evaluation.id) == "succeeded"
+    evaluation.refresh_from_db()
+    return evaluation, teacher, student
+
+
+def test_evaluation_job_stores_answers_verdicts_and_results(finished, tiny_demo_dir):
+    evaluation, teacher, student = finished
+    assert evaluation.status == "succeeded" and evaluation.error == ""
+    outputs = EvaluationOutput.objects.filter(evaluation=evaluation).select_related("generation", "prompt")
+    assert outputs.count() == 16  # 8 held-out prompts x (teacher + student)
+    assert {o.prompt.split for o in outputs} == {"eval"}
+    for output in outputs:  # the oracle column is the demo task checker itself
+        assert output.oracle_correct == oracle_score(output.prompt.text, output.generation.text)
+
+    comparisons = Comparison.objects.filter(evaluation=evaluation)
+    assert comparisons.count() == 8 and set(comparisons.values_list("status", flat=True)) == {"complete"}
+    teacher_verdicts = Judgement.objects.filter(comparison__evaluation=evaluation, source="teacher")
+    assert teacher_verdicts.count() == 8
+    for judgement in teacher_verdicts:  # both orders judged; orders that disagree are a tie
+        p_ab, p_ba = judgement.details["p_ab"], judgement.details["p_ba"]
+        expected = "a" if p_ab > 0.5 and p_ba > 0.5 else "b" if p_ab < 0.5 and p_ba < 0.5 else "tie"
+        assert judgement.verdict == expected
+        assert judgement.probability == pytest.approx((p_ab + p_ba) / 2)
+        assert len(judgement.shown_order) == 2  # the pair in both presentation orders
+    assert Judgement.objects.filter(comparison__evaluation=evaluation, source="oracle").count() == 8
+
+    results = evaluation.results
+    student_stats = results["models"][str(student.id)]
+    correct = [o.oracle_correct for o in outputs if o.model_version_id == student.id]
+    assert student_stats["oracle"]["overall"] == pytest.approx(sum(correct) / len(correct))
+    assert student_stats["length"]["mean"] == pytest.approx(
+        sum(o.generation.token_count for o in outputs if o.model_version_id == student.id) / 8)
+    versus = results["versus_teacher"][str(student.id)]
+    for source in ("teacher", "oracle"):
+        outcomes = [OUTCOME[v] for v in Judgement.objects.filter(comparison__evaluation=evaluation, source=source)
+                    .values_list("verdict", flat=True)]
+        assert versus[source]["n"] == 8
+        assert versus[source]["rate"] == pytest.approx(sum(outcomes) / 8)
+        assert versus[source]["low"] <= versus[source]["rate"] <= versus[source]["high"]
+
+    # KL to the teacher: teacher-forced on the teacher's answers, recomputed here from the stored answers.
+    t, s = load_model(teacher.source, device="cpu"), load_model(student.source, device="cpu")
+    teacher_answers = [(o.prompt.text, o.generation.text) for o in outputs if o.model_version_id == teacher.id]
+    assert student_stats["kl_to_teacher"] == pytest.approx(model_token_kl(t.model, s.model, t.tokenizer, teacher_answers),
+                                                           rel=1e-4)
+
+
+def test_token_signals_match_the_models(finished):
+    evaluation, teacher, student = finished
+    output = EvaluationOutput.objects.filter(evaluation=evaluation, model_version=student).select_related(
+        "generation", "prompt").first()
+    signals = output.signals
+    assert len(signals["tokens"]) == len(signals["teacher_logp"]) == len(signals["kl"]) >= 1
+    assert signals["advantage"] is None  # no DPO/SFT teacher pair was named
+    assert all(v <= 0 for v in signals["teacher_logp"]) and all(v >= -1e-6 for v in signals["kl"])
+    t, s = load_model(teacher.source, device="cpu"), load_model(student.source, device="cpu")
+    mean_kl = model_token_kl(t.model, s.model, t.tokenizer, [(output.prompt.text, output.generation.text)])
+    assert signals["mean_kl"] == pytest.approx(mean_kl, abs=1e-3)
+    comparison = Comparison.objects.get(evaluation=evaluation, prompt=output.prompt)
+    assert comparison.priority == pytest.approx(signals["mean_kl"])
+
+
+def test_leaderboard_fits_every_pairwise_outcome(finished):
+    evaluation, teacher, student = finished
+    board = Leaderboard.objects.get(project=evaluation.project)
+    judge_rows = board.scores["judge"]["rows"]
+    assert {r["model_version"] for r in judge_rows} == {teacher.id, student.id}
+    assert board.scores["judge"]["pairs"] == 16 and board.scores["human"]["pairs"] == 0
+    # Two players: the score gap is the log of the win ratio, with one virtual tie (prior 1) on the edge.
+    pairs = selectors.leaderboard_pairs(project=evaluation.project, source="judge")
+    wins_student = sum(o for a, b, o in pairs) + 0.5
+    wins_teacher = sum(1 - o for a, b, o in pairs) + 0.5
+    scores = {r["model_version"]: r["score"] for r in judge_rows}
+    assert scores[student.id] - scores[teacher.id] == pytest.approx(math.log(wins_student / wins_teacher), abs=1e-6)
+
+
+def test_human_verdicts_join_the_results(finished, annotator):
+    evaluation, teacher, student = finished
+    assert services.evaluation_send_to_humans(evaluation=evaluation, required_annotations=1) == 8
+    comparison = Comparison.objects.filter(evaluation=evaluation).order_by("-priority").first()
+    assert comparison.status == "open"
+    candidate, reference = comparison.items.order_by("position").values_list("generation_id", flat=True)
+    judgement_record(comparison=comparison, annotator=annotator, ranking=[[candidate], [reference]])  # student chosen
+    refresh_results(evaluation.id)
+    evaluation.refresh_from_db()
+    human = evaluation.results["versus_teacher"][str(student.id)]["human"]
+    assert human["n"] == 1 and human["rate"] == 1.0
+    assert "humans" in Evaluation.objects.get(pk=evaluation.pk).judges

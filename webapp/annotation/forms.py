@@ -1,0 +1,54 @@
+"""Forms of the annotation pages: building comparisons, a teacher-judge job, a snapshot."""
+from django import forms
+
+from webapp.annotation import aggregation
+from webapp.annotation.models import ComparisonSource, JudgeMethod
+from webapp.catalog.models import ModelVersion
+from webapp.generation.models import GenerationJob
+
+MODES = [(ComparisonSource.TEACHER_STUDENT, "Teacher vs student (sample i vs sample i)"),
+         (ComparisonSource.STUDENT_STUDENT, "Student vs student (pairs of distinct samples)"),
+         (ComparisonSource.KWAY, "k-way ranking (up to k distinct answers per prompt)")]
+
+
+class ComparisonBuildForm(forms.Form):
+    job = forms.ModelChoiceField(queryset=GenerationJob.objects.none(), help_text="Take the generations of this job.")
+    mode = forms.ChoiceField(choices=MODES)
+    required_annotations = forms.IntegerField(min_value=1, max_value=10, initial=1, label="Annotators per comparison (overlap)")
+    kway_size = forms.IntegerField(min_value=2, max_value=6, initial=4, label="k (k-way only)")
+    priority = forms.FloatField(initial=0.0, help_text="Higher comes first in the queue.")
+    limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many comparisons (blank = all).")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["job"].queryset = GenerationJob.objects.filter(project=project, status="succeeded")
+        self.fields["job"].label_from_instance = lambda j: f"#{j.pk} · {j.prompt_set.name} · k={j.k} · {j.created_at:%Y-%m-%d %H:%M}"
+
+
+SCOPES = [("unjudged", "Comparisons this judge has not judged yet"), ("all", "All comparisons (re-judge)"),
+          ("disputed", "Disputed comparisons only")]
+
+
+class JudgeJobForm(forms.Form):
+    teacher = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), help_text="For the implicit reward: π_dpo.")
+    method = forms.ChoiceField(choices=JudgeMethod.choices)
+    reference = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), required=False, help_text="π_sft (implicit reward only).")
+    beta = forms.FloatField(min_value=1e-6, initial=0.01, help_text="The teacher DPO stage's β (implicit reward only).")
+    scope = forms.ChoiceField(choices=SCOPES)
+    source = forms.ChoiceField(choices=[("", "any source"), *ComparisonSource.choices], required=False)
+    limit = forms.IntegerField(min_value=1, required=False)
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        teachers = ModelVersion.objects.filter(project=project, role="teacher")
+        self.fields["teacher"].queryset = teachers
+        self.fields["reference"].queryset = teachers
+
+
+class SnapshotForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    rule = forms.ChoiceField(choices=[("majority", "Majority (one vote each)"),
+                                      ("agreement_weighted", "Agreement-weighted (reliable raters and confident judges count more)")])
+    tie_policy = forms.ChoiceField(choices=[("drop", "Drop ties"), ("teacher", "Break ties with the teacher-judge")])
+    source_filter = forms.ChoiceField(choices=[(s, s) for s in aggregation.SOURCE_FILTERS], initial="both",
+                                      help_text="Whose judgements count: humans, the teacher-judge, or both.")

@@ -1,0 +1,81 @@
+"""Reads for annotation: the next comparison for an annotator (highest priority first, never one
+they judged or skipped, never one already fully covered by others' judgements and live leases),
+its blind payload in the annotator's own shown order, progress, disputes and snapshots."""
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from webapp.annotation import services
+from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonStatus, Judgement,
+                                      JudgementSource, PreferenceSnapshot, Skip)
+
+
+def _count(queryset):
+    return Coalesce(Subquery(queryset.order_by().values("comparison").annotate(n=Count("id")).values("n")), Value(0))
+
+
+def _open_for(project, annotator):
+    mine = Q(comparison=OuterRef("pk"), annotator=annotator)
+    return (Comparison.objects.filter(project=project, status=ComparisonStatus.OPEN)
+            .exclude(Exists(Judgement.objects.filter(mine))).exclude(Exists(Skip.objects.filter(mine))))
+
+
+def comparison_next_for(*, project, annotator) -> Comparison | None:
+    """The comparison this annotator should judge now, leased to them for a few minutes. Their own
+    live lease comes first (a reload or an undo shows the same item); otherwise the best open item
+    whose judgements plus others' live leases are still short of the overlap it needs. Rows being
+    handed out concurrently are skipped (FOR UPDATE SKIP LOCKED), so two people never race for one slot."""
+    now = timezone.now()
+    held = _open_for(project, annotator).filter(Exists(Assignment.objects.filter(
+        comparison=OuterRef("pk"), annotator=annotator, expires_at__gt=now))).order_by("-priority", "id").first()
+    if held is not None:
+        return held
+    humans = Judgement.objects.filter(comparison=OuterRef("pk"), source=JudgementSource.HUMAN, is_adjudication=False)
+    leases = Assignment.objects.filter(comparison=OuterRef("pk"), expires_at__gt=now).exclude(annotator=annotator)
+    with transaction.atomic():
+        candidate = (_open_for(project, annotator).annotate(judged=_count(humans), leased=_count(leases))
+                     .filter(judged__lt=F("required_annotations") - F("leased")).order_by("-priority", "id")
+                     .select_for_update(skip_locked=True, of=("self",)).first())
+        if candidate is not None:
+            services.comparison_lease(comparison=candidate, annotator=annotator)
+    return candidate
+
+
+def comparison_payload(*, comparison: Comparison, annotator) -> dict:
+    """What the annotation page shows: the prompt and the candidates, blind (no model names), in this
+    annotator's shown order, labelled A, B, C ... in that order."""
+    items = list(ComparisonItem.objects.filter(comparison=comparison).select_related("generation"))
+    by_id = {item.generation_id: item.generation for item in items}
+    order = services.shown_order(comparison.pk, annotator.pk, sorted(by_id))
+    prompt = comparison.prompt
+    return {
+        "id": comparison.pk, "kind": comparison.kind,
+        "prompt": {"text": prompt.text, "messages": prompt.messages},
+        "candidates": [{"id": gid, "label": chr(ord("A") + i), "text": by_id[gid].text} for i, gid in enumerate(order)],
+    }
+
+
+def annotator_progress(*, project, annotator) -> dict:
+    judged = Judgement.objects.filter(comparison__project=project, annotator=annotator).count()
+    available = _open_for(project, annotator).count()
+    return {"mine": judged, "available": available}
+
+
+def can_undo(*, project, annotator) -> bool:
+    return Judgement.objects.filter(comparison__project=project, annotator=annotator, is_adjudication=False,
+                                    created_at__gte=timezone.now() - services.UNDO_WINDOW).exists()
+
+
+def disputed_comparisons(*, project):
+    return (Comparison.objects.filter(project=project, status=ComparisonStatus.DISPUTED)
+            .select_related("prompt").prefetch_related("items__generation__model_version", "judgements__annotator")
+            .order_by("-priority", "id"))
+
+
+def comparisons_overview(*, project):
+    return Comparison.objects.filter(project=project).values("source", "kind", "status").annotate(n=Count("id")).order_by("source", "kind", "status")
+
+
+def snapshots_for(*, project):
+    return PreferenceSnapshot.objects.filter(project=project).select_related("created_by")

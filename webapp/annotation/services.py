@@ -1,0 +1,232 @@
+"""Writes for annotation: building comparisons from generations, recording and undoing human
+judgements (one per annotator and comparison, safe under double submission: the comparison row is
+locked and the unique constraint has the last word), skips, teacher-judge verdicts, adjudication of
+disputes, and the comparison's status that follows from its judgements."""
+import random
+from collections import defaultdict
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from webapp.annotation import events
+from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonKind, ComparisonSource,
+                                      ComparisonStatus, Judgement, JudgementSource, Skip, Verdict)
+from webapp.generation.models import Generation
+
+LEASE = timedelta(minutes=5)
+UNDO_WINDOW = timedelta(minutes=30)
+MAX_KWAY = 6
+FLAGS = ("wrong", "unsafe", "off-topic", "unsure")  # the annotation page offers these, on Shift+1..4
+
+
+def comparisons_build(*, project, generations, mode: str, required_annotations: int = 1, kway_size: int = 4,
+                      priority: float = 0.0, limit: int | None = None) -> list[Comparison]:
+    """Groups `generations` (a queryset) by prompt and makes comparisons:
+    teacher_student pairs the teacher's sample i with each student's sample i; student_student pairs
+    a student's distinct samples (0,1), (2,3) ...; kway puts up to `kway_size` distinct answers of one
+    prompt in one ranking. Answers with identical text are never compared with each other; a
+    comparison with the same generations as an existing one is not made twice."""
+    if required_annotations < 1:
+        raise ValidationError("Each comparison needs at least one annotator.")
+    if mode not in (ComparisonSource.TEACHER_STUDENT, ComparisonSource.STUDENT_STUDENT, ComparisonSource.KWAY):
+        raise ValidationError(f"Unknown comparison mode {mode!r}.")
+    by_prompt = defaultdict(list)
+    for generation in generations.select_related("model_version").order_by("prompt_id", "model_version_id", "sample_index"):
+        by_prompt[generation.prompt_id].append(generation)
+    existing = _existing_sets(project, list(by_prompt))
+    groups = [g for prompt_id in by_prompt for g in _groups(by_prompt[prompt_id], mode, kway_size)]
+    groups = [g for g in groups if frozenset(x.pk for x in g) not in existing][:limit]
+    kind = ComparisonKind.KWAY if mode == ComparisonSource.KWAY else ComparisonKind.PAIRWISE
+    with transaction.atomic():
+        comparisons = Comparison.objects.bulk_create([
+            Comparison(project=project, prompt_id=g[0].prompt_id, kind=kind, source=mode,
+                       required_annotations=required_annotations, priority=priority) for g in groups])
+        ComparisonItem.objects.bulk_create([ComparisonItem(comparison=c, generation=x, position=i)
+                                            for c, g in zip(comparisons, groups) for i, x in enumerate(g)])
+        events.counters_changed(project.pk)
+    return comparisons
+
+
+def _existing_sets(project, prompt_ids) -> set:
+    sets = defaultdict(set)
+    for cid, gid in ComparisonItem.objects.filter(comparison__project=project, comparison__prompt_id__in=prompt_ids) \
+            .values_list("comparison_id", "generation_id"):
+        sets[cid].add(gid)
+    return {frozenset(s) for s in sets.values()}
+
+
+def _distinct(gens):
+    seen, out = set(), []
+    for g in gens:
+        if g.text.strip() not in seen:
+            seen.add(g.text.strip())
+            out.append(g)
+    return out
+
+
+def _groups(gens, mode, kway_size):
+    if mode == ComparisonSource.KWAY:
+        group = _distinct(gens)
+        random.Random(gens[0].prompt_id).shuffle(group)  # mix models, so a k-way is not all one model
+        return [group[:min(kway_size, MAX_KWAY)]] if len(group) >= 2 else []
+    teachers = [g for g in gens if g.model_version.role == "teacher"]
+    students = defaultdict(list)
+    for g in gens:
+        if g.model_version.role != "teacher":
+            students[g.model_version_id].append(g)
+    if mode == ComparisonSource.TEACHER_STUDENT:
+        return [[t, s] for samples in students.values() for t, s in zip(teachers, samples) if t.text.strip() != s.text.strip()]
+    pairs = []
+    for samples in students.values():
+        distinct = _distinct(samples)
+        pairs += [[distinct[i], distinct[i + 1]] for i in range(0, len(distinct) - 1, 2)]
+    return pairs
+
+
+def ranking_for(comparison_ids: list[int], ranking, *, both_bad: bool = False) -> list[list[int]]:
+    """Checks that `ranking` (groups of generation ids, best first; ties share a group) covers each
+    of the comparison's generations exactly once, and returns it with plain ints."""
+    try:
+        groups = [sorted(int(x) for x in group) for group in ranking]
+    except (TypeError, ValueError):
+        raise ValidationError("ranking must be a list of lists of generation ids") from None
+    flat = [x for group in groups for x in group]
+    if sorted(flat) != sorted(comparison_ids) or any(not g for g in groups):
+        raise ValidationError("ranking must place every candidate of this comparison exactly once")
+    if both_bad and len(groups) != 1:
+        raise ValidationError("'both bad' puts all candidates in one group")
+    return groups
+
+
+def verdict_of(positions: dict, groups: list, *, both_bad: bool, kind: str) -> str:
+    """Canonical verdict: 'a' means the candidate at position 0 is better (not the one shown first)."""
+    if kind == ComparisonKind.KWAY:
+        return Verdict.RANKING
+    if both_bad:
+        return Verdict.BOTH_BAD
+    if len(groups) == 1:
+        return Verdict.TIE
+    return Verdict.A if positions[groups[0][0]] == 0 else Verdict.B
+
+
+def shown_order(comparison_id: int, annotator_id: int, generation_ids: list[int]) -> list[int]:
+    """The per-annotator random order, reproducible so a reload shows the same layout."""
+    order = list(generation_ids)
+    random.Random(f"{comparison_id}:{annotator_id}").shuffle(order)
+    return order
+
+
+def judgement_record(*, comparison: Comparison, annotator, ranking, both_bad: bool = False, rationale: str = "",
+                     flags=(), time_spent_ms=None) -> tuple[Judgement, bool]:
+    """Stores one human judgement; returns (judgement, created). A repeated submission of the same
+    verdict returns the first one; a different verdict for an already judged item is refused."""
+    with transaction.atomic():
+        locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
+        positions = dict(ComparisonItem.objects.filter(comparison=locked).values_list("generation_id", "position"))
+        groups = ranking_for(list(positions), ranking, both_bad=both_bad)
+        verdict = verdict_of(positions, groups, both_bad=both_bad, kind=locked.kind)
+        existing = Judgement.objects.filter(comparison=locked, annotator=annotator).first()
+        if existing is not None:
+            if existing.verdict != verdict or existing.ranking != groups:
+                raise ValidationError("You already judged this comparison differently; undo it first to change it.")
+            return existing, False
+        if locked.status == ComparisonStatus.ADJUDICATED:
+            raise ValidationError("This comparison was adjudicated meanwhile; it needs no more judgements.")
+        judgement = Judgement.objects.create(
+            comparison=locked, source=JudgementSource.HUMAN, annotator=annotator, verdict=verdict, ranking=groups,
+            shown_order=shown_order(locked.pk, annotator.pk, sorted(positions)), rationale=rationale.strip()[:5000],
+            flags=sorted({f for f in flags if f in FLAGS}), time_spent_ms=time_spent_ms)
+        Assignment.objects.filter(comparison=locked, annotator=annotator).delete()
+        _status_refresh(locked)
+    return judgement, True
+
+
+def judgement_undo(*, project, annotator) -> Comparison | None:
+    """Deletes the annotator's latest judgement in the project (if recent and not adjudicated) and
+    leases its comparison back to them, so it comes up again next; None when there is nothing to undo."""
+    with transaction.atomic():
+        latest = (Judgement.objects.select_for_update().filter(comparison__project=project, annotator=annotator, is_adjudication=False,
+                                                               created_at__gte=timezone.now() - UNDO_WINDOW)
+                  .order_by("-created_at", "-id").first())
+        if latest is None:
+            return None
+        comparison = Comparison.objects.select_for_update().get(pk=latest.comparison_id)
+        if comparison.status == ComparisonStatus.ADJUDICATED:
+            return None
+        latest.delete()
+        Assignment.objects.update_or_create(comparison=comparison, annotator=annotator,
+                                            defaults={"expires_at": timezone.now() + LEASE})
+        _status_refresh(comparison)
+    return comparison
+
+
+def comparison_lease(*, comparison: Comparison, annotator) -> None:
+    Assignment.objects.update_or_create(comparison=comparison, annotator=annotator, defaults={"expires_at": timezone.now() + LEASE})
+
+
+def comparison_skip(*, comparison: Comparison, annotator) -> None:
+    with transaction.atomic():
+        Skip.objects.get_or_create(comparison=comparison, annotator=annotator)
+        Assignment.objects.filter(comparison=comparison, annotator=annotator).delete()
+
+
+def human_label(judgement) -> str:
+    """A judgement as one nominal label: the canonical pairwise verdict, or a k-way's top group."""
+    if judgement.verdict == Verdict.RANKING:
+        return "top:" + ",".join(str(x) for x in sorted(judgement.ranking[0])) if judgement.ranking else "none"
+    return judgement.verdict
+
+
+def _status_refresh(comparison: Comparison) -> None:
+    """open until enough people judged; then complete if they agree, disputed if not. An
+    adjudication settles it. Called with the comparison row locked."""
+    judgements = list(Judgement.objects.filter(comparison=comparison, source=JudgementSource.HUMAN))
+    if any(j.is_adjudication for j in judgements):
+        status = ComparisonStatus.ADJUDICATED
+    elif len(judgements) < comparison.required_annotations:
+        status = ComparisonStatus.OPEN
+    else:
+        status = ComparisonStatus.COMPLETE if len({human_label(j) for j in judgements}) == 1 else ComparisonStatus.DISPUTED
+    if status != comparison.status:
+        comparison.status = status
+        comparison.save(update_fields=["status"])
+    events.counters_changed(comparison.project_id)
+
+
+def comparison_adjudicate(*, comparison: Comparison, researcher, ranking, both_bad: bool = False, rationale: str = "") -> Judgement:
+    """A researcher's final word on a disputed comparison. It replaces their own earlier judgement
+    of it, if any (one judgement per person and comparison)."""
+    with transaction.atomic():
+        locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
+        positions = dict(ComparisonItem.objects.filter(comparison=locked).values_list("generation_id", "position"))
+        groups = ranking_for(list(positions), ranking, both_bad=both_bad)
+        judgement, _ = Judgement.objects.update_or_create(
+            comparison=locked, annotator=researcher,
+            defaults={"source": JudgementSource.HUMAN, "verdict": verdict_of(positions, groups, both_bad=both_bad, kind=locked.kind),
+                      "ranking": groups, "shown_order": sorted(positions), "rationale": rationale.strip()[:5000],
+                      "is_adjudication": True})
+        _status_refresh(locked)
+    return judgement
+
+
+def teacher_judgement_record(*, comparison_id: int, judge_name: str, judge_model, probability: float | None,
+                             ranking: list, details: dict, shown_order) -> Judgement:
+    """Stores (or on a re-run, replaces) one judge's verdict. probability = P(a ≻ b), a = position 0."""
+    if probability is not None:
+        verdict = Verdict.A if probability > 0.5 else Verdict.B if probability < 0.5 else Verdict.TIE
+    else:
+        verdict = Verdict.RANKING
+    try:
+        judgement, _ = Judgement.objects.update_or_create(
+            comparison_id=comparison_id, judge_name=judge_name[:200], annotator=None,
+            defaults={"source": JudgementSource.TEACHER, "judge_model": judge_model, "verdict": verdict, "ranking": ranking,
+                      "probability": probability, "details": details, "shown_order": shown_order})
+    except IntegrityError as exc:  # a concurrent re-run of the same job: the other write won
+        raise ValidationError(f"judgement for comparison {comparison_id} by {judge_name} is being written twice") from exc
+    return judgement
+
+
+def generations_of(comparison: Comparison) -> list[Generation]:
+    return [item.generation for item in comparison.items.select_related("generation").order_by("position")]

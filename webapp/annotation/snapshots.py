@@ -1,0 +1,137 @@
+"""Preference snapshots: gather the votes (by source filter), aggregate them into chosen/rejected
+pairs (aggregation.py), freeze the pairs with their texts under a content hash, and export them as
+TRL-format JSONL (prompt, chosen, rejected + provenance) and as an HF datasets directory. Human votes
+count only from settled comparisons (complete or adjudicated); disputed ones wait for a researcher."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from webapp.annotation import aggregation
+from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonStatus, Judgement, JudgementSource,
+                                      PreferencePair, PreferenceSnapshot)
+from webapp.celery import enqueue
+from webapp.generation.models import Generation
+
+SETTLED = (ComparisonStatus.COMPLETE, ComparisonStatus.ADJUDICATED)
+
+
+def collect_votes(*, project, source_filter: str) -> tuple[list[dict], dict]:
+    """The aggregation input for a project: comparisons with their candidates and filtered votes."""
+    if source_filter not in aggregation.SOURCE_FILTERS:
+        raise ValidationError(f"source filter must be one of {', '.join(aggregation.SOURCE_FILTERS)}")
+    comparisons = {c["id"]: dict(c, candidates=[], votes=[], teacher_votes=[]) for c in
+                   Comparison.objects.filter(project=project).exclude(status=ComparisonStatus.DISPUTED)
+                   .values("id", "prompt_id", "kind", "status")}
+    for cid, gid in ComparisonItem.objects.filter(comparison_id__in=comparisons).order_by("position").values_list("comparison_id", "generation_id"):
+        comparisons[cid]["candidates"].append(gid)
+    for j in Judgement.objects.filter(comparison_id__in=comparisons).values(
+            "id", "comparison_id", "source", "annotator_id", "judge_name", "verdict", "ranking", "probability", "is_adjudication"):
+        comparison = comparisons[j["comparison_id"]]
+        vote = {"judgement": j["id"], "source": "human" if j["source"] == JudgementSource.HUMAN else "teacher",
+                "rater": j["annotator_id"] or j["judge_name"], "ranking": j["ranking"] or _judge_ranking(comparison, j),
+                "both_bad": j["verdict"] == "both_bad", "probability": j["probability"], "adjudication": j["is_adjudication"]}
+        if vote["source"] == "teacher":
+            comparison["teacher_votes"].append(vote)
+        wanted = source_filter == "both" or (source_filter == "humans") == (vote["source"] == "human")
+        if wanted and (vote["source"] != "human" or comparison["status"] in SETTLED):
+            comparison["votes"].append(vote)
+    excluded = Comparison.objects.filter(project=project, status=ComparisonStatus.DISPUTED).count()
+    return [c for c in comparisons.values() if c["votes"] and len(c["candidates"]) >= 2], {"disputed_excluded": excluded}
+
+
+def _judge_ranking(comparison, judgement) -> list:
+    a, b = comparison["candidates"][:2]
+    p = judgement["probability"]
+    return [[a], [b]] if p > 0.5 else [[b], [a]] if p < 0.5 else [[a, b]]
+
+
+def content_hash(rows: list[dict], settings_used: dict) -> str:
+    payload = json.dumps({"settings": settings_used, "pairs": rows}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: str = "drop", source_filter: str = "both",
+                    created_by=None) -> PreferenceSnapshot:
+    """Aggregates, hashes and stores the pairs in one transaction; refuses an empty snapshot and
+    one identical to an existing snapshot (same hash), and enqueues the file export."""
+    comparisons, collected = collect_votes(project=project, source_filter=source_filter)
+    pairs, stats = aggregation.aggregate(comparisons, rule=rule, tie_policy=tie_policy)
+    if not pairs:
+        raise ValidationError("No preference pairs: no settled comparison has a decisive verdict from the chosen sources yet.")
+    generations = Generation.objects.in_bulk({p[k] for p in pairs for k in ("chosen", "rejected")})
+    prompts = {g.prompt_id: g.prompt for g in Generation.objects.filter(pk__in=generations).select_related("prompt")}
+    rows = [dict(p, prompt_text=_prompt_text(prompts[p["prompt_id"]]), chosen_text=generations[p["chosen"]].text,
+                 rejected_text=generations[p["rejected"]].text) for p in pairs]
+    settings_used = {"rule": rule, "tie_policy": tie_policy, "source_filter": source_filter}
+    digest = content_hash(rows, settings_used)
+    clash = PreferenceSnapshot.objects.filter(project=project, content_hash=digest).first()
+    if clash is not None:
+        raise ValidationError(f"Nothing changed since snapshot {clash.name!r}: it holds exactly these pairs.")
+    if PreferenceSnapshot.objects.filter(project=project, name=name).exists():
+        raise ValidationError(f"A snapshot named {name!r} already exists.")
+    stats.update(collected, sources=_source_counts(comparisons))
+    with transaction.atomic():
+        snapshot = PreferenceSnapshot.objects.create(project=project, name=name, rule=rule, tie_policy=tie_policy,
+                                                     source_filter=source_filter, content_hash=digest, pair_count=len(rows),
+                                                     stats=stats, created_by=created_by)
+        PreferencePair.objects.bulk_create([PreferencePair(
+            snapshot=snapshot, prompt_id=r["prompt_id"], chosen_id=r["chosen"], rejected_id=r["rejected"],
+            prompt_text=r["prompt_text"], chosen_text=r["chosen_text"], rejected_text=r["rejected_text"], weight=r["weight"],
+            provenance={"comparison": r["comparison"], "judgements": r["votes"], **({"tie_broken_by": r["tie_broken_by"]} if "tie_broken_by" in r else {})})
+            for r in rows], batch_size=1000)
+        enqueue("workers.tasks.annotation.export_snapshot", snapshot.pk)
+    return snapshot
+
+
+def _prompt_text(prompt) -> str:
+    return prompt.text if not prompt.messages else json.dumps(prompt.messages, ensure_ascii=False)
+
+
+def _source_counts(comparisons) -> dict:
+    counts = {"human": 0, "teacher": 0}
+    for c in comparisons:
+        for v in c["votes"]:
+            counts[v["source"]] += 1
+    return counts
+
+
+def snapshot_rows(snapshot: PreferenceSnapshot):
+    """TRL preference rows: prompt (text, or chat messages), chosen, rejected, plus weight and provenance."""
+    for pair in snapshot.pairs.select_related("prompt").order_by("id").iterator(chunk_size=1000):
+        prompt = pair.prompt.messages or pair.prompt_text
+        yield {"prompt": prompt, "chosen": pair.chosen_text, "rejected": pair.rejected_text, "weight": pair.weight,
+               "provenance": {**pair.provenance, "snapshot": snapshot.name, "snapshot_hash": snapshot.content_hash,
+                              "prompt_id": pair.prompt_id, "chosen_generation": pair.chosen_id,
+                              "rejected_generation": pair.rejected_id}}
+
+
+def export_dir(snapshot: PreferenceSnapshot) -> Path:
+    return Path(settings.DATA_DIR) / "snapshots" / f"{snapshot.pk}-{snapshot.content_hash[:12]}"
+
+
+def snapshot_export(snapshot: PreferenceSnapshot) -> Path:
+    """Writes pairs.jsonl and hf/ (datasets.save_to_disk) under the snapshot's export directory.
+    Idempotent: written to a temporary folder, then renamed into place."""
+    import datasets  # loaded only when exporting: the web process starts without it
+
+    target = export_dir(snapshot)
+    if (target / "hf" / "dataset_info.json").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = list(snapshot_rows(snapshot))
+    with open(tmp / "pairs.jsonl", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    flat = [dict(r, prompt=r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"], ensure_ascii=False),
+                 provenance=json.dumps(r["provenance"])) for r in rows]  # one column type per column for arrow
+    datasets.Dataset.from_list(flat).save_to_disk(str(tmp / "hf"))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target

@@ -1,0 +1,140 @@
+"""Annotation pages: the annotation page itself (its data comes from api.py), building comparisons,
+teacher-judge jobs, the quality page with the disputes queue and adjudication, and preference
+snapshots (freeze, inspect, download as TRL JSONL or an HF datasets directory)."""
+import io
+import json
+import zipfile
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from webapp.annotation import judging, quality, selectors, services, snapshots
+from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
+from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
+from webapp.generation.models import Generation
+from webapp.projects.models import Role
+from webapp.projects.permissions import project_view
+
+
+@project_view(Role.ANNOTATOR)
+def annotate(request, project):
+    return render(request, "annotation/annotate.html", {"project": project, "role": request.role, "flags": services.FLAGS})
+
+
+@project_view(Role.RESEARCHER)
+def comparisons_build(request, project):
+    form = ComparisonBuildForm(request.POST or None, project=project, initial={"job": request.GET.get("job")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            made = services.comparisons_build(project=project, generations=Generation.objects.filter(job=data["job"]), mode=data["mode"],
+                                              required_annotations=data["required_annotations"], kway_size=data["kway_size"],
+                                              priority=data["priority"], limit=data["limit"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Built {len(made)} comparisons, each for {data['required_annotations']} annotator(s).")
+            return redirect("comparisons_build", slug=project.slug)
+    return render(request, "annotation/build.html", {"project": project, "role": request.role, "form": form,
+                                                      "overview": selectors.comparisons_overview(project=project)})
+
+
+@project_view(Role.RESEARCHER)
+def judge_jobs(request, project):
+    form = JudgeJobForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = judging.judge_job_create(project=project, created_by=request.user, teacher=data["teacher"], method=data["method"],
+                                           reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data))
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Judge job {job.pk} queued: {job.progress_total} comparisons.")
+            return redirect("judge_jobs", slug=project.slug)
+    return render(request, "annotation/judge.html", {"project": project, "role": request.role, "form": form,
+                                                      "jobs": JudgeJob.objects.filter(project=project).select_related("teacher")[:30]})
+
+
+def _judge_scope(project, data):
+    comparisons = Comparison.objects.filter(project=project)
+    if data["scope"] == "disputed":
+        comparisons = comparisons.filter(status="disputed")
+    if data["scope"] == "unjudged":
+        name = judging.judge_name_for(method=data["method"], teacher=data["teacher"], reference=data["reference"], beta=data["beta"])
+        comparisons = comparisons.exclude(judgements__judge_name=name)
+    if data["source"]:
+        comparisons = comparisons.filter(source=data["source"])
+    ids = list(comparisons.order_by("-priority", "id").values_list("id", flat=True)[: data["limit"] or None])
+    return Comparison.objects.filter(pk__in=ids)
+
+
+@project_view(Role.RESEARCHER)
+def quality_page(request, project):
+    return render(request, "annotation/quality.html", {"project": project, "role": request.role,
+                                                        "report": quality.quality_report(project=project),
+                                                        "disputed": selectors.disputed_comparisons(project=project)[:50]})
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def adjudicate(request, project, comparison_id):
+    comparison = get_object_or_404(Comparison, project=project, pk=comparison_id)
+    try:
+        both_bad = request.POST.get("both_bad") == "1"
+        ranking = [list(comparison.items.values_list("generation_id", flat=True))] if both_bad else json.loads(request.POST.get("ranking", "[]"))
+        services.comparison_adjudicate(comparison=comparison, researcher=request.user, ranking=ranking, both_bad=both_bad,
+                                       rationale=request.POST.get("rationale", ""))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        messages.error(request, f"Comparison {comparison.pk}: {getattr(exc, 'messages', [str(exc)])[0]}")
+    else:
+        messages.success(request, f"Comparison {comparison.pk} adjudicated.")
+    return redirect("quality", slug=project.slug)
+
+
+@project_view(Role.RESEARCHER)
+def snapshot_list(request, project):
+    form = SnapshotForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            snapshot = snapshots.snapshot_freeze(project=project, created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Froze {snapshot.name}: {snapshot.pair_count} pairs, hash {snapshot.content_hash[:12]}.")
+            return redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk)
+    return render(request, "annotation/snapshots.html", {"project": project, "role": request.role, "form": form,
+                                                          "snapshots": selectors.snapshots_for(project=project)})
+
+
+@project_view(Role.RESEARCHER)
+def snapshot_detail(request, project, snapshot_id):
+    snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
+    page = Paginator(snapshot.pairs.order_by("id"), 25).get_page(request.GET.get("page"))
+    return render(request, "annotation/snapshot_detail.html", {"project": project, "role": request.role, "snapshot": snapshot,
+                                                                "page": page})
+
+
+@project_view(Role.RESEARCHER)
+def snapshot_download(request, project, snapshot_id, fmt):
+    snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
+    stem = f"{project.slug}-{snapshot.name}-{snapshot.content_hash[:12]}"
+    if fmt == "jsonl":
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in snapshots.snapshot_rows(snapshot))
+        response = StreamingHttpResponse(lines, content_type="application/jsonl")
+        response["Content-Disposition"] = f'attachment; filename="{stem}.jsonl"'
+        return response
+    if fmt != "hf":
+        raise Http404("Unknown export format.")
+    folder = snapshots.snapshot_export(snapshot) / "hf"  # already written by the worker, or written now
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{stem}/{path.relative_to(folder)}")
+    buffer.seek(0)
+    return FileResponse(buffer, as_attachment=True, filename=f"{stem}-hf.zip")

@@ -1,0 +1,72 @@
+"""Forms of the evaluation pages: a new evaluation (models, held-out prompts, judges), sending an
+evaluation to the annotators, and the loop's next round. Choices are limited to the project's rows."""
+from django import forms
+
+from webapp.catalog.models import ModelRole, ModelVersion, PromptSet, TeacherStage
+
+JUDGE_CHOICES = [("teacher", "Teacher-judge"), ("oracle", "Oracle (demo tasks)"), ("humans", "Humans (blind, via the queue)")]
+TEACHER_JUDGE_CHOICES = [("generative", "Generative: asks the teacher A or B, both orders"),
+                         ("likelihood", "Likelihood: length-normalised teacher log-prob"),
+                         ("implicit", "Implicit reward: β·(log π_dpo − log π_sft), needs both stages")]
+SPLIT_CHOICES = [("eval", "eval (held out)"), ("train", "train"), ("", "all")]
+
+
+class EvaluationForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    teacher = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), help_text="Reference answers (and judge).")
+    model_versions = forms.ModelMultipleChoiceField(queryset=ModelVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
+                                                    label="Compare with the teacher")
+    prompt_set = forms.ModelChoiceField(queryset=PromptSet.objects.none())
+    split = forms.ChoiceField(choices=SPLIT_CHOICES, required=False, initial="eval")
+    prompt_limit = forms.IntegerField(min_value=1, max_value=10000, initial=50, help_text="Prompts evaluated, at most.")
+    judges = forms.MultipleChoiceField(choices=JUDGE_CHOICES, widget=forms.CheckboxSelectMultiple, initial=["teacher", "oracle"])
+    teacher_judge = forms.ChoiceField(choices=TEACHER_JUDGE_CHOICES, initial="generative")
+    teacher_dpo = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), required=False,
+                                         help_text="Teacher after DPO: implicit judge and the advantage heatmap.")
+    teacher_sft = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), required=False,
+                                         help_text="Teacher after SFT (the DPO reference).")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=32)
+    required_annotations = forms.IntegerField(min_value=1, max_value=10, initial=1, label="Annotators per comparison")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.filter(project=project)
+        teachers = versions.filter(role=ModelRole.TEACHER)
+        self.fields["teacher"].queryset = teachers
+        self.fields["model_versions"].queryset = versions
+        self.fields["prompt_set"].queryset = PromptSet.objects.filter(project=project)
+        self.fields["teacher_dpo"].queryset = teachers.filter(stage=TeacherStage.DPO)
+        self.fields["teacher_sft"].queryset = teachers.exclude(stage=TeacherStage.DPO)
+        self.fields["teacher"].initial = teachers.first()
+        self.fields["prompt_set"].initial = self.fields["prompt_set"].queryset.first()
+        self.fields["model_versions"].initial = list(versions.exclude(role=ModelRole.TEACHER))
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        config = {"split": data["split"], "prompt_limit": data["prompt_limit"], "teacher_judge": data["teacher_judge"],
+                  "max_new_tokens": data["max_new_tokens"], "required_annotations": data["required_annotations"],
+                  "teacher_dpo_id": data["teacher_dpo"].id if data["teacher_dpo"] else None,
+                  "teacher_sft_id": data["teacher_sft"].id if data["teacher_sft"] else None}
+        return {"name": data["name"], "teacher": data["teacher"], "model_versions": list(data["model_versions"]),
+                "prompt_set": data["prompt_set"], "judges": data["judges"], "config": config}
+
+
+class SendToHumansForm(forms.Form):
+    required_annotations = forms.IntegerField(min_value=1, max_value=10, initial=1)
+
+
+class NextRoundForm(forms.Form):
+    student = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), help_text="Default: the latest student.")
+    teacher = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    prompt_set = forms.ModelChoiceField(queryset=PromptSet.objects.none(), help_text="Fresh prompts come from here.")
+    prompt_count = forms.IntegerField(min_value=1, max_value=5000, initial=20, label="Fresh prompts")
+
+    def __init__(self, *args, project, latest_student=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.filter(project=project)
+        self.fields["student"].queryset = versions.exclude(role=ModelRole.TEACHER)
+        self.fields["teacher"].queryset = versions.filter(role=ModelRole.TEACHER)
+        self.fields["prompt_set"].queryset = PromptSet.objects.filter(project=project)
+        self.fields["student"].initial = latest_student
+        self.fields["teacher"].initial = self.fields["teacher"].queryset.first()
+        self.fields["prompt_set"].initial = self.fields["prompt_set"].queryset.first()

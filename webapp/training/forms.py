@@ -1,0 +1,106 @@
+"""The launch form, built from ml.config: one field per dataclass field of the chosen method, with its
+help text, bounds and choices from the field metadata, and validation by `config_from_dict` itself,
+so the browser and the worker accept exactly the same configs. ADPA+ nests two stage configs; their
+fields are named `dckd.<name>` / `adpa.<name>`."""
+from django import forms
+
+from ml.config import ConfigError, config_from_dict, config_schema, config_to_dict
+from webapp.annotation.models import PreferenceSnapshot
+from webapp.catalog.models import ModelRole, ModelVersion
+from webapp.training.models import Method
+
+CONFIG_PREFIX = "cfg:"
+
+
+def _config_field(entry: dict, initial):
+    bounds = " · ".join(part for part in (
+        f"{'>' if entry.get('min_exclusive') else '≥'} {entry['min']:g}" if entry.get("min") is not None else "",
+        f"≤ {entry['max']:g}" if entry.get("max") is not None else "") if part)
+    help_text = entry["help"] + (f" ({bounds})" if bounds and entry["type"] != "bool" else "")
+    common = {"label": entry["name"], "help_text": help_text, "initial": initial}
+    if entry["type"] == "bool":
+        return forms.BooleanField(required=False, **common)
+    if entry.get("choices"):
+        return forms.ChoiceField(choices=[(c, c) for c in entry["choices"]], **common)
+    if entry["type"] == "int":
+        return forms.IntegerField(**common)
+    # Floats as text: 5e-7 stays readable (a number input would show 0.0000005) and config_from_dict parses it.
+    return forms.CharField(widget=forms.TextInput(attrs={"inputmode": "decimal", "spellcheck": "false"}), **common)
+
+
+def _flatten(schema: list, values: dict, prefix: str = "") -> list[tuple[str, dict, object]]:
+    out = []
+    for entry in schema:
+        if entry["type"] == "group":
+            out += _flatten(entry["fields"], values.get(entry["name"], {}), f"{prefix}{entry['name']}.")
+        else:
+            out.append((prefix + entry["name"], entry, values.get(entry["name"], entry["default"])))
+    return out
+
+
+class RunForm(forms.Form):
+    name = forms.CharField(required=False, max_length=200, help_text="Optional; a name is made up otherwise.")
+    snapshot = forms.ModelChoiceField(queryset=PreferenceSnapshot.objects.none(), help_text="Training pairs.")
+    student = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), help_text="The student to start from.")
+    teacher = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), required=False,
+        help_text="Teacher for KD, TAID, sequence-level KD (SFT target=teacher) and teacher-as-reference DPO.")
+    teacher_sft = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), required=False, label="Teacher π_sft",
+        help_text="The teacher after SFT: ADPA's advantage reference, and the start of π_dpo when none is given.")
+    teacher_dpo = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), required=False, label="Teacher π_dpo",
+        help_text="The teacher after DPO (DCKD/ADPA/ADPA+). Leave empty to train it from π_sft on the snapshot "
+                  "first (β=0.01); the result is cached and registered as a teacher model version.")
+
+    def __init__(self, *args, project, method: str, config: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        models = ModelVersion.objects.filter(project=project)
+        self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(project=project)
+        self.fields["student"].queryset = models.filter(role=ModelRole.STUDENT)
+        for name in ("teacher", "teacher_sft", "teacher_dpo"):
+            self.fields[name].queryset = models.filter(role=ModelRole.TEACHER)
+        defaults = config_to_dict(config_from_dict(method, config or {}))
+        self.config_names = []
+        for dotted, entry, initial in _flatten(config_schema(method), defaults):
+            self.fields[CONFIG_PREFIX + dotted] = _config_field(entry, initial)
+            self.config_names.append(dotted)
+
+    @property
+    def method_label(self) -> str:
+        return Method(self.method).label
+
+    def config_groups(self) -> list[tuple[str, list]]:
+        """[(group title, bound fields)]: "" for a flat config, one group per ADPA+ stage."""
+        groups: dict[str, list] = {}
+        for name in self.config_names:
+            group = name.split(".")[0] if "." in name else ""
+            groups.setdefault(group, []).append(self[CONFIG_PREFIX + name])
+        return list(groups.items())
+
+    def raw_config(self) -> dict:
+        """The config fields as a nested dict of strings/bools, for config_from_dict(coerce_strings=True)."""
+        config = {}
+        for dotted in self.config_names:
+            value = self.cleaned_data.get(CONFIG_PREFIX + dotted)
+            *groups, leaf = dotted.split(".")
+            target = config
+            for group in groups:
+                target = target.setdefault(group, {})
+            target[leaf] = value if isinstance(value, bool) else str(value)
+        return config
+
+    def clean(self):
+        cleaned = super().clean()
+        if not any(CONFIG_PREFIX + n in self.errors for n in self.config_names):
+            try:
+                cleaned["config"] = config_to_dict(config_from_dict(self.method, self.raw_config(), coerce_strings=True))
+            except ConfigError as exc:
+                field = CONFIG_PREFIX + exc.field if exc.field and CONFIG_PREFIX + exc.field in self.fields else None
+                self.add_error(field, str(exc))
+        return cleaned
+
+
+class PresetForm(forms.Form):
+    preset_name = forms.CharField(max_length=200, label="Preset name")

@@ -1,0 +1,141 @@
+"""Training pages: the run list (live), the launch form per method (from ml.config; presets and
+clones prefill it), the run page (live charts, cancel/resume), metric histories as JSON, and the
+comparison of several runs. Researchers and admins only: runs spend GPU time."""
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ml.config import METHODS, ConfigError, config_from_dict
+from webapp.projects.models import Role
+from webapp.projects.permissions import project_view
+from webapp.training import selectors, services
+from webapp.training.forms import CONFIG_PREFIX, RunForm
+from webapp.training.models import Method, RunPreset, TrainingRun
+
+
+def _run(project, run_id) -> TrainingRun:
+    return get_object_or_404(TrainingRun.objects.select_related("student", "snapshot"), project=project, id=run_id)
+
+
+@project_view(Role.RESEARCHER)
+def runs_list(request, project):
+    context = {"project": project, "role": request.role, "runs": selectors.runs_for(project=project)[:200],
+               "methods": Method.choices, "presets": selectors.presets_for(project=project)}
+    return render(request, "training/list.html", context)
+
+
+def _launch_source(request, project) -> tuple[str, dict, TrainingRun | None]:
+    """(method, config, cloned run) from ?method=, ?preset=<id> or ?clone=<run id>."""
+    if request.GET.get("clone"):
+        run = _run(project, request.GET["clone"])
+        return run.method, run.config, run
+    if request.GET.get("preset"):
+        preset = get_object_or_404(RunPreset, project=project, id=request.GET["preset"])
+        return preset.method, preset.config, None
+    method = request.GET.get("method") or request.POST.get("method") or "dpo"
+    if method not in METHODS:
+        raise Http404(f"Unknown method {method!r}.")
+    return method, {}, None
+
+
+@project_view(Role.RESEARCHER)
+def run_new(request, project):
+    method, config, clone = _launch_source(request, project)
+    initial = {k: getattr(clone, k) for k in ("snapshot", "student", "teacher", "teacher_sft", "teacher_dpo")} \
+        if clone else {}
+    form = RunForm(request.POST or None, project=project, method=method, config=config, initial=initial)
+    if request.method == "POST" and "save_preset" in request.POST:
+        return _save_preset(request, project, form)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = _launch(request, project, form, clone)
+            return redirect("training_run", slug=project.slug, run_id=run.id)
+        except (ConfigError, ValidationError) as exc:
+            _form_errors(form, exc)
+    return _render_new(request, project, form, clone)
+
+
+def _render_new(request, project, form, clone=None):
+    context = {"project": project, "role": request.role, "form": form, "method": form.method, "clone": clone,
+               "methods": Method.choices, "presets": selectors.presets_for(project=project),
+               "required": list(services.required_teachers(form.method, config_from_dict(form.method, {})))}
+    return render(request, "training/new.html", context, status=400 if form.errors else 200)
+
+
+def _launch(request, project, form, clone):
+    data = form.cleaned_data
+    return services.run_create(
+        project=project, created_by=request.user, method=form.method, config=data["config"], name=data["name"],
+        snapshot=data["snapshot"], student=data["student"], teacher=data["teacher"],
+        teacher_sft=data["teacher_sft"], teacher_dpo=data["teacher_dpo"], cloned_from=clone)
+
+
+def _form_errors(form, exc):
+    if isinstance(exc, ConfigError):
+        name = CONFIG_PREFIX + exc.field if exc.field and CONFIG_PREFIX + exc.field in form.fields else None
+        form.add_error(name, str(exc))
+        return
+    for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def _save_preset(request, project, form):
+    form.is_valid()  # only the config part matters for a preset
+    name = request.POST.get("preset_name", "").strip()
+    if "config" not in form.cleaned_data or not name:
+        messages.error(request, "Give the preset a name and fix the highlighted hyperparameters first.")
+        return _render_new(request, project, form)
+    preset = services.preset_save(project=project, created_by=request.user, name=name, method=form.method,
+                                  config=form.cleaned_data["config"])
+    messages.success(request, f"Saved preset “{preset.name}” ({preset.get_method_display()}).")
+    return redirect(f"/p/{project.slug}/training/new/?preset={preset.id}")
+
+
+@project_view(Role.RESEARCHER)
+def run_detail(request, project, run_id):
+    run = _run(project, run_id)
+    context = {"project": project, "role": request.role, "run": run, "checkpoints": run.checkpoints.all(),
+               "versions": run.model_versions.all()}
+    return render(request, "training/run.html", context)
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def run_cancel(request, project, run_id):
+    try:
+        services.run_cancel(run=_run(project, run_id))
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    return redirect("training_run", slug=project.slug, run_id=run_id)
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def run_resume(request, project, run_id):
+    try:
+        services.run_resume(run=_run(project, run_id))
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    return redirect("training_run", slug=project.slug, run_id=run_id)
+
+
+@project_view(Role.RESEARCHER)
+def run_points(request, project, run_id):
+    run = _run(project, run_id)
+    after = int(request.GET.get("after", -1)) if request.GET.get("after", "").lstrip("-").isdigit() else -1
+    return JsonResponse({"run": {"id": run.id, "name": run.name, "method": run.method, "status": run.status},
+                         "points": selectors.run_points(run=run, after_step=after)})
+
+
+@project_view(Role.RESEARCHER)
+def runs_compare(request, project):
+    ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
+    runs = sorted(selectors.runs_for(project=project).filter(id__in=ids).select_related("teacher"),
+                  key=lambda run: ids.index(run.id))  # in the order picked
+    context = {"project": project, "role": request.role, "runs": runs,
+               "all_runs": selectors.runs_for(project=project)[:200], "selected": set(ids),
+               "config_rows": selectors.config_diff(runs) if runs else [],
+               "snapshot_rows": selectors.snapshot_diff(runs)}
+    return render(request, "training/compare.html", context)

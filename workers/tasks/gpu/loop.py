@@ -1,0 +1,80 @@
+"""The closed loop's "next round" job on the gpu queue: the round's student and the teacher answer
+fresh prompts greedily, each pair whose answers differ becomes an open comparison (teacher at
+position 0) whose queue priority is the teacher-student disagreement, the mean per-token
+KL(teacher || student) over the student's answer, so people see the student's weakest answers
+first. The round records the student's and teacher's oracle accuracy on those prompts."""
+import logging
+
+from celery import shared_task
+
+from ml.modeling import load_model
+from webapp.evaluation import selectors
+from webapp.evaluation.loop_services import loop_comparison_store, loop_round_claim, loop_round_finish, loop_round_progress
+from webapp.evaluation.models import LoopRound
+from webapp.evaluation.services import generation_record
+from workers.tasks.gpu.evaluation import answer, demo_task, prompt_input, token_signals
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="workers.tasks.gpu.loop.run_round")
+def run_round(round_id: int) -> str:
+    if not loop_round_claim(round_id=round_id):
+        return "not claimed"
+    loop_round = LoopRound.objects.select_related("project", "student", "teacher", "prompt_set").get(pk=round_id)
+    try:
+        stats = _run(loop_round)
+    except Exception as error:
+        log.exception("loop round %s failed", round_id)
+        loop_round_finish(loop_round=loop_round, error=f"{type(error).__name__}: {error}")
+        return "failed"
+    loop_round_finish(loop_round=loop_round, stats=stats)
+    return "succeeded"
+
+
+def _accuracy(prompts, texts) -> float | None:
+    from ml.demo.tasks import oracle_score
+
+    scored = [oracle_score(task, text) for task, text in ((demo_task(p), t) for p, t in zip(prompts, texts)) if task]
+    return sum(scored) / len(scored) if scored else None
+
+
+def _answers(loop_round, model_version, prompts, stage, offset, total):
+    loaded = load_model(model_version.source, revision=model_version.revision or None)
+
+    def on_progress(done, _total):
+        loop_round_progress(loop_round=loop_round, stage=stage, done=offset + done, total=total)
+
+    outputs = answer(loaded, prompts, max_new_tokens=64, batch_size=16, on_progress=on_progress)
+    generations = [generation_record(prompt=p, model_version=model_version, text=o.text, token_count=len(o.token_ids),
+                                     token_logps=[round(x, 4) for x in o.token_logps], origin="loop")
+                   for p, o in zip(prompts, outputs)]
+    return loaded, generations
+
+
+def _run(loop_round: LoopRound) -> dict:
+    prompts = selectors.fresh_prompts(loop_round=loop_round)
+    if not prompts:
+        raise ValueError(f"no fresh prompts left in {loop_round.prompt_set.name!r}: every one already has a "
+                         "comparison; import more prompts")
+    total = 2 * len(prompts)
+    teacher, teacher_generations = _answers(loop_round, loop_round.teacher, prompts, "teacher answers", 0, total)
+    student, student_generations = _answers(loop_round, loop_round.student, prompts, "student answers",
+                                            len(prompts), total)
+    student_texts = [g.text for g in student_generations]
+    signals = token_signals(teacher, student, [prompt_input(p) for p in prompts], student_texts)
+    created = 0
+    for prompt, mine, theirs, signal in zip(prompts, student_generations, teacher_generations, signals):
+        if mine.text.strip() == theirs.text.strip():
+            continue  # identical answers teach nothing
+        # Without a shared vocabulary, fall back to how surprised the teacher is by the student's answer.
+        disagreement = signal["mean_kl"] if signal["mean_kl"] is not None else \
+            -sum(signal["teacher_logp"]) / max(len(signal["teacher_logp"]), 1)
+        loop_comparison_store(loop_round=loop_round, prompt=prompt, teacher_generation=theirs,
+                              student_generation=mine, disagreement=disagreement)
+        created += 1
+    kls = [s["mean_kl"] for s in signals if s["mean_kl"] is not None]
+    return {"prompts": len(prompts), "comparisons": created, "agreed": len(prompts) - created,
+            "student_oracle_accuracy": _accuracy(prompts, student_texts),
+            "teacher_oracle_accuracy": _accuracy(prompts, [g.text for g in teacher_generations]),
+            "mean_disagreement": sum(kls) / len(kls) if kls else None}

@@ -1,0 +1,170 @@
+"""Training runs on the gpu queue. The task claims the run (one conditional UPDATE), turns its
+preference snapshot into plain ml.data pairs, calls the method's recipe with hooks bridged to a
+RunRecorder (throttled metric points, heartbeat, live events, the cancel flag), and stores how it
+ended through webapp services: cancelled with a resumable checkpoint, failed with its traceback, or
+succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo first train one from
+π_sft on the snapshot (β=0.01), cached under DATA_DIR/cache/teacher-dpo/<content hash>; an ADPA+ run
+reuses an earlier run's DCKD stage when its inputs hash the same (teacher signals and student
+generations are cached by content hash inside ml.signals)."""
+import dataclasses
+import json
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+
+from celery import shared_task
+from django.conf import settings
+
+from ml.config import DPOConfig, TrainingConfig, config_from_dict, config_to_dict
+from ml.data import PreferencePair
+from ml.recipes import adpa_plus, recipe_for
+from ml.recipes.hooks import Hooks, TrainResult
+from ml.recipes.loop import plan
+from ml.signals import cache_key, model_identity
+from webapp.training import services
+from webapp.training.models import TrainingRun
+from webapp.training.progress import RunRecorder
+
+TEACHER_DPO_BETA = 0.01  # ALGORITHMS.md §3: the teacher's DPO stage
+NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
+
+
+@shared_task(name="workers.tasks.gpu.training.train_run")
+def train_run(run_id: int) -> str:
+    attempt = services.run_claim(run_id=run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    if attempt is None:
+        return "not claimed"  # another worker has it, or it was cancelled while queued
+    run = TrainingRun.objects.select_related("student", "teacher", "teacher_sft", "teacher_dpo", "snapshot",
+                                             "resume_from").get(id=run_id)
+    start = run.resume_from.step if run.resume_from else 0
+    recorder = RunRecorder(run_id=run_id, attempt=attempt, start_step=start, log_tail=run.log_tail)
+    try:
+        with recorder:
+            result = _train(run, recorder)
+    except Exception as exc:
+        if not recorder.lost:
+            services.run_fail(run_id=run_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc(), log_tail=recorder.log_tail)
+        return "failed"
+    if recorder.lost:
+        return "claim lost"  # the reaper (or a resume elsewhere) owns the run now
+    if result.stopped:
+        services.run_stopped(run_id=run_id, attempt=attempt, step=result.steps, checkpoint_dir=result.final_dir,
+                             metrics=result.metrics, log_tail=recorder.log_tail)
+        return "cancelled"
+    services.run_succeed(run_id=run_id, attempt=attempt, steps=result.steps, final_dir=result.final_dir,
+                         metrics=result.metrics, log_tail=recorder.log_tail)
+    return "succeeded"
+
+
+def snapshot_pairs(run: TrainingRun) -> list[PreferencePair]:
+    rows = run.snapshot.pairs.order_by("id").values_list("prompt_text", "chosen_text", "rejected_text")
+    return [PreferencePair(prompt=p, chosen=c, rejected=r) for p, c, r in rows]
+
+
+def _train(run: TrainingRun, recorder: RunRecorder) -> TrainResult:
+    config = config_from_dict(run.method, run.config)
+    pairs = snapshot_pairs(run)
+    out_dir = services.run_dir(run.id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recorder.stage(f"loading {len(pairs)} preference pairs from {run.snapshot.name}")
+    pi_dpo = _teacher_dpo(run, config, pairs, recorder) if run.method in NEEDS_PI_DPO else None
+    if run.method in NEEDS_PI_DPO and pi_dpo is None:
+        return TrainResult(final_dir=None, steps=0, metrics={}, stopped=True)  # cancelled during π_dpo
+    if run.method == "adpa_plus":
+        _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir, recorder)
+    checkpoints = _CheckpointScanner(run, out_dir, config, len(pairs))
+
+    def on_progress(event):
+        recorder.progress(**dataclasses.asdict(event))
+        checkpoints.scan()
+
+    recorder.stage(f"training ({run.get_method_display()})" + (f", resuming at step {run.resume_from.step}"
+                                                              if run.resume_from else ""))
+    result = recipe_for(run.method)(config, pairs, out_dir, Hooks(on_progress=on_progress,
+                                                                   should_stop=recorder.should_stop),
+                                    resume_from=run.resume_from.path if run.resume_from else None,
+                                    **_models(run, pi_dpo, out_dir))
+    checkpoints.scan(force=True)
+    return result
+
+
+def _models(run: TrainingRun, pi_dpo: str | None, out_dir: Path) -> dict:
+    """The recipe's model arguments, by method (ml/recipes/<method>.train signatures)."""
+    models = {"student": run.student.source}
+    teacher = run.teacher.source if run.teacher else None
+    if run.method in ("sft", "kd", "taid", "dpo"):
+        models["teacher"] = teacher
+    if run.method in NEEDS_PI_DPO:
+        models.update(teacher=pi_dpo, cache_dir=settings.DATA_DIR / "cache" / "signals")
+    if run.method in ("adpa", "adpa_plus"):
+        models["teacher_sft"] = run.teacher_sft.source
+    return models
+
+
+def _teacher_dpo(run: TrainingRun, config, pairs: list, recorder: RunRecorder) -> str | None:
+    """π_dpo's directory: the run's own, or one trained from π_sft on this snapshot (cached by
+    the content hash of π_sft's files, the pairs and the DPO config). None when cancelled."""
+    if run.teacher_dpo is not None:
+        return run.teacher_dpo.source
+    base = run.teacher_sft or run.teacher
+    first_stage = config.dckd if run.method == "adpa_plus" else config  # batching etc. as the run's own
+    shared = {f.name: getattr(first_stage, f.name) for f in dataclasses.fields(TrainingConfig)}
+    dpo_config = DPOConfig(**{**shared, "save_every_steps": 0}, beta=TEACHER_DPO_BETA)
+    key = cache_key("stage/teacher-dpo", models={"teacher": model_identity(base.source)}, data=pairs,
+                    params=config_to_dict(dpo_config))
+    stage_dir = settings.DATA_DIR / "cache" / "teacher-dpo" / key
+    if not (stage_dir / "final").is_dir():
+        recorder.stage(f"teacher DPO of {base.name} (β={TEACHER_DPO_BETA}) → π_dpo")
+        progress = lambda e: recorder.stage(f"teacher DPO step {e.step}/{e.total_steps}", quiet=True)  # noqa: E731
+        result = recipe_for("dpo")(dpo_config, pairs, stage_dir / "work", Hooks(progress, recorder.should_stop),
+                                   student=base.source)
+        if result.stopped:
+            return None
+        os.replace(result.final_dir, stage_dir / "final")  # atomic: a half-trained π_dpo is never a hit
+    else:
+        recorder.stage(f"π_dpo for {base.name} found in the stage cache ({key[:12]})")
+    services.teacher_dpo_register(run=run, base=base, source=stage_dir / "final")
+    return str(stage_dir / "final")
+
+
+def _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir: Path, recorder: RunRecorder) -> None:
+    """Links an earlier run's finished DCKD stage into this run when its inputs hash the same, so
+    ADPA+ skips straight to ADPA (ml.recipes.adpa_plus checks the same key in stage.json)."""
+    own = out_dir / "dckd"
+    if own.exists():
+        return
+    # adpa_plus._stage_key is the recipe's own key function: reusing it keeps the two in agreement.
+    key = adpa_plus._stage_key("dckd", config.dckd, pairs, {"student": model_identity(run.student.source),
+                                                            "dpo": model_identity(pi_dpo)})
+    for marker in sorted((settings.DATA_DIR / "runs").glob("*/dckd/" + adpa_plus.STAGE_FILE)):
+        if json.loads(marker.read_text()).get("key") == key and (marker.parent / "final").is_dir():
+            own.mkdir(parents=True)
+            os.symlink(marker.parent.resolve() / "final", own / "final")
+            (own / adpa_plus.STAGE_FILE).write_text(marker.read_text())
+            recorder.stage(f"reusing the DCKD stage of run {marker.parent.parent.name} (same inputs)")
+            return
+
+
+class _CheckpointScanner:
+    """Registers checkpoint directories as the recipe writes them. Scans happen between optimizer
+    steps in the training thread, so a directory seen with its state file is complete."""
+
+    MARKERS = ("training_state.json", "rng_state.pth")  # written last by ml.recipes.loop / HF Trainer
+
+    def __init__(self, run, out_dir: Path, config, num_rows: int):
+        self.run, self.out_dir, self.seen, self.last = run, out_dir, set(), 0.0
+        self.adpa_offset = plan(num_rows, config.dckd)[1] if run.method == "adpa_plus" else 0
+
+    def scan(self, *, force: bool = False):
+        if not force and time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        for path in self.out_dir.glob("**/checkpoint-*"):
+            if path in self.seen or not any((path / m).exists() for m in self.MARKERS):
+                continue
+            step = int(path.name.rsplit("-", 1)[-1]) + (self.adpa_offset if path.parent.name == "adpa" else 0)
+            services.checkpoint_record(run=self.run, step=step, path=path)
+            self.seen.add(path)
