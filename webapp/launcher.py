@@ -193,5 +193,8 @@ def _interrupt(signum, frame):
 
 
 if __name__ == "__main__":
+    # Both installed explicitly: a shell script that starts us in the background leaves SIGINT
+    # ignored, and Python then would not turn it into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     raise SystemExit(main())

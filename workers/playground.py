@@ -7,22 +7,31 @@ queue compares two answers to exactly the stored prompt.
 
 Streaming uses transformers' TextIteratorStreamer around `model.generate` (ml.generation has no
 streaming API); prompts are rendered with ml.modeling.render_prompt like everywhere else."""
+import abc
 import argparse
 import os
 import queue
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 django.setup()
 
+# Django loads daphne, which imports twisted.internet.base, whose `@implementer(IConnector) class
+# BaseConnector(ABC)` also leaves a class-only `__provides__` descriptor on abc.ABC itself (twisted
+# issue, see scrapy/scrapy#6307); Gradio components look up every attribute of their ABC-derived
+# class on the instance and crash on it. ABC itself provides no interface, so the stray entry goes.
+if "__provides__" in vars(abc.ABC):
+    del abc.ABC.__provides__
+
 import gradio as gr  # noqa: E402  (after Django is set up: the handlers use the ORM)
 import torch  # noqa: E402
 from django.contrib.auth import authenticate, get_user_model  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
-from django.db import close_old_connections  # noqa: E402
+from django.db import close_old_connections, connections  # noqa: E402
 from transformers import TextIteratorStreamer  # noqa: E402
 
 from ml.modeling import load_model, render_prompt  # noqa: E402
@@ -48,6 +57,15 @@ class ModelCache:
                     self.models.popitem(last=False)
             self.models.move_to_end(key)
             return self.models[key]
+
+
+@contextmanager
+def released_connection():
+    """Gradio runs handlers on a thread pool; give the thread's database connection back when done."""
+    try:
+        yield
+    finally:
+        connections.close_all()
 
 
 def _user(username: str):
@@ -123,22 +141,25 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
     cache = cache or ModelCache()
 
     def on_load(request: gr.Request):
-        choices = project_choices(request.username)
+        with released_connection():
+            choices = project_choices(request.username)
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     def on_project(slug, request: gr.Request):
         if not slug:
             return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
-        teachers, students = model_choices(request.username, slug)
+        with released_connection():
+            teachers, students = model_choices(request.username, slug)
         return (gr.update(choices=teachers, value=teachers[0][1] if teachers else None),
                 gr.update(choices=students, value=students[0][1] if students else None))
 
     def answer(slug, teacher_id, student_id, prompt, temperature, max_new_tokens, request: gr.Request):
-        project = _project_for(request.username, slug or "")
+        with released_connection():
+            project = _project_for(request.username, slug or "")
+            teacher = ModelVersion.objects.filter(project=project, pk=teacher_id).first()
+            student = ModelVersion.objects.filter(project=project, pk=student_id).first()
         if not prompt or not prompt.strip():
             raise gr.Error("Write a prompt first.")
-        teacher = ModelVersion.objects.filter(project=project, pk=teacher_id).first()
-        student = ModelVersion.objects.filter(project=project, pk=student_id).first()
         if teacher is None or student is None:
             raise gr.Error("Pick a teacher and a student of this project.")
         pair = {"slug": slug, "prompt": prompt.strip(), "teacher": teacher.id, "student": student.id,
@@ -151,15 +172,16 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
         if not pair:
             return "Ask both models something first."
         try:
-            project = _project_for(request.username, pair["slug"])
-            teacher = ModelVersion.objects.get(project=project, pk=pair["teacher"])
-            student = ModelVersion.objects.get(project=project, pk=pair["student"])
-            counts = tuple(len(cache.get(mv).tokenizer(text, add_special_tokens=False)["input_ids"])
-                           for mv, text in ((teacher, pair["teacher_text"]), (student, pair["student_text"])))
-            comparison = playground_pair_submit(
-                project=project, prompt_text=pair["prompt"], teacher=teacher, student=student,
-                teacher_text=pair["teacher_text"], student_text=pair["student_text"], token_counts=counts,
-                temperature=pair["temperature"])
+            with released_connection():
+                project = _project_for(request.username, pair["slug"])
+                teacher = ModelVersion.objects.get(project=project, pk=pair["teacher"])
+                student = ModelVersion.objects.get(project=project, pk=pair["student"])
+                counts = tuple(len(cache.get(mv).tokenizer(text, add_special_tokens=False)["input_ids"])
+                               for mv, text in ((teacher, pair["teacher_text"]), (student, pair["student_text"])))
+                comparison = playground_pair_submit(
+                    project=project, prompt_text=pair["prompt"], teacher=teacher, student=student,
+                    teacher_text=pair["teacher_text"], student_text=pair["student_text"], token_counts=counts,
+                    temperature=pair["temperature"])
         except ValidationError as exc:
             return "Not sent: " + " ".join(exc.messages)
         return f"Sent: comparison #{comparison.id} is in the annotation queue of {project.name}."
@@ -167,10 +189,12 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
     with gr.Blocks(title="Distillery playground") as app:
         gr.Markdown("## Distillery playground\nAsk the teacher and a student the same prompt; answers stream side by side.")
         pair = gr.State(None)
+        # Choices are filled per user on load; the handlers check every value against the user's
+        # projects again, so a value typed into the API is no way around the role check.
         with gr.Row():
-            project = gr.Dropdown(label="Project", choices=[])
-            teacher = gr.Dropdown(label="Teacher", choices=[])
-            student = gr.Dropdown(label="Student", choices=[])
+            project = gr.Dropdown(label="Project", choices=[], allow_custom_value=True)
+            teacher = gr.Dropdown(label="Teacher", choices=[], allow_custom_value=True)
+            student = gr.Dropdown(label="Student", choices=[], allow_custom_value=True)
         with gr.Row():
             temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature (0 = greedy)")
             max_new_tokens = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
@@ -192,8 +216,17 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
 
 
 def django_auth(username: str, password: str) -> bool:
-    close_old_connections()
-    return authenticate(username=username, password=password) is not None
+    """Gradio calls this inside its event loop, where Django refuses ORM queries: check in a thread."""
+    result = {"ok": False}
+
+    def check():
+        with released_connection():
+            result["ok"] = authenticate(username=username, password=password) is not None
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join()
+    return result["ok"]
 
 
 def main(argv=None) -> None:

@@ -27,7 +27,7 @@ class BuildSpec:
     sft_tasks: int = 20_000
     eval_prompts: int = 700
     train_prompts: int = 2_000
-    teacher_steps: int = 1200
+    teacher_steps: int = 1500
     teacher_lr: float = 3e-3
     student_steps: int = 600
     student_lr: float = 3e-3

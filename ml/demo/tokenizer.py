@@ -1,6 +1,6 @@
-"""The demo world's tokenizer: a WordPiece vocabulary trained with the `tokenizers` library on demo
-task text (so every demo word and small number is one token, and any other ASCII text still
-tokenizes, piece by piece), wrapped as a standard HF fast tokenizer with bos/eos/pad/unk tokens,
+"""The demo world's tokenizer: a word vocabulary trained with the `tokenizers` library on demo
+task text (so every demo word and small number is one token), WordPiece-style character pieces
+for any other ASCII text, wrapped as a standard HF fast tokenizer with bos/eos/pad/unk tokens,
 role tokens and a chat template. Whitespace is not part of the tokens: "cat" is the same token at
 the start of a response as inside a prompt, which keeps the demo tasks easy for tiny models."""
 from __future__ import annotations
@@ -35,23 +35,28 @@ def corpus_from_tasks(tasks: list[Task]) -> list[str]:
     return texts
 
 
-def train_demo_tokenizer(texts: list[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a WordPiece tokenizer on `texts` and wrap it as an HF tokenizer (left padding)."""
-    # Doubled characters put both "c" and the word-continuation "##c" of every ASCII character in
-    # the vocabulary, so no ASCII word falls back to <unk>.
+def train_demo_tokenizer(texts: list[str], *, vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """Train a word vocabulary on `texts` and wrap it as an HF tokenizer (left padding).
+
+    The `tokenizers` WordLevel trainer counts the words (at most `vocab_size`, most frequent
+    first); every ASCII character, alone and as a "##" continuation, is added so that any other
+    ASCII word is spelled out piece by piece instead of becoming <unk>. (Its BPE/WordPiece trainers
+    break ties in hash-map order, which differs from run to run; word counting does not.)"""
+    counter = Tokenizer(models.WordLevel(unk_token=UNK))
+    counter.normalizer = normalizers.NFKC()
+    counter.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    counter.train_from_iterator(texts, trainer=trainer)
     alphabet = string.ascii_letters + string.digits + string.punctuation
-    texts = list(texts) + [c + c for c in alphabet]
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=64))
+    pieces = sorted(alphabet) + sorted("##" + c for c in alphabet)
+    words = sorted(set(counter.get_vocab()) - set(SPECIAL_TOKENS) - set(pieces), key=lambda w: (len(w), w))
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + pieces + words)}
+
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=64))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=list(alphabet),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,

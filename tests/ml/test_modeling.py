@@ -51,7 +51,7 @@ def test_same_tokenizer_passes(tiny_teacher_dir, tiny_student_dir):
 
 
 def test_different_tokenizer_is_refused_with_the_method_named(demo_tokenizer):
-    other = train_demo_tokenizer(corpus_from_tasks(generate_tasks(50, seed=9)), vocab_size=300)
+    other = train_demo_tokenizer(["a corpus of other words", "shares no task words"])
     with pytest.raises(TokenizerMismatchError, match="ADPA .*share one tokenizer.*vocabularies differ"):
         check_same_tokenizer(demo_tokenizer, other, method="ADPA")
 

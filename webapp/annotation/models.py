@@ -45,7 +45,11 @@ class Comparison(models.Model):
             models.CheckConstraint(condition=models.Q(required_annotations__gte=1), name="comparison_needs_annotators"),
             models.CheckConstraint(condition=models.Q(status__in=ComparisonStatus.values), name="comparison_status_valid"),
         ]
-        indexes = [models.Index(fields=["project", "status", "-priority"])]
+        indexes = [
+            models.Index(fields=["project", "status", "-priority"]),
+            # The queue's exact order, so "next item" walks the index and stops at the first fit.
+            models.Index(fields=["project", "status", "-priority", "id"], name="comparison_queue_order"),
+        ]
 
     def __str__(self):
         return f"comparison {self.pk}"

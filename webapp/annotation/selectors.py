@@ -1,7 +1,7 @@
 """Reads for annotation: the next comparison for an annotator (highest priority first, never one
 they judged or skipped, never one already fully covered by others' judgements and live leases),
 its blind payload in the annotator's own shown order, progress, disputes and snapshots."""
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -27,8 +27,9 @@ def comparison_next_for(*, project, annotator) -> Comparison | None:
     whose judgements plus others' live leases are still short of the overlap it needs. Rows being
     handed out concurrently are skipped (FOR UPDATE SKIP LOCKED), so two people never race for one slot."""
     now = timezone.now()
-    held = _open_for(project, annotator).filter(Exists(Assignment.objects.filter(
-        comparison=OuterRef("pk"), annotator=annotator, expires_at__gt=now))).order_by("-priority", "id").first()
+    mine = Assignment.objects.filter(annotator=annotator, expires_at__gt=now, comparison__project=project,
+                                     comparison__status=ComparisonStatus.OPEN).values("comparison_id")
+    held = _open_for(project, annotator).filter(pk__in=mine).order_by("-priority", "id").first()
     if held is not None:
         return held
     humans = Judgement.objects.filter(comparison=OuterRef("pk"), source=JudgementSource.HUMAN, is_adjudication=False)
@@ -38,6 +39,8 @@ def comparison_next_for(*, project, annotator) -> Comparison | None:
                      .filter(judged__lt=F("required_annotations") - F("leased")).order_by("-priority", "id")
                      .select_for_update(skip_locked=True, of=("self",)).first())
         if candidate is not None:
+            with connection.cursor() as cursor:  # a lease is disposable: no need to wait for the disk
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
             services.comparison_lease(comparison=candidate, annotator=annotator)
     return candidate
 

@@ -51,3 +51,23 @@ def snapshot(project, demo_models, tiny_demo_dir):
 # Small but not instant on the tiny models: long enough to watch, cancel and resume.
 DPO_CONFIG = {"batch_size": 4, "grad_accum": 2, "max_length": 64, "learning_rate": 1e-3, "warmup_ratio": 0.0,
               "lr_scheduler": "constant", "max_steps": 12, "save_every_steps": 3}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """tests/conftest.py's browser minus --user-data-dir, which this Playwright refuses in `launch`
+    (reported to the lead; drop this once the shared fixture is fixed)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import BROWSER_ARGS
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls in the test body are
+    # still plain sync code, so Django's async-safety guard does not apply.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                      args=[a for a in BROWSER_ARGS if not a.startswith("--user-data-dir")])
+        yield instance
+        instance.close()
