@@ -88,3 +88,21 @@ def test_sampled_token_logps_by_hand():
     assert sampled_token_logps(logits, token, temperature=1.0).item() == pytest.approx(torch.log(torch.tensor(0.75)).item())
     assert sampled_token_logps(logits, token, temperature=0.5).item() == pytest.approx(torch.log(torch.tensor(0.9)).item())
     assert sampled_token_logps(logits, token, temperature=0.0).item() == pytest.approx(torch.log(torch.tensor(0.75)).item())
+
+
+def test_generate_cli_writes_one_row_per_prompt(tiny_teacher_dir, tmp_path):
+    import json
+
+    from ml.cli import generate as generate_cli
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p, "id": i}) for i, p in enumerate(PROMPTS[:2])) + "\n")
+    out = tmp_path / "out.jsonl"
+    parser = __import__("argparse").ArgumentParser()
+    generate_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["generate", "--model", str(tiny_teacher_dir), "--prompts", str(prompts),
+                              "--out", str(out), "--k", "2", "--max-new-tokens", "3"])
+    assert args.func(args) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == [0, 1]
+    assert all(len(row["generations"]) == 2 and len(row["generations"][0]["token_ids"]) == 3 for row in rows)

@@ -1,7 +1,7 @@
 """From votes to chosen/rejected pairs, on plain data (no ORM), so the rules are easy to read and
 test. A vote is one judgement: a ranking of generation ids (groups, best first), its source and
 rater, and for a judge its P(a ≻ b). Rules: `majority` (one vote each) or `agreement_weighted`
-(a person's vote counts by how often they agree with the others; a judge's by its confidence
+(a person's vote counts by how often they agree with each other person on shared items; a judge's by its confidence
 |2p − 1|). Pairwise items give one pair; k-way rankings give every pair whose Borda scores differ.
 An adjudication, where present, is the only vote that counts. Tie policy: `drop` (no pair), or
 `teacher` (a tie among the votes is broken by the teacher-judge's verdict when it has one)."""
@@ -23,18 +23,17 @@ def borda(ranking: list[list[int]]) -> dict:
 
 
 def reliability(comparisons: list[dict]) -> dict:
-    """Per human rater: (agreements + 1) / (comparisons + 2) with the other raters' majority label,
-    over comparisons at least two people labelled (Laplace-smoothed, so a newcomer starts at 0.5)."""
+    """Per human rater: (agreements + 1) / (pairings + 2) over every pairing with another rater on a
+    comparison both judged (Laplace-smoothed, so someone with no overlap yet starts at 0.5)."""
     agree, total = defaultdict(int), defaultdict(int)
     for comparison in comparisons:
         humans = [v for v in comparison["votes"] if v["source"] == "human" and not v.get("adjudication")]
-        for vote in humans:
-            others = [tuple(map(tuple, o["ranking"])) + (o.get("both_bad", False),) for o in humans if o is not vote]
-            if not others:
-                continue
-            label = max(set(others), key=others.count)
-            total[vote["rater"]] += 1
-            agree[vote["rater"]] += label == tuple(map(tuple, vote["ranking"])) + (vote.get("both_bad", False),)
+        labels = [(tuple(map(tuple, v["ranking"])), bool(v.get("both_bad"))) for v in humans]
+        for i, vote in enumerate(humans):
+            for j in range(len(humans)):
+                if i != j:
+                    total[vote["rater"]] += 1
+                    agree[vote["rater"]] += labels[i] == labels[j]
     return {r: (agree[r] + 1) / (total[r] + 2) for r in total}
 
 

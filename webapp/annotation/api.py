@@ -15,9 +15,11 @@ from webapp.projects.permissions import project_view
 
 
 def _state(project, user, comparison) -> dict:
+    counters = events.counters_recent(project.pk)
+    progress = selectors.annotator_progress(project=project, annotator=user, pending=counters["pending"])
     return {"comparison": selectors.comparison_payload(comparison=comparison, annotator=user) if comparison else None,
-            "progress": selectors.annotator_progress(project=project, annotator=user),
-            "counters": events.counters(project.pk), "can_undo": selectors.can_undo(project=project, annotator=user)}
+            "progress": {"mine": progress["mine"], "available": progress["available"]}, "counters": counters,
+            "can_undo": progress["can_undo"]}
 
 
 def _body(request) -> dict:

@@ -2,6 +2,8 @@
 also sent on connect:
     {"event": "annotation.counters", "pending": int, "done": int, "disputed": int}
 pending = open comparisons; done = complete or adjudicated; disputed = waiting for a researcher."""
+import time
+
 from django.db import transaction
 from django.db.models import Count, Q
 
@@ -20,6 +22,19 @@ def counters(project_id: int) -> dict:
         done=Count("id", filter=Q(status__in=[ComparisonStatus.COMPLETE, ComparisonStatus.ADJUDICATED])),
         disputed=Count("id", filter=Q(status=ComparisonStatus.DISPUTED)))
     return {"event": "annotation.counters", **counts}
+
+
+_recent: dict = {}  # project id -> (monotonic time, counters): see counters_recent
+
+
+def counters_recent(project_id: int, max_age: float = 1.0) -> dict:
+    """Counters at most `max_age` seconds old, for the annotation API's payloads: with fifty people
+    asking for their next item, one count a second is plenty (the socket pushes every change)."""
+    now = time.monotonic()
+    cached = _recent.get(project_id)
+    if cached is None or now - cached[0] > max_age:
+        cached = _recent[project_id] = (now, counters(project_id))
+    return cached[1]
 
 
 def counters_changed(project_id: int) -> None:

@@ -29,7 +29,7 @@ def comparison_next_for(*, project, annotator) -> Comparison | None:
     now = timezone.now()
     mine = Assignment.objects.filter(annotator=annotator, expires_at__gt=now, comparison__project=project,
                                      comparison__status=ComparisonStatus.OPEN).values("comparison_id")
-    held = _open_for(project, annotator).filter(pk__in=mine).order_by("-priority", "id").first()
+    held = _open_for(project, annotator).filter(pk__in=mine).select_related("prompt").order_by("-priority", "id").first()
     if held is not None:
         return held
     humans = Judgement.objects.filter(comparison=OuterRef("pk"), source=JudgementSource.HUMAN, is_adjudication=False)
@@ -37,7 +37,7 @@ def comparison_next_for(*, project, annotator) -> Comparison | None:
     with transaction.atomic():
         candidate = (_open_for(project, annotator).annotate(judged=_count(humans), leased=_count(leases))
                      .filter(judged__lt=F("required_annotations") - F("leased")).order_by("-priority", "id")
-                     .select_for_update(skip_locked=True, of=("self",)).first())
+                     .select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first())
         if candidate is not None:
             with connection.cursor() as cursor:  # a lease is disposable: no need to wait for the disk
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
@@ -59,15 +59,15 @@ def comparison_payload(*, comparison: Comparison, annotator) -> dict:
     }
 
 
-def annotator_progress(*, project, annotator) -> dict:
-    judged = Judgement.objects.filter(comparison__project=project, annotator=annotator).count()
-    available = _open_for(project, annotator).count()
-    return {"mine": judged, "available": available}
-
-
-def can_undo(*, project, annotator) -> bool:
-    return Judgement.objects.filter(comparison__project=project, annotator=annotator, is_adjudication=False,
-                                    created_at__gte=timezone.now() - services.UNDO_WINDOW).exists()
+def annotator_progress(*, project, annotator, pending: int) -> dict:
+    """mine: judgements given; available: open comparisons they have neither judged nor skipped
+    (pending minus those, counted from their own rows: cheap however long the queue is);
+    can_undo: whether they have a judgement recent enough to undo."""
+    mine = Judgement.objects.filter(comparison__project=project, annotator=annotator).aggregate(
+        total=Count("id"), open=Count("id", filter=Q(comparison__status=ComparisonStatus.OPEN)),
+        undoable=Count("id", filter=Q(is_adjudication=False, created_at__gte=timezone.now() - services.UNDO_WINDOW)))
+    skipped = Skip.objects.filter(comparison__project=project, annotator=annotator, comparison__status=ComparisonStatus.OPEN).count()
+    return {"mine": mine["total"], "available": max(0, pending - mine["open"] - skipped), "can_undo": mine["undoable"] > 0}
 
 
 def disputed_comparisons(*, project):

@@ -156,14 +156,15 @@ def judgement_undo(*, project, annotator) -> Comparison | None:
         if comparison.status == ComparisonStatus.ADJUDICATED:
             return None
         latest.delete()
-        Assignment.objects.update_or_create(comparison=comparison, annotator=annotator,
-                                            defaults={"expires_at": timezone.now() + LEASE})
+        comparison_lease(comparison=comparison, annotator=annotator)
         _status_refresh(comparison)
     return comparison
 
 
 def comparison_lease(*, comparison: Comparison, annotator) -> None:
-    Assignment.objects.update_or_create(comparison=comparison, annotator=annotator, defaults={"expires_at": timezone.now() + LEASE})
+    """One INSERT ... ON CONFLICT UPDATE: (re)starts the annotator's lease on the comparison."""
+    Assignment.objects.bulk_create([Assignment(comparison=comparison, annotator=annotator, expires_at=timezone.now() + LEASE)],
+                                   update_conflicts=True, unique_fields=["comparison", "annotator"], update_fields=["expires_at"])
 
 
 def comparison_skip(*, comparison: Comparison, annotator) -> None:

@@ -4,7 +4,6 @@ cancel, resume (the step count continues from the cancel's checkpoint), and see 
 register a new student model version."""
 import pytest
 
-from tests.webapp.conftest import PASSWORD
 from webapp.catalog.models import ModelVersion
 from webapp.training.models import MetricPoint, RunStatus, TrainingRun
 
@@ -17,16 +16,12 @@ def _series_length(page) -> int:
     return page.evaluate("() => (window.distilleryRun.series.loss || {data: []}).data.length")
 
 
-def test_launch_watch_cancel_resume_complete(page, asgi_server, celery_workers, project, researcher, snapshot,
+def test_launch_watch_cancel_resume_complete(page, client, asgi_server, celery_workers, project, researcher, snapshot,
                                              demo_models, artifacts_dir):
-    page.goto(f"{asgi_server}/login/")
-    page.fill("input[name=username]", researcher.username)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
+    client.force_login(researcher)  # a real session row; the browser carries its cookie
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": asgi_server}])
     response = page.goto(f"{asgi_server}/p/{project.slug}/training/new/?method=dpo")
     assert response.status == 200, page.content()[:3000]
-    (artifacts_dir / "training-new.html").write_text(page.content())
     page.select_option("select[name=snapshot]", str(snapshot.id))
     page.select_option("select[name=student]", str(demo_models["student"].id))
     for name, value in {"max_steps": STEPS, "batch_size": 4, "grad_accum": 2, "max_length": 64,
