@@ -57,8 +57,10 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-distill-"))
-        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # TRL prints every step's log dict
-        result = run_experiment(world, exp, work_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
+        # TRL prints every step's log dict and draws its own progress bars; our progress lines still show.
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        result = run_experiment(world, exp, work_dir, log=lambda line: print(line, file=sys.__stderr__, flush=True))
     report = {**result.to_dict(), "demo_dir": str(args.demo_dir), "threads": args.threads,
               "total_seconds": time.perf_counter() - started, "torch": torch.__version__}
     print(format_table(result))

@@ -4,6 +4,7 @@ teacher and student once (CPU), migrates, bootstraps the demo project, then runs
 the gpu and default Celery workers and celery beat, prefixing each one's output with its name. It
 prints the URL once /healthz is green. Ctrl-C (or SIGTERM) stops every child, then Redis, then
 PostgreSQL; var/ keeps the data for the next start."""
+import fcntl
 import json
 import os
 import signal
@@ -136,20 +137,39 @@ def _stop(children: dict[str, subprocess.Popen]) -> None:
 
 
 def _stop_services(started: dict) -> None:
-    if "redis" in started:
-        started["redis"].terminate()  # redis-server saves its dump on SIGTERM
-        started["redis"].wait(timeout=30)
-    if "postgres" in started:
-        stop_postgres(started["postgres"])
+    try:
+        if "redis" in started:
+            started["redis"].terminate()  # redis-server saves its dump on SIGTERM
+            started["redis"].wait(timeout=30)
+    finally:  # PostgreSQL stops even if Redis would not
+        if "postgres" in started:
+            stop_postgres(started["postgres"])
+
+
+def _lock_var_dir():
+    """One launcher per var/: a second one would share, then stop, the first one's servers."""
+    VAR.mkdir(parents=True, exist_ok=True)
+    lock = open(VAR / "launcher.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise SystemExit(f"Another `make run` (pid {lock.read().strip() or '?'}) is using {VAR}. Stop it first, "
+                         "or give this one its own state: DISTILLERY_VAR_DIR=/elsewhere make run") from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock  # held until this process exits
 
 
 def _serve(started: dict) -> int:
+    started["lock"] = _lock_var_dir()
     if _port_in_use(HOST, PORT):
         raise SystemExit(f"Port {PORT} on {HOST} is already in use (another `make run`?). "
                          "Stop it, or choose another port: DISTILLERY_PORT=8001 make run")
-    VAR.mkdir(parents=True, exist_ok=True)
     urls = _services(started)
     (VAR / "embedded.json").write_text(json.dumps(urls))  # so `manage.py shell` finds the running services
+    started["embedded_json"] = VAR / "embedded.json"
     env = {**os.environ, "DATABASE_URL": urls["database_url"], "REDIS_URL": urls["redis_url"],
            "DJANGO_SETTINGS_MODULE": "webapp.settings", "PYTHONUNBUFFERED": "1"}
     demo = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR / "demo"))
@@ -183,8 +203,8 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(started.get("children", {}))
         _stop_services(started)
-        (VAR / "embedded.json").unlink(missing_ok=True)
-        if started:
+        if "embedded_json" in started:
+            started["embedded_json"].unlink(missing_ok=True)
             say("• stopped; data kept in " + str(VAR))
 
 

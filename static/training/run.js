@@ -7,6 +7,7 @@
   const { groupOf, lineChart, dataset } = window.DistilleryCharts;
   const root = document.getElementById("run-page");
   const $ = (id) => document.getElementById(id);
+  const HIDDEN = new Set(["num_tokens"]);  // TRL's running token count: the tokens axis of the comparison shows it
   const state = { lastStep: -1, points: [], charts: {}, series: {}, run: null, redraw: false, messages: 0 };
   window.distilleryRun = state;
 
@@ -17,6 +18,7 @@
       const card = document.createElement("div");
       card.className = "chart-card";
       card.dataset.chart = group.id;
+      card.style.order = window.DistilleryCharts.GROUPS.indexOf(group);  // loss first, whatever arrives first
       const title = document.createElement("h3");
       title.textContent = group.title;
       const box = document.createElement("div");
@@ -46,6 +48,7 @@
       state.lastStep = p.step;
       state.points.push(p);
       for (const [key, value] of Object.entries(p.values)) {
+        if (HIDDEN.has(key)) continue;
         if (value !== null && isFinite(value)) seriesFor(key).data.push({ x: p.step, y: value });
       }
     }

@@ -2,7 +2,7 @@
 PostgreSQL, Redis, daphne, both Celery workers and beat; /healthz turns green with live heartbeats;
 the demo admin logs in over real HTTP (with CSRF) and sees the demo project; Ctrl-C (SIGINT to the
 launcher's process group, as a terminal sends it) leaves no process behind; a second start reuses
-the data in var/."""
+the data in var/. A launcher refuses to start on a taken port or on a var/ another one is using."""
 import http.cookiejar
 import json
 import os
@@ -117,10 +117,20 @@ def _state(var: Path) -> dict:
                 "prompts": one("SELECT count(*) FROM catalog_prompt")}
 
 
-def _start_check_stop(var: Path, demo: Path, log: Path) -> dict:
+def _second_launcher_is_refused(launch: Launch, demo: Path) -> None:
+    """A second `make run` on the same var/ would share, then stop, the first one's servers."""
+    second = Launch(launch.var, demo, free_port(), launch.log.with_name("second.log"))
+    assert second.proc.wait(timeout=60) != 0
+    assert "Another `make run`" in second.tail() and str(launch.proc.pid) in second.tail()
+    assert launch.wait_healthy(timeout=30)["ok"], "the first launcher must be untouched"
+
+
+def _start_check_stop(var: Path, demo: Path, log: Path, *, probe_second: bool = False) -> dict:
     launch = Launch(var, demo, free_port(), log)
     try:
         report = launch.wait_healthy()
+        if probe_second:
+            _second_launcher_is_refused(launch, demo)
         assert report["ok"] and report["database"]["ok"] and report["channel_layer"]["ok"]
         for queue in ("gpu", "default", "beat"):
             assert report["workers"][queue]["hosts"], f"no live {queue} heartbeat: {report}"
@@ -144,7 +154,7 @@ def _start_check_stop(var: Path, demo: Path, log: Path) -> dict:
 @pytest.mark.slow
 def test_make_run_starts_everything_stops_cleanly_and_keeps_data(tmp_path, tiny_demo_dir):
     var = tmp_path / "var"
-    first = _start_check_stop(var, tiny_demo_dir, tmp_path / "launcher-1.log")
+    first = _start_check_stop(var, tiny_demo_dir, tmp_path / "launcher-1.log", probe_second=True)
     assert len(first["demo_ids"]) == 1 and first["prompts"] > 0
     second = _start_check_stop(var, tiny_demo_dir, tmp_path / "launcher-2.log")
     assert second == first, "a second start must reuse var/: same admin, one demo project, no new prompts"

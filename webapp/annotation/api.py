@@ -48,9 +48,10 @@ def submit(request, project):
     try:
         body = _body(request)
         comparison = get_object_or_404(Comparison, project=project, pk=int(body.get("comparison", 0)))
+        flags = body["flags"] if isinstance(body.get("flags"), list) else []
         judgement, created = services.judgement_record(
             comparison=comparison, annotator=request.user, ranking=body.get("ranking", []), both_bad=bool(body.get("both_bad")),
-            rationale=str(body.get("rationale", "")), flags=body.get("flags") or [], time_spent_ms=_ms(body.get("time_spent_ms")))
+            rationale=str(body.get("rationale", "")), flags=flags, time_spent_ms=_ms(body.get("time_spent_ms")))
     except ValidationError as exc:
         return _error(exc, 409 if "already judged" in str(exc) else 400)
     except (TypeError, ValueError):

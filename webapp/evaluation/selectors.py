@@ -83,8 +83,11 @@ def leaderboard_for(*, project, source: str = "all") -> dict | None:
     fit = board.scores.get(source, {"rows": [], "pairs": 0, "error": ""})
     rows = [dict(row) for row in fit["rows"]]
     if rows:
+        # Pad the axis a little (and give identical scores some room) so no interval sits on the edge.
         low, high = min(r["low"] for r in rows), max(r["high"] for r in rows)
-        span = (high - low) or 1.0
+        pad = max(0.1 * (high - low), 0.25)
+        low, high = low - pad, high + pad
+        span = high - low
         for row in rows:
             row.update({"at": 100 * (row["score"] - low) / span, "from": 100 * (row["low"] - low) / span,
                         "width": 100 * (row["high"] - row["low"]) / span})

@@ -38,7 +38,7 @@ class _LogTail(logging.Handler):
 def _is_console_noise(text: str) -> bool:
     """Progress bars and the Trainer's per-step log dicts, printed to stdout: the charts show these."""
     text = text.strip()
-    return not text or "\r" in text or "it/s]" in text or (text.startswith("{") and text.endswith("}"))
+    return not text or "\r" in text or "%|" in text or (text.startswith("{") and text.endswith("}"))
 
 
 class RunRecorder:

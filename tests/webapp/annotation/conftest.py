@@ -61,10 +61,12 @@ def http_login(base_url: str, user):
     return client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """tests/conftest.py's browser, minus --user-data-dir, which this Playwright refuses in
-    launch() (reported to the lead; drop this override once the shared fixture is fixed)."""
+    launch() (reported to the lead; drop this override once the shared fixture is fixed). Module
+    scope: Playwright's sync API holds an event loop in the main thread while it runs, which would
+    break later tests that use async_to_sync or asyncio.run."""
     import os
 
     from playwright.sync_api import sync_playwright

@@ -53,13 +53,16 @@ def run_evaluation(evaluation_id: int) -> str:
 
 @shared_task(name="workers.tasks.gpu.evaluation.refresh_results")
 def refresh_results(evaluation_id: int) -> dict:
-    """Win rate of each candidate against the teacher, per judge source, with a bootstrap CI."""
+    """Win rate of each candidate against the teacher, per judge source, with a bootstrap CI; for a
+    finished evaluation (human verdicts arriving) the leaderboard is refitted too."""
     evaluation = Evaluation.objects.get(pk=evaluation_id)
     n_boot = int(evaluation.config.get("n_boot", 1000))
     versus = {str(mv): {source: asdict(win_rate(outcomes, n_boot=n_boot, seed=0))
                         for source, outcomes in sources.items() if outcomes}
               for mv, sources in selectors.evaluation_outcomes(evaluation=evaluation).items()}
     services.evaluation_results_store(evaluation=evaluation, results={"versus_teacher": versus})
+    if evaluation.status == EvalStatus.SUCCEEDED:  # a late (human) verdict also moves the leaderboard
+        refresh_leaderboard(evaluation.project_id)
     return versus
 
 
@@ -214,7 +217,7 @@ def _model_stats(prompts, stored, tokenizer) -> dict:
     return stats
 
 
-def _judge(evaluation, judge, teacher_mv, prompts, comparisons, candidate_texts, teacher_texts, progress):
+def _judge(judge, teacher_mv, prompts, comparisons, candidate_texts, teacher_texts, progress):
     items = [JudgeItem(prompt_input(p), c, t) for p, c, t in zip(prompts, candidate_texts, teacher_texts)]
     verdicts = judge_pairs(judge, items, batch_size=8, on_progress=progress.stage("teacher-judge"))
     for comparison, verdict in zip(comparisons, verdicts):
@@ -268,7 +271,7 @@ def _evaluate(evaluation: Evaluation) -> None:
                 for_humans="humans" in judges, required_annotations=int(config.get("required_annotations", 1))))
         progress.advance(len(prompts))
         if judge is not None:
-            _judge(evaluation, judge, evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
+            _judge(judge, evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
         if "oracle" in judges:
             _oracle(prompts, comparisons, stored, teacher_stored)
         progress.advance(len(prompts))

@@ -1,0 +1,65 @@
+"""The researcher pages: building comparisons, the quality page with its numbers, adjudicating a
+dispute from the page, queuing a teacher-judge job; every page escapes model output."""
+import pytest
+
+from webapp.annotation import services
+from webapp.annotation.models import Comparison, JudgeJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("url", ["comparisons/", "quality/", "judge/", "snapshots/"])
+@pytest.mark.parametrize("persona,status", [("researcher", 200), ("annotator", 403), ("outsider", 404)])
+def test_researcher_pages_by_role(request, client_for, project, url, persona, status):
+    assert client_for(request.getfixturevalue(persona)).get(f"/p/{project.slug}/{url}").status_code == status
+
+
+def test_annotate_page_for_annotators(client_for, project, annotator):
+    page = client_for(annotator).get(f"/p/{project.slug}/annotate/").content.decode()
+    assert 'id="annotate"' in page and "guidelines-source" in page and "vendor/purify.min.js" in page
+
+
+def test_build_from_the_page(client_for, project, world, researcher):
+    response = client_for(researcher).post(f"/p/{project.slug}/comparisons/", {
+        "job": world["job"].pk, "mode": "kway", "required_annotations": 3, "kway_size": 4, "priority": 1.5})
+    assert response.status_code == 302
+    assert Comparison.objects.filter(kind="kway", required_annotations=3, priority=1.5).count() == 6
+
+
+def test_quality_numbers_and_adjudication(client_for, project, pairwise, annotator, second_annotator, researcher):
+    for index, comparison in enumerate(pairwise[:4]):
+        Comparison.objects.filter(pk=comparison.pk).update(required_annotations=2)
+        a, b = [i.generation_id for i in comparison.items.order_by("position")]
+        services.judgement_record(comparison=comparison, annotator=annotator, ranking=[[a], [b]])
+        services.judgement_record(comparison=comparison, annotator=second_annotator, ranking=[[a], [b]] if index else [[b], [a]])
+    client = client_for(researcher)
+    page = client.get(f"/p/{project.slug}/quality/").content.decode()
+    assert "ann-annotator · bea-annotator" in page and f'id="dispute-{pairwise[0].pk}"' in page
+    # κ for the pair: 3 of 4 agree; a says a,a,a,a; b says b,a,a,a -> p_e = 0.75, κ = (0.75 - 0.75)/(0.25) = 0
+    assert '<td class="num">0.000</td>' in page
+    a, b = [i.generation_id for i in pairwise[0].items.order_by("position")]
+    client.post(f"/p/{project.slug}/quality/adjudicate/{pairwise[0].pk}", {"ranking": f"[[{b}], [{a}]]", "rationale": "b is right"})
+    assert Comparison.objects.get(pk=pairwise[0].pk).status == "adjudicated"
+    assert f'id="dispute-{pairwise[0].pk}"' not in client.get(f"/p/{project.slug}/quality/").content.decode()
+
+
+def test_model_output_is_escaped_on_pages(client_for, project, researcher):
+    from tests.webapp.annotation.conftest import make_world
+
+    world = make_world(project, prompts=1, texts=lambda i, role, s: f"<script>alert({s})</script><img src=x onerror=alert(1)> {role}")
+    comparisons = services.comparisons_build(project=project, generations=world["job"].generations.all(), mode="teacher_student",
+                                             required_annotations=1)
+    page = client_for(researcher).get(f"/p/{project.slug}/generation/{world['job'].pk}/").content.decode()
+    assert "<script>alert(" not in page and "&lt;script&gt;alert(0)" in page and "<img src=x" not in page
+    assert comparisons
+
+
+def test_judge_job_from_the_page(client_for, project, pairwise, world, researcher):
+    response = client_for(researcher).post(f"/p/{project.slug}/judge/", {
+        "teacher": world["teacher"].pk, "method": "generative", "beta": 0.01, "scope": "unjudged", "limit": 3})
+    assert response.status_code == 302
+    job = JudgeJob.objects.get()
+    assert job.progress_total == 3 and job.judge_name == "teacher:generative:teacher-7b" and job.status == "queued"
+    response = client_for(researcher).post(f"/p/{project.slug}/judge/", {
+        "teacher": world["teacher"].pk, "method": "implicit_reward", "beta": 0.01, "scope": "all"})
+    assert "needs π_sft" in response.content.decode() and JudgeJob.objects.count() == 1

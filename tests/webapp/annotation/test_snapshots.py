@@ -1,0 +1,93 @@
+"""Freezing preference snapshots from real judgements, their hash, what went in, and the exports
+(TRL JSONL and an HF datasets directory read back with `datasets`)."""
+import io
+import json
+import zipfile
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from webapp.annotation import services, snapshots
+from webapp.annotation.models import Comparison, PreferenceSnapshot
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def judged(project, pairwise, annotator, second_annotator, settings, tmp_path):
+    """Six comparisons, two annotators each: four agreed (chosen = position 1, the student), one
+    disputed, one tie; the teacher-judge prefers position 0 everywhere."""
+    settings.DATA_DIR = tmp_path
+    for index, comparison in enumerate(pairwise[:6]):
+        Comparison.objects.filter(pk=comparison.pk).update(required_annotations=2)
+        a, b = [i.generation_id for i in comparison.items.order_by("position")]
+        first = [[b], [a]]
+        second = first if index < 4 else ([[a], [b]] if index == 4 else [[a, b]])
+        if index == 5:
+            first = [[a, b]]
+        services.judgement_record(comparison=comparison, annotator=annotator, ranking=first)
+        services.judgement_record(comparison=comparison, annotator=second_annotator, ranking=second)
+        services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:t", judge_model=None,
+                                          probability=0.8, ranking=[], details={}, shown_order=[[a, b], [b, a]])
+    return pairwise[:6]
+
+
+def test_freeze_humans_only(project, judged, admin_user):
+    snapshot = snapshots.snapshot_freeze(project=project, name="round-1", source_filter="humans", created_by=admin_user)
+    assert snapshot.pair_count == 4 and len(snapshot.content_hash) == 64
+    assert all(p.chosen.model_version.role == "student" for p in snapshot.pairs.all())
+    assert snapshot.stats["disputed_excluded"] == 1 and snapshot.stats["ties_dropped"] == 1
+    pair = snapshot.pairs.first()
+    assert pair.chosen_text == pair.chosen.text and pair.prompt_text == pair.prompt.text
+    assert len(pair.provenance["judgements"]) == 2
+    with pytest.raises(ValidationError, match="Nothing changed"):
+        snapshots.snapshot_freeze(project=project, name="round-1b", source_filter="humans")
+
+
+def test_teacher_only_and_both(project, judged):
+    teacher = snapshots.snapshot_freeze(project=project, name="teacher", source_filter="teacher")
+    assert teacher.pair_count == 5  # every non-disputed comparison, teacher prefers position 0 (the teacher's answer)
+    assert all(p.chosen.model_version.role == "teacher" for p in teacher.pairs.all())
+    both = snapshots.snapshot_freeze(project=project, name="both", source_filter="both")
+    assert both.content_hash not in (teacher.content_hash,)
+    # Two humans against one teacher: the humans' choice wins where they agree.
+    assert sum(p.chosen.model_version.role == "student" for p in both.pairs.all()) == 4
+
+
+def test_empty_snapshot_is_refused(project, pairwise):
+    with pytest.raises(ValidationError, match="No preference pairs"):
+        snapshots.snapshot_freeze(project=project, name="empty")
+    assert not PreferenceSnapshot.objects.exists()
+
+
+def test_exports(project, judged, client_for, researcher):
+    snapshot = snapshots.snapshot_freeze(project=project, name="export-me", source_filter="humans")
+    client = client_for(researcher)
+    body = b"".join(client.get(f"/p/{project.slug}/snapshots/{snapshot.pk}/download/jsonl").streaming_content)
+    rows = [json.loads(line) for line in body.decode().splitlines()]
+    assert len(rows) == 4 and set(rows[0]) >= {"prompt", "chosen", "rejected", "provenance"}
+    assert rows[0]["provenance"]["snapshot_hash"] == snapshot.content_hash
+    from ml.data import PreferencePair
+    assert isinstance(PreferencePair(**{k: rows[0][k] for k in ("prompt", "chosen", "rejected")}).chosen, str)
+
+    response = client.get(f"/p/{project.slug}/snapshots/{snapshot.pk}/download/hf")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert any(name.endswith("dataset_info.json") for name in archive.namelist())
+    import datasets
+    dataset = datasets.load_from_disk(str(snapshots.export_dir(snapshot) / "hf"))
+    assert dataset.num_rows == 4 and dataset[0]["chosen"] == rows[0]["chosen"]
+    assert (snapshots.export_dir(snapshot) / "pairs.jsonl").read_text().count("\n") == 4
+
+
+@pytest.mark.parametrize("persona,status", [("researcher", 200), ("annotator", 403), ("outsider", 404)])
+def test_snapshot_pages_roles(request, client_for, project, persona, status):
+    assert client_for(request.getfixturevalue(persona)).get(f"/p/{project.slug}/snapshots/").status_code == status
+
+
+def test_freeze_from_the_page(client_for, project, judged, researcher):
+    response = client_for(researcher).post(f"/p/{project.slug}/snapshots/",
+                                           {"name": "ui", "rule": "majority", "tie_policy": "drop", "source_filter": "humans"})
+    snapshot = PreferenceSnapshot.objects.get(name="ui")
+    assert response.status_code == 302 and snapshot.pair_count == 4
+    page = client_for(researcher).get(f"/p/{project.slug}/snapshots/{snapshot.pk}/").content.decode()
+    assert snapshot.content_hash in page and "disputed_excluded" in page
