@@ -134,6 +134,13 @@ async def timed(stats, name, request):
     return response.json()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (Linux /proc), to report cost per request independent of
+    how busy the rest of the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, q):
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values or [0])[0]
 
@@ -175,7 +182,9 @@ def main():
         env = dict(env, DJANGO_SETTINGS_MODULE="bench_settings", PYTHONPATH=f"{base}{os.pathsep}{REPO}")
     url, server = start_server(env, base / "daphne.log")
     try:
+        cpu_before = _cpu_seconds(server.pid)
         stats, seconds = asyncio.run(load(url, slug, cookies, args))
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -190,7 +199,8 @@ def main():
         if values:
             print(f"{name:<8} {len(values):>6} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} {pct(values, 99):>8.1f} {max(values):>8.1f}")
     total = sum(len(stats[n]) for n in ("next", "submit", "undo"))
-    print(f"throughput {total / seconds:.1f} requests/s; errors {len(stats['errors'])}")
+    print(f"throughput {total / seconds:.1f} requests/s; errors {len(stats['errors'])}; "
+          f"web server CPU {1000 * server_cpu / max(total, 1):.1f} ms per request (contention-free cost)")
     for error in stats["errors"][:10]:
         print("  ", error)
     expected = stats["created"] - stats["undone"]

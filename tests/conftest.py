@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
 
 
 def pytest_configure(config):
@@ -43,7 +44,7 @@ def django_db_modify_db_settings(embedded_services):
 
     settings.DATABASES["default"] = dj_database_url.parse(embedded_services["database_url"])
     settings.DATABASES["default"]["TEST"] = {"NAME": "test_distillery"}
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+    settings.PASSWORD_HASHERS = [FAST_HASHER]  # fast logins in tests (child servers get the same)
     connections.__dict__.pop("settings", None)  # drop the cached (dummy) configuration
     connections._settings = None
     connections._connections = Local(connections.thread_critical)  # and any dummy connection made early
@@ -57,7 +58,7 @@ def _point_at_redis(url: str) -> None:
     from webapp.celery import app
 
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": url, "socket_timeout": None}]
     channel_layers.backends.clear()
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
@@ -74,7 +75,7 @@ def service_env(embedded_services, django_db_setup, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     env.update({"DATABASE_URL": _test_database_url(embedded_services), "REDIS_URL": embedded_services["redis_url"],
                 "DJANGO_SETTINGS_MODULE": "webapp.settings", "DISTILLERY_DATA_DIR": str(data_dir),
-                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "DISTILLERY_PASSWORD_HASHERS": FAST_HASHER})
     return env
 
 
@@ -168,13 +169,13 @@ def tiny_demo_dir(tmp_path_factory):
 
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--user-data-dir=/tmp/distillery-chromium-profile"]
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium (/usr/bin/chromium) driven by Playwright; never a downloaded browser."""
+    """Debian's Chromium (/usr/bin/chromium) driven by Playwright; never a downloaded browser.
+    Module-scoped: Playwright's sync API holds an event loop that would break later asyncio tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -101,7 +101,14 @@ WSGI_APPLICATION = None
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded("database_url")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Under ASGI every request runs in its own thread; persistent per-thread connections would exhaust
+    # PostgreSQL, so connections come from psycopg's pool instead (CONN_MAX_AGE must then be 0).
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if _env_bool("DISTILLERY_DB_POOL", True):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": _env_int("DISTILLERY_DB_POOL_MIN", 2, minimum=0),
+            "max_size": _env_int("DISTILLERY_DB_POOL_MAX", 20, minimum=1),
+        }
     if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
         raise ImproperlyConfigured(f"DATABASE_URL must be a PostgreSQL URL, got {DATABASE_URL!r}.")
 else:
@@ -114,7 +121,8 @@ REDIS_URL = os.environ.get("REDIS_URL") or _embedded("redis_url") or "redis://12
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        # socket_timeout None: redis-py 8's 5 s default cuts Channels' 5 s blocking read, dropping idle sockets.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "capacity": 1000, "expiry": 60},
     }
 }
 
@@ -140,6 +148,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
 ]
+if os.environ.get("DISTILLERY_PASSWORD_HASHERS"):  # tests use a fast hasher in every process
+    PASSWORD_HASHERS = os.environ["DISTILLERY_PASSWORD_HASHERS"].split(",")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project_list"
 LOGOUT_REDIRECT_URL = "login"

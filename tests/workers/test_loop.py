@@ -50,7 +50,8 @@ def _sft_on_oracle_answers(source, out, *, steps: int, seed: int):
     return train(config, examples, out, student=str(source), device="cpu").final_dir
 
 
-def test_two_rounds_queue_by_disagreement_and_student_improves(project, researcher, annotator, tiny_demo_dir, tmp_path):
+def test_two_rounds_queue_by_disagreement_and_student_improves(project, researcher, annotator, tiny_demo_dir, tmp_path,
+                                                               client):
     # A teacher that answers (random-init models mostly stop at once, and identical answers make no comparison).
     teacher_dir = _sft_on_oracle_answers(tiny_demo_dir / "teacher", tmp_path / "teacher", steps=200, seed=4)
     teacher = model_version_register(project=project, name="tiny-teacher", role="teacher", stage="sft", source=str(teacher_dir))
@@ -98,3 +99,6 @@ def test_two_rounds_queue_by_disagreement_and_student_improves(project, research
     assert acc_2 > acc_1, (acc_1, acc_2)
     assert rounds[1].gain == pytest.approx(acc_2 - acc_1)
     assert LoopRound.objects.filter(project=project, status="succeeded").count() == 2
+    client.force_login(researcher)
+    page = client.get(f"/p/{project.slug}/loop/").content.decode()
+    assert f"+{acc_2 - acc_1:.3f}" in page and f"{acc_2:.3f}" in page  # the gain, shown per round

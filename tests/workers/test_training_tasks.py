@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from django.db import connection
 
 from tests.webapp.training.conftest import DPO_CONFIG, make_snapshot
@@ -22,7 +23,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def setup(django_user_model, tiny_demo_dir, settings, tmp_path):
+def unconsumed_queue(embedded_services, monkeypatch):
+    """This module runs the task in-process: its runs are enqueued on a Redis db that no worker reads,
+    so a session-wide gpu worker (started by other tests) cannot claim them first."""
+    private = Celery("distillery-unconsumed")
+    private.config_from_object("django.conf:settings", namespace="CELERY")
+    private.conf.broker_url = embedded_services["redis_url"].rsplit("/", 1)[0] + "/8"
+    monkeypatch.setattr("webapp.celery.app", private)
+
+
+@pytest.fixture
+def setup(django_user_model, tiny_demo_dir, settings, tmp_path, unconsumed_queue):
     settings.DATA_DIR = tmp_path / "data"
     user = django_user_model.objects.create_user(username="rhea-researcher", password="pw-123456789")
     project = project_create(name="Worker Tests", created_by=user)

@@ -13,7 +13,6 @@ from django.utils import timezone
 from webapp.annotation import events
 from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonKind, ComparisonSource,
                                       ComparisonStatus, Judgement, JudgementSource, Skip, Verdict)
-from webapp.generation.models import Generation
 
 LEASE = timedelta(minutes=5)
 UNDO_WINDOW = timedelta(minutes=30)
@@ -228,6 +227,3 @@ def teacher_judgement_record(*, comparison_id: int, judge_name: str, judge_model
         raise ValidationError(f"judgement for comparison {comparison_id} by {judge_name} is being written twice") from exc
     return judgement
 
-
-def generations_of(comparison: Comparison) -> list[Generation]:
-    return [item.generation for item in comparison.items.select_related("generation").order_by("position")]

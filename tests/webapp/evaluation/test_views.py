@@ -1,8 +1,10 @@
 """Evaluation pages for each persona, the new-evaluation form, the side-by-side filters (on rows
 written through the services, so each filter's answer is known), escaping of model output, sending
 to the annotation queue, cancelling, the loop form and the live socket's role check and snapshot."""
+import asyncio
+import threading
+
 import pytest
-from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
@@ -166,7 +168,12 @@ def test_socket_role_check_and_snapshot(request, project, persona, accepted, wor
         await communicator.disconnect()
         return connected, message
 
-    connected, message = async_to_sync(connect)()
+    # On a thread of its own: a session-wide Playwright loop may own this thread's event loop.
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=asyncio.run(connect())))
+    thread.start()
+    thread.join()
+    connected, message = result["value"]
     assert connected is accepted
     if accepted:
         assert message["event"] == "snapshot"

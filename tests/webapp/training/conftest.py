@@ -53,10 +53,12 @@ DPO_CONFIG = {"batch_size": 4, "grad_accum": 2, "max_length": 64, "learning_rate
               "lr_scheduler": "constant", "max_steps": 12, "save_every_steps": 3}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """tests/conftest.py's browser minus --user-data-dir, which this Playwright refuses in `launch`
-    (reported to the lead; drop this once the shared fixture is fixed)."""
+    (reported to the lead; drop this once the shared fixture is fixed). Module-scoped: the sync
+    Playwright API keeps an asyncio loop running in the main thread while it lives, which breaks
+    every later async_to_sync (publish_now) in this process, so it must end with its module."""
     import os
 
     from playwright.sync_api import sync_playwright
