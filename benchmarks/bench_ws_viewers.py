@@ -95,7 +95,7 @@ async def connect(url: str, cookie: str, origin: str, attempts: int = 5):
             await asyncio.sleep(0.5 * (attempt + 1))
 
 
-async def viewer(url: str, cookie: str, origin: str, ready: asyncio.Event, latencies: list, expected: int, ready_count):
+async def viewer(url: str, cookie: str, origin: str, latencies: list, expected: int, ready_count: list):
     async with await connect(url, cookie, origin) as socket:
         first = json.loads(await socket.recv())
         assert first["event"] == "run.snapshot", first
@@ -116,10 +116,9 @@ async def run_benchmark(args, run_id: int, slug: str, cookie: str, port: int) ->
 
     url = f"ws://127.0.0.1:{port}/ws/p/{slug}/training/runs/{run_id}/"
     latencies, ready_count = [], []
-    ready = asyncio.Event()
     tasks = []
     for i in range(args.viewers):
-        tasks.append(asyncio.create_task(viewer(url, cookie, f"http://127.0.0.1:{port}", ready, latencies,
+        tasks.append(asyncio.create_task(viewer(url, cookie, f"http://127.0.0.1:{port}", latencies,
                                                 args.events, ready_count)))
         if i % 20 == 19:
             await asyncio.sleep(0.05)  # a crowd arriving, not a single SYN flood

@@ -122,3 +122,18 @@ def test_human_verdicts_join_the_results(finished, annotator):
     human = evaluation.results["versus_teacher"][str(student.id)]["human"]
     assert human["n"] == 1 and human["rate"] == 1.0
     assert "humans" in Evaluation.objects.get(pk=evaluation.pk).judges
+
+
+def test_advantage_signal_is_dpo_minus_sft_log_prob_of_each_token(tiny_demo_dir):
+    from workers.tasks.gpu.evaluation import token_signals
+
+    teacher = load_model(str(tiny_demo_dir / "teacher"), device="cpu")
+    student = load_model(str(tiny_demo_dir / "student"), device="cpu")
+    prompts, answers = ["What is 2 plus 3?", "Sort the words: cat dog"], ["5", "cat dog"]
+    as_dpo = token_signals(teacher, student, prompts, answers, dpo=teacher, sft=student)
+    student_logp = token_signals(student, None, prompts, answers)  # the student's own log-prob of each token
+    for row, own in zip(as_dpo, student_logp):
+        assert row["tokens"] == own["tokens"] and row["tokens"][-1] == "<eos>"
+        assert row["advantage"] == pytest.approx([t - s for t, s in zip(row["teacher_logp"], own["teacher_logp"])], abs=2e-4)
+    same = token_signals(teacher, student, prompts, answers, dpo=teacher, sft=teacher)
+    assert all(a == 0 for row in same for a in row["advantage"])

@@ -1,6 +1,6 @@
 """Human verdicts join an evaluation when they arrive: the annotation app records judgements through
-its own services, so this app listens for human judgements saved or undone on evaluation comparisons and asks a
-worker to recompute that evaluation's win rates (after the judgement's transaction commits)."""
+its own services, so this app listens for human judgements saved or undone on evaluation comparisons
+and asks a worker to recompute that evaluation's win rates (after the judgement's transaction commits)."""
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 

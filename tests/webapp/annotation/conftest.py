@@ -47,7 +47,7 @@ def second_annotator(django_user_model, project):
 
 def http_login(base_url: str, user):
     """An httpx client for the real server, logged in as `user` (a session made by Django's test
-    client: the server hashes passwords differently from the fast test hasher), with CSRF set."""
+    client, so no password round trip per client), with CSRF set."""
     import httpx
     from django.test import Client
 

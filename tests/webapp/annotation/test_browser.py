@@ -2,7 +2,6 @@
 five comparisons with the keyboard only, undoes one and judges it again; the database holds exactly
 those judgements. Model output carrying <script> and <img onerror> payloads shows as text."""
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.webapp.annotation.conftest import make_world, off_loop
 from tests.webapp.conftest import PASSWORD
@@ -35,8 +34,6 @@ def _wait_for_new_item(page, old_id):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_keyboard_only_annotation_with_undo(transactional_db, asgi_server, page, project, annotator, artifacts_dir):
-    annotator.password = PBKDF2PasswordHasher().encode(PASSWORD, "browsertestsalt")  # the server's own hasher
-    annotator.save(update_fields=["password"])
     off_loop(lambda: comparisons_build(project=project, mode="teacher_student",
                                        generations=Generation.objects.filter(job=make_world(project, prompts=4, texts=_texts)["job"])))
     page.goto(f"{asgi_server}/login/")

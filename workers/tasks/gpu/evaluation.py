@@ -239,8 +239,42 @@ def _oracle(prompts, comparisons, candidate_outputs, teacher_outputs):
                                                                    "b_correct": theirs.oracle_correct})
 
 
+def _comparisons(evaluation, prompts, stored, teacher_stored, signals) -> list:
+    """Candidate (position 0) vs teacher per prompt; queue priority = the answer's mean token KL."""
+    config, comparisons = evaluation.config, []
+    for prompt, output, teacher_output, signal in zip(prompts, stored, teacher_stored, signals):
+        services.evaluation_output_signals(output=output, signals=signal)
+        comparisons.append(services.pair_comparison_store(
+            project=evaluation.project, prompt=prompt, first=output.generation, second=teacher_output.generation,
+            source="evaluation", evaluation=evaluation, priority=signal["mean_kl"] or 0.0,
+            for_humans="humans" in evaluation.judges, required_annotations=int(config.get("required_annotations", 1))))
+    return comparisons
+
+
+def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
+    """One candidate: answers, token signals, comparisons with the teacher, verdicts, stats."""
+    prompts, teacher, teacher_stored, progress = ctx["prompts"], ctx["teacher"], ctx["teacher_stored"], ctx["progress"]
+    student = load_model(mv.source, revision=mv.revision or None)
+    stored = _store_answers(evaluation, mv, prompts,
+                            answer(student, prompts, **ctx["gen"], on_progress=progress.stage(f"{mv.name} answers")))
+    texts, teacher_texts = [s.generation.text for s in stored], [s.generation.text for s in teacher_stored]
+    inputs = [prompt_input(p) for p in prompts]
+    signals = token_signals(teacher, student, inputs, texts, dpo=ctx["dpo"], sft=ctx["sft"])
+    comparisons = _comparisons(evaluation, prompts, stored, teacher_stored, signals)
+    progress.advance(len(prompts))
+    if ctx["judge"] is not None:
+        _judge(ctx["judge"], evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
+    if "oracle" in evaluation.judges:
+        _oracle(prompts, comparisons, stored, teacher_stored)
+    progress.advance(len(prompts))
+    stats = _model_stats(prompts, stored, student.tokenizer)
+    stats["kl_to_teacher"] = (model_token_kl(teacher.model, student.model, teacher.tokenizer, list(zip(inputs, teacher_texts)))
+                              if _same_vocab(teacher, student) else None)
+    return stats
+
+
 def _evaluate(evaluation: Evaluation) -> None:
-    config, judges = evaluation.config, evaluation.judges
+    config = evaluation.config
     prompts = selectors.evaluation_prompts(evaluation=evaluation)
     if not prompts:
         raise ValueError(f"prompt set {evaluation.prompt_set.name!r} has no prompts in split "
@@ -252,34 +286,13 @@ def _evaluate(evaluation: Evaluation) -> None:
     teacher_stored = _store_answers(evaluation, evaluation.teacher, prompts,
                                     answer(teacher, prompts, **gen, on_progress=progress.stage("teacher answers")))
     progress.advance(len(prompts))
-    teacher_texts = [s.generation.text for s in teacher_stored]
-    judge = _build_judge(evaluation, teacher) if "teacher" in judges else None
+    judge = _build_judge(evaluation, teacher) if "teacher" in evaluation.judges else None
     dpo, sft = _stage_models(evaluation)
+    ctx = {"prompts": prompts, "teacher": teacher, "teacher_stored": teacher_stored, "progress": progress, "gen": gen,
+           "judge": judge, "dpo": dpo, "sft": sft}
     stats = {str(evaluation.teacher_id): _model_stats(prompts, teacher_stored, teacher.tokenizer)}
     for mv in candidates:
-        student = load_model(mv.source, revision=mv.revision or None)
-        stored = _store_answers(evaluation, mv, prompts,
-                                answer(student, prompts, **gen, on_progress=progress.stage(f"{mv.name} answers")))
-        texts = [s.generation.text for s in stored]
-        signals = token_signals(teacher, student, [prompt_input(p) for p in prompts], texts, dpo=dpo, sft=sft)
-        comparisons = []
-        for prompt, output, teacher_output, signal in zip(prompts, stored, teacher_stored, signals):
-            services.evaluation_output_signals(output=output, signals=signal)
-            comparisons.append(services.pair_comparison_store(
-                project=evaluation.project, prompt=prompt, first=output.generation, second=teacher_output.generation,
-                source="evaluation", evaluation=evaluation, priority=signal["mean_kl"] or 0.0,
-                for_humans="humans" in judges, required_annotations=int(config.get("required_annotations", 1))))
-        progress.advance(len(prompts))
-        if judge is not None:
-            _judge(judge, evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
-        if "oracle" in judges:
-            _oracle(prompts, comparisons, stored, teacher_stored)
-        progress.advance(len(prompts))
-        stats[str(mv.id)] = _model_stats(prompts, stored, student.tokenizer)
-        stats[str(mv.id)]["kl_to_teacher"] = (model_token_kl(teacher.model, student.model, teacher.tokenizer,
-                                                             list(zip([prompt_input(p) for p in prompts], teacher_texts)))
-                                              if _same_vocab(teacher, student) else None)
-        del student
+        stats[str(mv.id)] = _evaluate_candidate(evaluation, mv, ctx)
     services.evaluation_results_store(evaluation=evaluation, results={
         "models": stats, "teacher_judge": getattr(judge, "identity", None), "prompts": len(prompts)})
     refresh_results(evaluation.id)
