@@ -22,9 +22,10 @@ from ml.modeling import load_model
 from ml.recipes import recipe_for
 
 STUDENT_METHODS = ("dpo", "dckd", "adpa", "adpa_plus")
+DOUBLE = "_2x"
 LABELS = {"sft": "SFT only (start)", "sft_chosen": "SFT continued on chosen", "dpo": "DPO", "dckd": "DCKD",
-          "adpa": "ADPA", "adpa_plus": "ADPA+ (DCKD then ADPA)", "teacher": "teacher (pi_sft)",
-          "teacher_dpo": "teacher after DPO (pi_dpo)"}
+          "adpa": "ADPA", "adpa_plus": "ADPA+ (DCKD then ADPA)", "sft_chosen_2x": "SFT continued on chosen, 2x budget",
+          "dckd_2x": "DCKD, 2x budget", "teacher": "teacher (pi_sft)", "teacher_dpo": "teacher after DPO (pi_dpo)"}
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,13 @@ def judge_agreement(judge, tasks: list, answers_a: list, answers_b: list, *, bat
 
 
 def method_config(method: str, exp: ExperimentConfig):
-    """The config a method runs with: every student method shares lr, schedule, batch, epochs, seed."""
+    """The config a method runs with: every student method shares lr, schedule, batch, epochs, seed.
+    A name ending in "_2x" runs the method with twice the epochs (ADPA+'s two-stage budget)."""
+    epochs = exp.epochs
+    if method.endswith(DOUBLE):
+        method, epochs = method[: -len(DOUBLE)], 2 * exp.epochs
     shared = dict(learning_rate=exp.learning_rate, lr_scheduler="cosine", warmup_ratio=0.1,
-                  num_epochs=exp.epochs, batch_size=exp.batch_size, grad_accum=1, max_length=exp.max_length,
+                  num_epochs=epochs, batch_size=exp.batch_size, grad_accum=1, max_length=exp.max_length,
                   seed=exp.seed)
     if method == "sft_chosen":
         return SFTConfig(**shared)
@@ -183,14 +188,16 @@ def teacher_dpo_config(exp: ExperimentConfig) -> DPOConfig:
 def train_student(method: str, exp: ExperimentConfig, pairs: list, *, student, teacher_dpo, teacher_sft,
                   workdir: Path):
     """Run one method from `student`; returns the recipe's TrainResult."""
+    name = method
     config = method_config(method, exp)
+    method = method.removesuffix(DOUBLE)
     recipe = recipe_for("sft" if method == "sft_chosen" else method)
     models = {}
     if method in ("dckd", "adpa", "adpa_plus"):
         models = {"teacher": teacher_dpo, "cache_dir": workdir / "signals"}
     if method in ("adpa", "adpa_plus"):
         models["teacher_sft"] = teacher_sft
-    return recipe(config, pairs, workdir / method, student=student, **models)
+    return recipe(config, pairs, workdir / name, student=student, **models)
 
 
 def _subset(tasks: list, n: int) -> list:

@@ -10,7 +10,6 @@ import threading
 import pytest
 import torch
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 
 from ml.config import SFTConfig
@@ -46,11 +45,6 @@ def demo(tiny_demo_dir, tmp_path):
     shutil.rmtree(world / "teacher")
     shutil.copytree(_sft(tiny_demo_dir / "teacher", tmp_path / "teacher-sft", steps=200, seed=4), world / "teacher")
     call_command("bootstrap_demo", demo_dir=str(world), username="demo-admin", password=PASSWORD)
-    admin = get_user_model().objects.get(username="demo-admin")
-    # The test process hashes with MD5 (fast), which the server process's settings do not list; store
-    # a PBKDF2 hash it can check, so the login goes through the real form.
-    admin.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    admin.save(update_fields=["password"])
     project = Project.objects.get(slug="demo")
     base = ModelVersion.objects.get(project=project, name="demo-student")
     trained = _sft(base.source, tmp_path / "student-sft", steps=120, seed=5)
