@@ -83,13 +83,15 @@ SMALL_WORLD = BuildSpec(seed=0, sft_tasks=6000, eval_prompts=350, train_prompts=
 
 @pytest.mark.slow
 def test_dckd_and_adpa_plus_beat_the_sft_student(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # two threads on two shared cores spin more than they compute
     build_demo(tmp_path / "demo", SMALL_WORLD, progress=False)
     world = load_demo_world(tmp_path / "demo")
-    exp = ExperimentConfig(seed=0, samples=4, learning_rate=2e-3, epochs=4, methods=("dckd", "adpa_plus"),
+    exp = ExperimentConfig(seed=0, samples=4, learning_rate=3e-3, epochs=4, methods=("dckd", "adpa_plus"),
                            judges=False)
     result = run_experiment(world, exp, tmp_path / "work", log=lambda line: None)
     sft = result.accuracy["sft"]["overall"]
     assert result.accuracy["teacher"]["overall"] >= sft + 0.15, result.accuracy  # room to distil
     assert result.accuracy["dckd"]["overall"] >= sft + 0.05, result.accuracy
     assert result.accuracy["adpa_plus"]["overall"] >= sft + 0.05, result.accuracy
+    first, last = result.runs["dckd"]["first"], result.runs["dckd"]["last"]
+    assert last["kl/chosen"] < first["kl/chosen"] and last["kl/rejected"] < first["kl/rejected"]

@@ -60,9 +60,8 @@ class Launch:
     def processes(self) -> list[psutil.Process]:
         """Every process this launch started: its descendants plus the postmaster, which pg_ctl
         detaches (its pid is the first line of postmaster.pid)."""
-        procs = psutil.Process(self.proc.pid).children(recursive=True)
-        postmaster = int((self.var / "pg" / "postmaster.pid").read_text().split()[0])
-        return procs + [psutil.Process(postmaster)] + psutil.Process(postmaster).children(recursive=True)
+        postmaster = psutil.Process(int((self.var / "pg" / "postmaster.pid").read_text().split()[0]))
+        return psutil.Process(self.proc.pid).children(recursive=True) + [postmaster] + postmaster.children(recursive=True)
 
     def interrupt(self, timeout: float = 120) -> int:
         os.killpg(self.proc.pid, signal.SIGINT)
@@ -81,13 +80,20 @@ class Launch:
             os.kill(pid, signal.SIGINT)  # postgres' "fast shutdown"
 
 
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:  # a transient process (autovacuum worker, pool child) already gone
+        return ""
+
+
 def _alive(procs: list[psutil.Process]) -> list[str]:
     _, alive = psutil.wait_procs(procs, timeout=15)
     out = []
     for proc in alive:
         try:
             if proc.status() != psutil.STATUS_ZOMBIE:  # exited; only waits for its (non-reaping) parent
-                out.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+                out.append(f"{proc.pid} {_cmdline(proc)[:120]}")
         except psutil.NoSuchProcess:
             pass
     return out
@@ -138,7 +144,7 @@ def _start_check_stop(var: Path, demo: Path, log: Path, *, probe_second: bool = 
         assert 'href="/p/demo/"' in landed and "Demo" in landed
         state = _state(var)
         procs = launch.processes()
-        commands = " ".join(" ".join(p.cmdline()) for p in procs)
+        commands = " ".join(_cmdline(p) for p in procs)
         for part in ("daphne", "-Q gpu", "-Q default", "beat", "redis-server", "postgres"):
             assert part in commands, f"{part} is not among the launcher's processes"
         assert launch.interrupt() == 0, launch.tail()

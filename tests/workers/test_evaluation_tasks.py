@@ -15,7 +15,8 @@ from webapp.annotation.models import Comparison, Judgement
 from webapp.annotation.services import judgement_record
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import Evaluation, EvaluationOutput, Leaderboard
-from workers.tasks.gpu.evaluation import refresh_results, run_evaluation
+from workers.tasks.evaluation import refresh_results
+from workers.tasks.gpu.evaluation import run_evaluation
 
 pytestmark = pytest.mark.django_db
 OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
@@ -125,7 +126,7 @@ def test_human_verdicts_join_the_results(finished, annotator):
 
 
 def test_advantage_signal_is_dpo_minus_sft_log_prob_of_each_token(tiny_demo_dir):
-    from workers.tasks.gpu.evaluation import token_signals
+    from ml.token_signals import token_signals
 
     teacher = load_model(str(tiny_demo_dir / "teacher"), device="cpu")
     student = load_model(str(tiny_demo_dir / "student"), device="cpu")

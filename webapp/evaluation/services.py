@@ -17,8 +17,8 @@ from webapp.generation.models import Generation
 JUDGES = ("teacher", "oracle", "humans")
 TEACHER_JUDGES = ("generative", "likelihood", "implicit")
 RUN_TASK = "workers.tasks.gpu.evaluation.run_evaluation"
-RESULTS_TASK = "workers.tasks.gpu.evaluation.refresh_results"
-LEADERBOARD_TASK = "workers.tasks.gpu.evaluation.refresh_leaderboard"
+RESULTS_TASK = "workers.tasks.evaluation.refresh_results"
+LEADERBOARD_TASK = "workers.tasks.evaluation.refresh_leaderboard"
 ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
 
 

@@ -2,27 +2,23 @@
 is compared with the teacher (teacher-judge in both presentation orders, the demo oracle, and/or an
 open comparison for people), per-token teacher signals of each candidate answer are stored for the
 heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length, KL to the teacher)
-and the project's Bradley-Terry leaderboard are computed. Also the two refresh tasks that recompute
-win rates when human verdicts arrive and the leaderboard on demand.
-
-`token_signals` is model maths that ml/ does not offer yet (per-token teacher log-prob, KL and ADPA
-advantage over a given answer); it lives here until ml/ grows an equivalent."""
+and the project's Bradley-Terry leaderboard are computed.
+The per-token teacher signals come from ml.token_signals; the result refreshes that human verdicts
+trigger run on the default queue (workers.tasks.evaluation)."""
 import logging
 from dataclasses import asdict
 
-import torch
 from celery import shared_task
 
 from ml.demo.tasks import Task, oracle_score, task_from_prompt
-from ml.judges import (GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs,
-                       response_batch, verdict_outcome)
-from ml.losses.common import IGNORE_INDEX, token_kl
-from ml.metrics import bradley_terry, length_stats, model_token_kl, oracle_accuracy, win_rate
+from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
+from ml.metrics import length_stats, model_token_kl, oracle_accuracy
 from ml.modeling import load_model
+from ml.token_signals import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import EvalStatus, Evaluation
-from webapp.projects.models import Project
+from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
 log = logging.getLogger(__name__)
 VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
@@ -49,47 +45,6 @@ def run_evaluation(evaluation_id: int) -> str:
     services.evaluation_finish(evaluation=evaluation)
     refresh_leaderboard(evaluation.project_id)
     return "succeeded"
-
-
-@shared_task(name="workers.tasks.gpu.evaluation.refresh_results")
-def refresh_results(evaluation_id: int) -> dict:
-    """Win rate of each candidate against the teacher, per judge source, with a bootstrap CI; for a
-    finished evaluation (human verdicts arriving) the leaderboard is refitted too."""
-    evaluation = Evaluation.objects.get(pk=evaluation_id)
-    n_boot = int(evaluation.config.get("n_boot", 1000))
-    versus = {str(mv): {source: asdict(win_rate(outcomes, n_boot=n_boot, seed=0))
-                        for source, outcomes in sources.items() if outcomes}
-              for mv, sources in selectors.evaluation_outcomes(evaluation=evaluation).items()}
-    services.evaluation_results_store(evaluation=evaluation, results={"versus_teacher": versus})
-    if evaluation.status == EvalStatus.SUCCEEDED:  # a late (human) verdict also moves the leaderboard
-        refresh_leaderboard(evaluation.project_id)
-    return versus
-
-
-@shared_task(name="workers.tasks.gpu.evaluation.refresh_leaderboard")
-def refresh_leaderboard(project_id: int) -> dict:
-    """Bradley-Terry scores (95% bootstrap CI) over every pairwise outcome, per outcome source."""
-    project = Project.objects.get(pk=project_id)
-    names = dict(ModelVersion.objects.filter(project=project).values_list("id", "name"))
-    scores = {}
-    for source in selectors.SOURCES:
-        pairs = selectors.leaderboard_pairs(project=project, source=source)
-        scores[source] = {"rows": [], "pairs": len(pairs), "error": ""}
-        if not pairs:
-            continue
-        games = {}
-        for a, b, _ in pairs:
-            games[a], games[b] = games.get(a, 0) + 1, games.get(b, 0) + 1
-        try:
-            fit = bradley_terry(pairs, n_boot=200, seed=0)
-        except ValueError as error:
-            scores[source]["error"] = str(error)
-            continue
-        scores[source]["rows"] = sorted(
-            ({"model_version": mv, "name": names.get(mv, str(mv)), "score": s.score, "low": s.low, "high": s.high,
-              "games": games[mv]} for mv, s in fit.items()), key=lambda row: -row["score"])
-    services.leaderboard_store(project=project, scores=scores)
-    return scores
 
 
 class Progress:
@@ -128,54 +83,6 @@ def answer(loaded, prompts, *, max_new_tokens: int, batch_size: int, on_progress
     outputs = generate(loaded.model, loaded.tokenizer, [prompt_input(p) for p in prompts], k=1, temperature=0.0,
                        max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress)
     return [samples[0] for samples in outputs]
-
-
-def _logps(model, input_ids, attention_mask):
-    device = next(model.parameters()).device
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits[:, :-1]
-    return torch.log_softmax(logits.float(), dim=-1).cpu()  # (B,T-1,V)
-
-
-def _same_vocab(a, b) -> bool:
-    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
-
-
-@torch.inference_mode()
-def token_signals(teacher, student, prompts: list, responses: list, *, dpo=None, sft=None, batch_size: int = 8):
-    """Per answer, teacher-forced on the answer's tokens (+eos): tokens (decoded one by one),
-    teacher_logp = log pi_T(y_t | s_t), kl = KL(pi_T || pi_S) at s_t (same vocabulary only) and
-    advantage = log pi_dpo(y_t | s_t) - log pi_sft(y_t | s_t) (ADPA's A at the token taken; only with
-    both teacher stages). Also `mean_kl`, the answer's teacher-student disagreement."""
-    tokenizer = teacher.tokenizer
-    with_kl = student is not None and _same_vocab(teacher, student)
-    with_advantage = dpo is not None and sft is not None and _same_vocab(teacher, dpo) and _same_vocab(teacher, sft)
-    rows = []
-    for start in range(0, len(prompts), batch_size):
-        input_ids, attention_mask, labels = response_batch(tokenizer, prompts[start:start + batch_size],
-                                                           responses[start:start + batch_size])
-        targets = labels[:, 1:]  # (B,T-1): logits at t predict the token at t+1
-        mask = targets != IGNORE_INDEX
-        index = targets.clamp(min=0).unsqueeze(-1)
-        teacher_logps = _logps(teacher.model, input_ids, attention_mask)  # (B,T-1,V)
-        picked = teacher_logps.gather(-1, index).squeeze(-1)  # (B,T-1)
-        kl = token_kl(teacher_logps, _logps(student.model, input_ids, attention_mask)) if with_kl else None
-        advantage = None
-        if with_advantage:
-            advantage = (_logps(dpo.model, input_ids, attention_mask).gather(-1, index)
-                         - _logps(sft.model, input_ids, attention_mask).gather(-1, index)).squeeze(-1)
-        for i in range(len(targets)):
-            keep = mask[i]
-            row = {"tokens": [tokenizer.decode([t]) for t in targets[i][keep].tolist()],
-                   "teacher_logp": _rounded(picked[i][keep])}
-            row["kl"] = _rounded(kl[i][keep]) if kl is not None else None
-            row["advantage"] = _rounded(advantage[i][keep]) if advantage is not None else None
-            row["mean_kl"] = sum(row["kl"]) / max(len(row["kl"]), 1) if row["kl"] is not None else None
-            rows.append(row)
-    return rows
-
-
-def _rounded(values: torch.Tensor) -> list:
-    return [round(float(v), 4) for v in values]
 
 
 def _build_judge(evaluation, teacher):
@@ -269,7 +176,7 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     progress.advance(len(prompts))
     stats = _model_stats(prompts, stored, student.tokenizer)
     stats["kl_to_teacher"] = (model_token_kl(teacher.model, student.model, teacher.tokenizer, list(zip(inputs, teacher_texts)))
-                              if _same_vocab(teacher, student) else None)
+                              if same_vocab(teacher, student) else None)
     return stats
 
 
