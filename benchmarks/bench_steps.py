@@ -107,12 +107,12 @@ def plain_trl_dpo(config: DPOConfig, student_dir: Path, pairs: list, output_dir:
 
 
 def run_method(method: str, configs: dict, world: dict, output_dir: Path) -> list:
-    """Train one method for the configured steps; returns the perf_counter stamp of each step's end."""
+    """Train one method for the configured steps; returns (wall, process CPU) stamps of each step's end."""
     stamps = []
-    hooks = Hooks(on_progress=lambda event: stamps.append(time.perf_counter()))
+    hooks = Hooks(on_progress=lambda event: stamps.append(_now()))
     if method.startswith("dpo_plain_trl"):
         plain_trl_dpo(configs["dpo"], world["student"], world["pairs"], output_dir,
-                      lambda: stamps.append(time.perf_counter()), trl_defaults=method.endswith("defaults"))
+                      lambda: stamps.append(_now()), trl_defaults=method.endswith("defaults"))
     elif method == "dpo_ours":
         dpo.train(configs["dpo"], world["pairs"], output_dir, hooks, student=world["student"])
     elif method == "dckd":
@@ -134,9 +134,14 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def step_times(stamps: list, warmup: int) -> list:
-    """Seconds per step after the warm-up: step i lasts from the end of step i-1 to its own end."""
-    return [b - a for a, b in zip(stamps, stamps[1:])][max(warmup - 1, 0):]
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def step_times(stamps: list, warmup: int, clock: int) -> list:
+    """Seconds per step after the warm-up (clock 0 = wall, 1 = this process's CPU time): step i lasts
+    from the end of step i-1 to its own end."""
+    return [b[clock] - a[clock] for a, b in zip(stamps, stamps[1:])][max(warmup - 1, 0):]
 
 
 def summarize(times: dict) -> dict:
@@ -157,6 +162,12 @@ def summarize(times: dict) -> dict:
 def print_report(report: dict) -> None:
     print(f"\nmodel: {report['setup']['models']}; student {report['setup']['student_params']:,} parameters; "
           f"batch {report['setup']['batch_size']} pairs; {report['setup']['threads']} torch thread(s)")
+    for clock, title in (("wall", "wall-clock"), ("cpu", "process CPU time (robust to other load)")):
+        print(f"\n{title}")
+        print_table(report[clock])
+
+
+def print_table(report: dict) -> None:
     print(f"{'method':<24}{'median ms/step':>16}{'p25':>10}{'p75':>10}{'steps':>8}")
     for method, row in report["methods"].items():
         print(f"{method:<24}{row['median_ms']:>16.1f}{row['p25_ms']:>10.1f}{row['p75_ms']:>10.1f}{row['steps']:>8}")
@@ -200,15 +211,18 @@ def main(argv=None) -> dict:
                                                  max_length=args.max_length, max_new_tokens=args.max_new_tokens,
                                                  batch_size=32)}
         times = {m: [] for m in METHODS}
+        cpu_times = {m: [] for m in METHODS}
         for round_ in range(args.rounds):
             order = METHODS[round_ % len(METHODS):] + METHODS[: round_ % len(METHODS)]
             for method in order:
                 with contextlib.redirect_stdout(io.StringIO()):  # TRL prints every step's log dict
                     stamps = run_method(method, configs, world, workdir / f"{method}-{round_}")
-                times[method] += step_times(stamps, args.warmup)
+                times[method] += step_times(stamps, args.warmup, 0)
+                cpu_times[method] += step_times(stamps, args.warmup, 1)
                 print(f"round {round_ + 1}/{args.rounds} {method:<24} median "
-                      f"{1000 * statistics.median(step_times(stamps, args.warmup)):.1f} ms/step", flush=True)
-        report = summarize(times)
+                      f"{1000 * statistics.median(step_times(stamps, args.warmup, 0)):.1f} ms/step wall, "
+                      f"{1000 * statistics.median(step_times(stamps, args.warmup, 1)):.1f} CPU", flush=True)
+        report = {"wall": summarize(times), "cpu": summarize(cpu_times)}
         report["setup"] = {
             "models": origin, "student_params": load_model(str(student_dir), device="cpu").num_parameters,
             "batch_size": args.batch_size, "threads": args.threads, "steps": args.steps, "warmup": args.warmup,

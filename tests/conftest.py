@@ -22,7 +22,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def embedded_services(tmp_path_factory):
-    from webapp.embedded import start_postgres, start_redis
+    from webapp.embedded import start_postgres, start_redis, stop_postgres
 
     base = tmp_path_factory.mktemp("svc")
     db_url, server = start_postgres(base / "pg", database="postgres")
@@ -30,7 +30,7 @@ def embedded_services(tmp_path_factory):
     yield {"database_url": db_url, "redis_url": redis_url, "pg": server}
     redis_proc.terminate()
     redis_proc.wait(timeout=10)
-    server.cleanup()
+    stop_postgres(server)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import logging
 from ml.config import ADPAConfig
 from ml.losses.adpa import adpa_loss
 from ml.losses.common import response_mask
-from ml.recipes.batching import collate, forward_logits, scatter_rows
+from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
 from ml.signals import adpa_rows, precompute_adpa
@@ -48,8 +48,7 @@ def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, s
 
     def step_loss(model, batch):
         chosen, states = batch["chosen"], batch["states"]
-        chosen_logits = forward_logits(model, chosen)  # (B,T,V)
-        state_logits = forward_logits(model, states)  # (B,T',V)
+        chosen_logits, state_logits = forward_pair_logits(model, chosen, states, pad_id)  # (B,T,V), (B,T',V)
         device_ = chosen_logits.device
         loss, metrics = adpa_loss(chosen_logits, chosen["labels"].to(device_), state_logits,
                                   response_mask(states["labels"]).to(device_), states["topk_ids"].to(device_),

@@ -4,7 +4,7 @@ on both the chosen and the rejected response, the teacher side read from the cac
 from ml.config import DCKDConfig
 from ml.losses.dckd import dckd_loss
 from ml.modeling import check_same_tokenizer, load_tokenizer
-from ml.recipes.batching import collate, forward_logits, scatter_rows
+from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
 from ml.signals import dckd_rows, precompute_dckd
@@ -47,8 +47,7 @@ def train(config: DCKDConfig, data, output_dir, hooks: Hooks | None = None, *, s
 
     def step_loss(model, batch):
         chosen, rejected = batch["chosen"], batch["rejected"]
-        chosen_logits = forward_logits(model, chosen)  # (B,T,V)
-        rejected_logits = forward_logits(model, rejected)  # (B,T',V)
+        chosen_logits, rejected_logits = forward_pair_logits(model, chosen, rejected, pad_id)  # (B,T,V), (B,T',V)
         device_ = chosen_logits.device
         return dckd_loss(chosen_logits, chosen["labels"].to(device_), chosen["topk_ids"].to(device_),
                          chosen["topk_probs"].to(device_), rejected_logits, rejected["labels"].to(device_),
