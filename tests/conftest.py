@@ -175,13 +175,23 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium (/usr/bin/chromium) driven by Playwright; never a downloaded browser.
-    Module-scoped: Playwright's sync API holds an event loop that would break later asyncio tests."""
+    Module-scoped: Playwright's sync API keeps an asyncio loop running in the main thread while it
+    lives, which would break every later async_to_sync/asyncio.run in this process. While it lives,
+    the ORM calls of the (plain sync) test body must be allowed next to that loop."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS, headless=True)
-        yield instance
-        instance.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as pw:
+            instance = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS, headless=True)
+            yield instance
+            instance.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

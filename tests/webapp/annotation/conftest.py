@@ -61,27 +61,7 @@ def http_login(base_url: str, user):
     return client
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """tests/conftest.py's browser, minus --user-data-dir, which this Playwright refuses in
-    launch() (reported to the lead; drop this override once the shared fixture is fixed). Module
-    scope: Playwright's sync API holds an event loop in the main thread while it runs, which would
-    break later tests that use async_to_sync or asyncio.run."""
-    import os
 
-    from playwright.sync_api import sync_playwright
-
-    from tests.conftest import BROWSER_ARGS
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls in the test body are
-    # still plain sync code, so Django's async-safety guard does not apply.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                      args=[a for a in BROWSER_ARGS if not a.startswith("--user-data-dir")])
-        yield instance
-        instance.close()
 
 
 def off_loop(fn):

@@ -53,23 +53,3 @@ DPO_CONFIG = {"batch_size": 4, "grad_accum": 2, "max_length": 64, "learning_rate
               "lr_scheduler": "constant", "max_steps": 12, "save_every_steps": 3}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """tests/conftest.py's browser minus --user-data-dir, which this Playwright refuses in `launch`
-    (reported to the lead; drop this once the shared fixture is fixed). Module-scoped: the sync
-    Playwright API keeps an asyncio loop running in the main thread while it lives, which breaks
-    every later async_to_sync (publish_now) in this process, so it must end with its module."""
-    import os
-
-    from playwright.sync_api import sync_playwright
-
-    from tests.conftest import BROWSER_ARGS
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls in the test body are
-    # still plain sync code, so Django's async-safety guard does not apply.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                      args=[a for a in BROWSER_ARGS if not a.startswith("--user-data-dir")])
-        yield instance
-        instance.close()
