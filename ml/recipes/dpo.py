@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 from ml.config import DPOConfig
 from ml.data import PreferencePair
@@ -103,6 +104,8 @@ def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, st
     trainer = DPOTrainer(model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data)),
                          train_dataset=dpo_dataset(loaded.tokenizer, data), processing_class=loaded.tokenizer,
                          callbacks=[callback], peft_config=peft_config)
+    # With tqdm disabled the Trainer prints every log dict to stdout; progress goes through our hooks.
+    trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
