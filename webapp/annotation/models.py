@@ -4,6 +4,8 @@ A judgement survives its annotator: users with judgements cannot be deleted (PRO
 from django.conf import settings
 from django.db import models
 
+from webapp.status import JobStatus
+
 
 class ComparisonKind(models.TextChoices):
     PAIRWISE = "pairwise", "Pairwise"
@@ -201,7 +203,7 @@ class JudgeJob(models.Model):
                                   help_text="π_sft for the implicit reward (the teacher is then π_dpo).")
     beta = models.FloatField(default=0.01)
     comparison_ids = models.JSONField(default=list)
-    status = models.CharField(max_length=20, default="queued")
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     judge_name = models.CharField(max_length=300, blank=True)

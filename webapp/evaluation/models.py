@@ -5,13 +5,10 @@ the project leaderboard holds the latest Bradley-Terry fit over every pairwise o
 from django.conf import settings
 from django.db import models
 
+from webapp.status import JobStatus
 
-class EvalStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+
+EvalStatus = JobStatus  # one lifecycle for every queued job (webapp/status.py)
 
 
 class Evaluation(models.Model):

@@ -3,13 +3,7 @@ generation. Generations are kept while any comparison or preference pair uses th
 from django.conf import settings
 from django.db import models
 
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+from webapp.status import JobStatus
 
 
 class GenerationJob(models.Model):

@@ -4,6 +4,8 @@ conditional UPDATE and beats `heartbeat_at`; a reaper fails silent runs. Metric 
 from django.conf import settings
 from django.db import models
 
+from webapp.status import JobStatus
+
 
 class Method(models.TextChoices):
     SFT = "sft", "SFT / sequence-level KD"
@@ -16,12 +18,7 @@ class Method(models.TextChoices):
     REDI = "redi", "REDI"
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+RunStatus = JobStatus  # one lifecycle for every queued job (webapp/status.py)
 
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
