@@ -21,14 +21,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-# Under ASGI every request runs in a thread of its own, so persistent connections (CONN_MAX_AGE > 0)
-# pile up one per thread until PostgreSQL refuses more; a pool bounds them and reuses them.
-POOL_SETTINGS = """from webapp.settings import *  # noqa: F401,F403
-DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 4, "max_size": 20, "timeout": 10}
-"""
-
-
 def start_services(base: Path) -> dict:
     from webapp.embedded import start_postgres, start_redis
 
@@ -74,12 +66,16 @@ def seed(annotators: int, comparisons: int, overlap: int) -> tuple[str, list[str
     return project.slug, cookies
 
 
-def start_server(env: dict, log: Path) -> tuple[str, subprocess.Popen]:
+def start_server(env: dict, log: Path, *, server: str = "daphne", workers: int = 1) -> tuple[str, subprocess.Popen]:
     from webapp.embedded import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
-                            cwd=REPO, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    if server == "daphne":
+        command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"]
+    else:  # uvicorn runs several server processes on one port (daphne runs one)
+        command = ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen([sys.executable, *command], cwd=REPO, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     import httpx
 
     for _ in range(300):
@@ -135,10 +131,12 @@ async def timed(stats, name, request):
 
 
 def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process (Linux /proc), to report cost per request independent of
-    how busy the rest of the machine is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """user + system CPU time of the server and its worker processes, to report cost per request
+    independent of how busy the rest of the machine is."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
 
 def pct(values, q):
@@ -161,14 +159,16 @@ def main():
     parser.add_argument("--overlap", type=int, default=3, help="annotators needed per comparison")
     parser.add_argument("--think-min", type=float, default=0.5)
     parser.add_argument("--think-max", type=float, default=2.0)
-    parser.add_argument("--db", choices=("pool", "stock"), default="pool",
-                        help="pool: the server uses Django's psycopg connection pool (CONN_MAX_AGE=0), the setting this "
-                             "benchmark recommends under ASGI; stock: webapp.settings as it is")
+    parser.add_argument("--db", choices=("pool", "nopool"), default="pool",
+                        help="pool: psycopg's connection pool (the default setting); nopool: DISTILLERY_DB_POOL=0")
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn only)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-annotation-"))
     services = start_services(base)
     env = dict(os.environ, DATABASE_URL=services["db"], REDIS_URL=services["redis"], DJANGO_SETTINGS_MODULE="webapp.settings",
-               DISTILLERY_DATA_DIR=str(base / "data"), DJANGO_DEBUG="0", DJANGO_SECRET_KEY="bench-" + "k" * 40)
+               DISTILLERY_DATA_DIR=str(base / "data"), DJANGO_DEBUG="0", DJANGO_SECRET_KEY="bench-" + "k" * 40,
+               DISTILLERY_DB_POOL="1" if args.db == "pool" else "0")
     os.environ.update(env)
     import django
 
@@ -177,10 +177,7 @@ def main():
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request would cost the client CPU
     slug, cookies = seed(args.annotators, args.comparisons, args.overlap)
-    if args.db == "pool":
-        (base / "bench_settings.py").write_text(POOL_SETTINGS)
-        env = dict(env, DJANGO_SETTINGS_MODULE="bench_settings", PYTHONPATH=f"{base}{os.pathsep}{REPO}")
-    url, server = start_server(env, base / "daphne.log")
+    url, server = start_server(env, base / "server.log", server=args.server, workers=args.workers)
     try:
         cpu_before = _cpu_seconds(server.pid)
         stats, seconds = asyncio.run(load(url, slug, cookies, args))
@@ -191,8 +188,8 @@ def main():
     from webapp.annotation.models import Judgement
 
     in_db = Judgement.objects.count()
-    print(f"{args.annotators} annotators, {seconds:.0f} s, think {args.think_min}-{args.think_max} s, daphne + PostgreSQL "
-          f"({'connection pool' if args.db == 'pool' else 'stock settings'}), {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+    print(f"{args.annotators} annotators, {seconds:.0f} s, think {args.think_min}-{args.think_max} s, {args.server} x{args.workers if args.server == 'uvicorn' else 1} + PostgreSQL "
+          f"({'connection pool' if args.db == 'pool' else 'no pool'}), {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
     print(f"{'endpoint':<8} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for name in ("next", "submit", "undo"):
         values = stats[name]
