@@ -4,7 +4,7 @@ with daphne, opens N authenticated sockets on the run's page socket (each receiv
 then publishes metric-point events to the run's group the way the worker does (channel layer
 group_send) and measures, per viewer and event, the time from publish to receipt.
 
-    .venv/bin/python benchmarks/bench_ws_viewers.py --viewers 100 --events 60 --interval 0.1 [--layer pubsub]
+    .venv/bin/python benchmarks/bench_ws_viewers.py --viewers 100 --events 60 --interval 0.1 [--layer core]
 
 Target (issue 5): p95 publish → receipt <= 100 ms with 100 viewers on this machine."""
 import argparse
@@ -148,22 +148,22 @@ def main():
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--events", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between published events")
-    parser.add_argument("--layer", choices=("core", "pubsub"), default="core",
-                        help="channel layer: 'core' = webapp/settings.py's RedisChannelLayer (what ships); "
-                             "'pubsub' = channels_redis.pubsub.RedisPubSubChannelLayer, the proposed switch")
+    parser.add_argument("--layer", choices=("pubsub", "core"), default="pubsub",
+                        help="channel layer: 'pubsub' = webapp/settings.py's RedisPubSubChannelLayer (what ships); "
+                             "'core' = channels_redis.core.RedisChannelLayer, for comparison")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     services = start_services(base)
     env = {**os.environ, "DATABASE_URL": services["db_url"], "REDIS_URL": services["redis_url"],
            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DISTILLERY_VAR_DIR": str(base / "var")}
-    if args.layer == "pubsub":
+    if args.layer == "core":
         # Same settings, other layer: a one-line module in the temp dir, so nothing in the repo changes.
-        (base / "bench_pubsub_settings.py").write_text(
+        (base / "bench_core_settings.py").write_text(
             "from webapp.settings import *  # noqa\n"
-            "CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.pubsub.RedisPubSubChannelLayer',"
-            " 'CONFIG': {'hosts': [REDIS_URL]}}}\n")
-        env.update(DJANGO_SETTINGS_MODULE="bench_pubsub_settings",
+            "CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.core.RedisChannelLayer',"
+            " 'CONFIG': {'hosts': [{'address': REDIS_URL, 'socket_timeout': None}]}}}\n")
+        env.update(DJANGO_SETTINGS_MODULE="bench_core_settings",
                    PYTHONPATH=os.pathsep.join([str(base), str(REPO), env.get("PYTHONPATH", "")]))
         sys.path.insert(0, str(base))
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DISTILLERY_VAR_DIR")})
