@@ -59,15 +59,26 @@ def comparison_payload(*, comparison: Comparison, annotator) -> dict:
     }
 
 
+_PROGRESS_SQL = f"""
+SELECT COUNT(j.id),
+       COUNT(j.id) FILTER (WHERE c.status = %(open)s),
+       COUNT(j.id) FILTER (WHERE NOT j.is_adjudication AND j.created_at >= %(since)s),
+       (SELECT COUNT(*) FROM {Skip._meta.db_table} s JOIN {Comparison._meta.db_table} sc ON sc.id = s.comparison_id
+         WHERE sc.project_id = %(project)s AND s.annotator_id = %(annotator)s AND sc.status = %(open)s)
+  FROM {Judgement._meta.db_table} j JOIN {Comparison._meta.db_table} c ON c.id = j.comparison_id
+ WHERE c.project_id = %(project)s AND j.annotator_id = %(annotator)s"""
+
+
 def annotator_progress(*, project, annotator, pending: int) -> dict:
     """mine: judgements given; available: open comparisons they have neither judged nor skipped
     (pending minus those, counted from their own rows: cheap however long the queue is);
-    can_undo: whether they have a judgement recent enough to undo."""
-    mine = Judgement.objects.filter(comparison__project=project, annotator=annotator).aggregate(
-        total=Count("id"), open=Count("id", filter=Q(comparison__status=ComparisonStatus.OPEN)),
-        undoable=Count("id", filter=Q(is_adjudication=False, created_at__gte=timezone.now() - services.UNDO_WINDOW)))
-    skipped = Skip.objects.filter(comparison__project=project, annotator=annotator, comparison__status=ComparisonStatus.OPEN).count()
-    return {"mine": mine["total"], "available": max(0, pending - mine["open"] - skipped), "can_undo": mine["undoable"] > 0}
+    can_undo: whether they have a judgement recent enough to undo. One SQL statement: it runs on
+    every next-item and submit, where the ORM's query building cost more than the query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PROGRESS_SQL, {"open": ComparisonStatus.OPEN.value, "since": timezone.now() - services.UNDO_WINDOW,
+                                       "project": project.pk, "annotator": annotator.pk})
+        total, judged_open, undoable, skipped = cursor.fetchone()
+    return {"mine": total, "available": max(0, pending - judged_open - skipped), "can_undo": undoable > 0}
 
 
 def disputed_comparisons(*, project):

@@ -27,7 +27,10 @@ def has_role(user, project: Project, needed: str) -> bool:
 
 def check_role(user, project: Project, needed: str) -> str:
     """Returns the user's role, or raises Http404 (not a member) / PermissionDenied (too low)."""
-    role = role_of(user, project)
+    return _checked(role_of(user, project), project, needed)
+
+
+def _checked(role: str | None, project: Project, needed: str) -> str:
     if role is None:
         raise Http404("No such project.")
     if ROLE_RANK[role] < ROLE_RANK[needed]:
@@ -43,8 +46,11 @@ def project_view(needed: str = Role.ANNOTATOR):
         @login_required
         @wraps(view)
         def wrapper(request, slug, *args, **kwargs):
-            project = get_object_or_404(Project, slug=slug)
-            request.role = check_role(request.user, project, needed)
+            membership = (None if request.user.is_superuser else
+                          Membership.objects.select_related("project").filter(project__slug=slug, user=request.user).first())
+            # One query on the hot path (a member); otherwise the project alone, for the 404/403 choice.
+            project = membership.project if membership else get_object_or_404(Project, slug=slug)
+            request.role = _checked(membership.role if membership else role_of(request.user, project), project, needed)
             request.project = project
             return view(request, project, *args, **kwargs)
 
