@@ -3,7 +3,6 @@ model answers greedily; each student is reported with oracle accuracy (demo prom
 family and answer), win rate against the teacher's answer with a bootstrap CI (a judge's two
 presentation orders must agree, otherwise the pair is a tie), response length, and token-level
 KL(teacher || student) teacher-forced on the teacher's answers."""
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path

@@ -14,13 +14,17 @@ from ml.signals import cache_key, model_identity
 STAGE_FILE = "stage.json"
 
 
-def _stage_key(name: str, stage_config, data, models: dict) -> str:
-    return cache_key(f"stage/{name}", models=models, data=data, params=config_to_dict(stage_config))
+def dckd_stage_key(config: ADPAPlusConfig, data, *, student, teacher) -> str:
+    """Content hash of the DCKD stage's inputs (student and pi_dpo files, pairs, DCKD config): a
+    finished stage with this key, in this run or another, can be reused as is."""
+    return cache_key("stage/dckd", models={"student": model_identity(student), "dpo": model_identity(teacher)},
+                     data=data, params=config_to_dict(config.dckd))
 
 
-def _done(stage_dir: Path, key: str) -> bool:
-    marker = stage_dir / STAGE_FILE
-    return marker.exists() and json.loads(marker.read_text()).get("key") == key and (stage_dir / "final").is_dir()
+def stage_done(stage_dir: Path, key: str) -> bool:
+    """Whether `stage_dir` holds a finished stage (final/ model) recorded under `key`."""
+    marker = Path(stage_dir) / STAGE_FILE
+    return marker.exists() and json.loads(marker.read_text()).get("key") == key and (marker.parent / "final").is_dir()
 
 
 def _offset_hooks(hooks: Hooks, offset: int, total: int, stage: str) -> Hooks:
@@ -42,9 +46,8 @@ def train(config: ADPAPlusConfig, data, output_dir, hooks: Hooks | None = None, 
     resume_stage = Path(resume_from).parent.name if resume_from else None
 
     dckd_dir = output_dir / "dckd"
-    dckd_key = _stage_key("dckd", config.dckd, data, {"student": model_identity(student),
-                                                      "dpo": model_identity(teacher)})
-    if not _done(dckd_dir, dckd_key):
+    dckd_key = dckd_stage_key(config, data, student=student, teacher=teacher)
+    if not stage_done(dckd_dir, dckd_key):
         result = dckd.train(config.dckd, data, dckd_dir, _offset_hooks(hooks, 0, total, "dckd"), student=student,
                             teacher=teacher, cache_dir=cache_dir, device=device,
                             resume_from=resume_from if resume_stage == "dckd" else None)

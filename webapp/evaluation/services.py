@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonSource, ComparisonStatus, Judgement,
+from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonStatus, Judgement,
                                       JudgementSource)
 from webapp.catalog.models import ModelRole
 from webapp.celery import enqueue

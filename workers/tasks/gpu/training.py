@@ -7,7 +7,6 @@ succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo fir
 reuses an earlier run's DCKD stage when its inputs hash the same (teacher signals and student
 generations are cached by content hash inside ml.signals)."""
 import dataclasses
-import json
 import os
 import socket
 import time
@@ -136,11 +135,9 @@ def _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir: Path, recorder: RunRe
     own = out_dir / "dckd"
     if own.exists():
         return
-    # adpa_plus._stage_key is the recipe's own key function: reusing it keeps the two in agreement.
-    key = adpa_plus._stage_key("dckd", config.dckd, pairs, {"student": model_identity(run.student.source),
-                                                            "dpo": model_identity(pi_dpo)})
+    key = adpa_plus.dckd_stage_key(config, pairs, student=run.student.source, teacher=pi_dpo)
     for marker in sorted((settings.DATA_DIR / "runs").glob("*/dckd/" + adpa_plus.STAGE_FILE)):
-        if json.loads(marker.read_text()).get("key") == key and (marker.parent / "final").is_dir():
+        if adpa_plus.stage_done(marker.parent, key):
             own.mkdir(parents=True)
             os.symlink(marker.parent.resolve() / "final", own / "final")
             (own / adpa_plus.STAGE_FILE).write_text(marker.read_text())
