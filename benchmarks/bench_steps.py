@@ -32,7 +32,7 @@ from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer  # noqa: E
 from ml.modeling import load_model  # noqa: E402
 from ml.recipes import adpa, dckd, dpo  # noqa: E402
 from ml.recipes.hooks import Hooks  # noqa: E402
-from ml.signals import precompute_adpa, precompute_dckd  # noqa: E402
+from ml.teacher_signals import precompute_adpa, precompute_dckd  # noqa: E402
 
 GOALS = {"dckd / dpo": 1.3, "adpa / dpo": 1.3, "dpo (ours) / dpo (plain TRL)": 1.0}
 METHODS = ("dpo_plain_trl", "dpo_plain_trl_defaults", "dpo_ours", "dckd", "adpa")

@@ -1,11 +1,11 @@
-"""`python -m ml precompute dckd|adpa`: fill the teacher-signal cache ahead of training (ml/signals.py),
+"""`python -m ml precompute dckd|adpa`: fill the teacher-signal cache ahead of training (ml/teacher_signals.py),
 e.g. on a GPU host, and print what was written (or found: a second run is a cache hit)."""
 import dataclasses
 import json
 from pathlib import Path
 
 from ml.data import load_preference_pairs
-from ml.signals import precompute_adpa, precompute_dckd
+from ml.teacher_signals import precompute_adpa, precompute_dckd
 
 
 def add_parser(subparsers) -> None:

@@ -1,6 +1,6 @@
 """ADPA recipe (ALGORITHMS.md §5): NLL on the dataset's chosen response minus the advantage-weighted
 student probability mass at the states of the student's own greedy responses. Student responses and
-advantages come from the cached ADPA signal (ml/signals.py); no teacher is loaded during the loop."""
+advantages come from the cached ADPA signal (ml/teacher_signals.py); no teacher is loaded during the loop."""
 import logging
 
 from ml.config import ADPAConfig
@@ -9,7 +9,7 @@ from ml.losses.common import response_mask
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
-from ml.signals import adpa_rows, precompute_adpa
+from ml.teacher_signals import adpa_rows, precompute_adpa
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from ml.config import ADPAPlusConfig, config_to_dict
 from ml.recipes import adpa, dckd
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
 from ml.recipes.loop import plan
-from ml.signals import cache_key, model_identity
+from ml.teacher_signals import cache_key, model_identity
 
 STAGE_FILE = "stage.json"
 

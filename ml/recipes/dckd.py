@@ -1,13 +1,13 @@
 """DCKD recipe (ALGORITHMS.md §4): NLL on the chosen response plus forward KL from the DPO teacher
 on both the chosen and the rejected response, the teacher side read from the cached top-K signal
-(ml/signals.py), so the teacher is loaded only to fill a cache miss and never during the loop."""
+(ml/teacher_signals.py), so the teacher is loaded only to fill a cache miss and never during the loop."""
 from ml.config import DCKDConfig
 from ml.losses.dckd import dckd_loss
 from ml.modeling import check_same_tokenizer, load_tokenizer
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
-from ml.signals import dckd_rows, precompute_dckd
+from ml.teacher_signals import dckd_rows, precompute_dckd
 
 
 def _tokenizer_of(model):

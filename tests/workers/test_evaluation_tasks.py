@@ -126,7 +126,7 @@ def test_human_verdicts_join_the_results(finished, annotator):
 
 
 def test_advantage_signal_is_dpo_minus_sft_log_prob_of_each_token(tiny_demo_dir):
-    from ml.token_signals import token_signals
+    from ml.token_heatmaps import token_signals
 
     teacher = load_model(str(tiny_demo_dir / "teacher"), device="cpu")
     student = load_model(str(tiny_demo_dir / "student"), device="cpu")

@@ -3,7 +3,7 @@ ADPA from the DCKD student, regenerating the student responses, and skips a fini
 from ml.recipes import adpa, adpa_plus
 from ml.config import ADPAPlusConfig
 from ml.recipes.hooks import Hooks
-from ml.signals import precompute_adpa
+from ml.teacher_signals import precompute_adpa
 
 
 def test_adpa_loss_decreases(pairs, make_config, tiny_student_dir, tiny_teacher_dir, tmp_path):

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from ml.modeling import TokenizerMismatchError
 from ml.recipes import dckd
 from ml.recipes.hooks import Hooks
-from ml.signals import precompute_dckd
+from ml.teacher_signals import precompute_dckd
 
 
 def test_loss_decreases_with_kl_metrics(pairs, make_config, tiny_student_dir, tiny_teacher_dir, tmp_path):

@@ -3,7 +3,7 @@ is compared with the teacher (teacher-judge in both presentation orders, the dem
 open comparison for people), per-token teacher signals of each candidate answer are stored for the
 heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length, KL to the teacher)
 and the project's Bradley-Terry leaderboard are computed.
-The per-token teacher signals come from ml.token_signals; the result refreshes that human verdicts
+The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
 trigger run on the default queue (workers.tasks.evaluation)."""
 import logging
 from dataclasses import asdict
@@ -14,7 +14,7 @@ from ml.demo.tasks import Task, oracle_score, task_from_prompt
 from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
 from ml.metrics import length_stats, model_token_kl, oracle_accuracy
 from ml.modeling import load_model
-from ml.token_signals import same_vocab, token_signals
+from ml.token_heatmaps import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import EvalStatus, Evaluation

@@ -12,7 +12,7 @@ from webapp.evaluation import selectors
 from webapp.evaluation.loop_services import loop_comparison_store, loop_round_claim, loop_round_finish, loop_round_progress
 from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import generation_record
-from ml.token_signals import token_signals
+from ml.token_heatmaps import token_signals
 from workers.tasks.gpu.evaluation import answer, demo_task, prompt_input
 
 log = logging.getLogger(__name__)

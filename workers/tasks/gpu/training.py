@@ -5,7 +5,7 @@ ended through webapp services: cancelled with a resumable checkpoint, failed wit
 succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo first train one from
 π_sft on the snapshot (β=0.01), cached under DATA_DIR/cache/teacher-dpo/<content hash>; an ADPA+ run
 reuses an earlier run's DCKD stage when its inputs hash the same (teacher signals and student
-generations are cached by content hash inside ml.signals)."""
+generations are cached by content hash inside ml.teacher_signals)."""
 import dataclasses
 import os
 import socket
@@ -21,7 +21,7 @@ from ml.data import PreferencePair
 from ml.recipes import adpa_plus, recipe_for
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import plan
-from ml.signals import cache_key, model_identity
+from ml.teacher_signals import cache_key, model_identity
 from webapp.training import services
 from webapp.training.models import TrainingRun
 from webapp.training.progress import RunRecorder

@@ -1,4 +1,4 @@
-"""ml/signals.py on the tiny fixture models: layout and dtypes of the cached files, agreement with a
+"""ml/teacher_signals.py on the tiny fixture models: layout and dtypes of the cached files, agreement with a
 direct forward pass, the missing-token floor, and cache hits keyed by content."""
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from ml.data import PreferencePair
 from ml.demo.tasks import generate_tasks
 from ml.modeling import load_model
-from ml.signals import adpa_rows, dckd_rows, load_signals, model_identity, precompute_adpa, precompute_dckd
+from ml.teacher_signals import adpa_rows, dckd_rows, load_signals, model_identity, precompute_adpa, precompute_dckd
 
 torch.set_num_threads(1)
 
