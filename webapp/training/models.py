@@ -51,6 +51,11 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Checkpoint evaluation during the run (webapp/training/checkpoint_evals.py): off when 0.
+    eval_prompt_set = models.ForeignKey("catalog.PromptSet", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+", help_text="Held-out prompts for checkpoint evaluations.")
+    eval_every_steps = models.PositiveIntegerField(default=0, help_text="Evaluate a checkpoint every N steps (and the last); 0 = off.")
+    eval_sample_size = models.PositiveIntegerField(default=32, help_text="Held-out prompts per checkpoint evaluation.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -100,3 +105,17 @@ class RunPreset(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="runpreset_unique_name")]
+
+
+class CheckpointEvaluation(models.Model):
+    """The light evaluation of one checkpoint during a run (ml.checkpoint_eval.CheckpointEval as
+    `metrics`): oracle accuracy, KL and agreement to the teacher, judge win rate, with intervals."""
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="checkpoint_evaluations")
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations")
+    step = models.PositiveIntegerField()
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="checkpointevaluation_unique_step")]
