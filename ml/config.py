@@ -88,7 +88,8 @@ class DCKDConfig(TrainingConfig):
     alpha_w: float = _f(0.1, "Weight of KL(pi_dpo || student) on the chosen response.", min=0.0, max=1e3)
     alpha_l: float = _f(0.1, "Weight of KL(pi_dpo || student) on the rejected response.", min=0.0, max=1e3)
     nll_weight: float = _f(1.0, "Weight of the NLL term on the chosen response.", min=0.0, max=1e3)
-    temperature: float = _f(1.0, "Softmax temperature of the student before binning.",
+    temperature: float = _f(1.0, "Softmax temperature of both sides: the teacher's cached top-K is computed "
+                                 "at it and the student's logits are divided by it.",
                             min=0.0, max=100.0, min_exclusive=True)
     top_k: int = _f(50, "Teacher top-K tokens stored per response position (plus one 'rest' bucket).",
                     min=1, max=1024)
@@ -104,7 +105,8 @@ class ADPAConfig(TrainingConfig):
     advantage_clip: str = _f("released", "'released': A clamped into [0, 1] as the released code does; "
                                          "'none': raw A (unbounded, watch for divergence).",
                              choices=("released", "none"))
-    sft_floor: float = _f(1e-7, "Lowest probability pi_sft may take for a token outside its own top-K.",
+    sft_floor: float = _f(1e-7, "Floor on every probability in the advantage (pi_dpo's top-K, the matched "
+                                "pi_sft ones, and pi_sft's fill for tokens outside its own top-K).",
                           min=0.0, max=1.0, min_exclusive=True)
     max_new_tokens: int = _f(256, "Longest greedy student response generated before training.", min=1, max=32768)
 

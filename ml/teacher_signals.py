@@ -16,11 +16,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ml.generation import generate
-from ml.losses.adpa import adpa_advantages
+from ml.losses.adpa import SFT_PROB_FLOOR, adpa_advantages
 from ml.modeling import LoadedModel, check_same_tokenizer, load_model
 from ml.recipes.batching import Encoded, collate, encode, encode_prompt, fit, forward_logits
 
-SIGNALS_VERSION = 1  # bump when the file layout or the maths changes: old caches then miss
+SIGNALS_VERSION = 2  # bump when the file layout or the maths changes: old caches then miss
+# 2: DCKD's teacher side at the run's temperature, ADPA's floor on every probability (issue 10 B20, B21)
 HASHED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 
 
@@ -111,14 +112,16 @@ def _loaded(model, device) -> LoadedModel:
 
 
 @torch.no_grad()
-def topk_logprobs(model, rows: list, *, k: int, pad_id: int, batch_size: int, on_batch=None) -> list:
+def topk_logprobs(model, rows: list, *, k: int, pad_id: int, batch_size: int, on_batch=None,
+                  temperature: float = 1.0) -> list:
     """Teacher-forced top-K of `model` at each response state: rows (Encoded) -> per row
-    (ids (R,K) int64, logps (R,K) float32), row j = the state predicting response token j."""
+    (ids (R,K) int64, logps (R,K) float32), row j = the state predicting response token j. The
+    distribution is softmax(logits / temperature), the teacher side of a tempered KD loss."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start: start + batch_size]
         batch = collate(chunk, pad_id)
-        logps = torch.log_softmax(forward_logits(model, batch).float(), dim=-1)  # (B,L-1,V)
+        logps = torch.log_softmax(forward_logits(model, batch).float() / temperature, dim=-1)  # (B,L-1,V)
         top_logps, top_ids = logps.topk(min(k, logps.shape[-1]), dim=-1)  # (B,L-1,K)
         for i, row in enumerate(chunk):
             begin = int(batch["response_start"][i])
@@ -130,9 +133,10 @@ def topk_logprobs(model, rows: list, *, k: int, pad_id: int, batch_size: int, on
 
 
 def precompute_dckd(teacher_dpo, pairs: list, *, cache_dir, top_k: int = 50, max_length: int = 1024,
-                    batch_size: int = 8, device=None, on_progress=None) -> SignalFile:
-    """pi_dpo's top-K ids + probabilities on every chosen and rejected response (DCKD's teacher side)."""
-    params = {"top_k": top_k, "max_length": max_length}
+                    batch_size: int = 8, device=None, on_progress=None, temperature: float = 1.0) -> SignalFile:
+    """pi_dpo's top-K ids + probabilities on every chosen and rejected response (DCKD's teacher side),
+    at `temperature` (ALGORITHMS.md §4: the student is divided by the same τ), which keys the cache."""
+    params = {"top_k": top_k, "max_length": max_length, "temperature": float(temperature)}
     key = cache_key("dckd", models={"dpo": model_identity(teacher_dpo)}, data=pairs, params=params)
     path = Path(cache_dir) / "dckd" / f"{key}.safetensors"
     if path.exists():
@@ -143,7 +147,7 @@ def precompute_dckd(teacher_dpo, pairs: list, *, cache_dir, top_k: int = 50, max
     for side in ("chosen", "rejected"):
         rows = [encode(tok, p.prompt, getattr(p, side), max_length) for p in pairs]
         signals = topk_logprobs(teacher.model, rows, k=top_k, pad_id=tok.pad_token_id, batch_size=batch_size,
-                                on_batch=on_progress)
+                                on_batch=on_progress, temperature=temperature)
         tensors["prompt_ids"], tensors["prompt_offsets"] = _flat([r.prompt_ids for r in rows], torch.int32)
         tensors[f"{side}_ids"], tensors[f"{side}_offsets"] = _flat([r.response_ids for r in rows], torch.int32)
         tensors[f"{side}_topk_ids"], _ = _flat([ids for ids, _ in signals], torch.int32)
@@ -161,10 +165,12 @@ def student_responses(student, prompts: list, *, max_new_tokens: int, batch_size
 
 def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir, top_k: int = 50,
                     max_length: int = 1024, max_new_tokens: int = 256, batch_size: int = 8, device=None,
-                    on_progress=None) -> SignalFile:
-    """Student greedy responses + pi_dpo top-K ids and raw advantages A at each of their states.
-    Clipping (config.advantage_clip) happens at training time, so one cache serves both choices."""
-    params = {"top_k": top_k, "max_length": max_length, "max_new_tokens": max_new_tokens}
+                    on_progress=None, sft_floor: float = SFT_PROB_FLOOR) -> SignalFile:
+    """Student greedy responses + pi_dpo top-K ids and raw advantages A at each of their states, every
+    probability floored at `sft_floor` (it keys the cache). Clipping (config.advantage_clip) happens
+    at training time, so one cache serves both choices."""
+    params = {"top_k": top_k, "max_length": max_length, "max_new_tokens": max_new_tokens,
+              "sft_floor": float(sft_floor)}
     models = {"dpo": model_identity(teacher_dpo), "sft": model_identity(teacher_sft),
               "student": model_identity(student)}
     key = cache_key("adpa", models=models, data=pairs, params=params)
@@ -183,7 +189,7 @@ def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir
     dpo_top = topk_logprobs(dpo.model, rows, k=top_k, pad_id=tok.pad_token_id, batch_size=batch_size)
     sft_top = topk_logprobs(sft.model, rows, k=top_k, pad_id=tok.pad_token_id, batch_size=batch_size,
                             on_batch=on_progress)
-    advantages = [adpa_advantages(d_ids[None], d_lp[None], s_ids[None], s_lp[None])[0]  # (R,K)
+    advantages = [adpa_advantages(d_ids[None], d_lp[None], s_ids[None], s_lp[None], floor=sft_floor)[0]  # (R,K)
                   for (d_ids, d_lp), (s_ids, s_lp) in zip(dpo_top, sft_top)]
     chosen = [encode(tok, p.prompt, p.chosen, max_length) for p in pairs]
     tensors = {}
@@ -196,6 +202,18 @@ def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir
     tensors["student_advantages"], _ = _flat(advantages, torch.float16)
     _write(path, tensors, {"kind": "adpa", "num_rows": len(pairs), **params})
     return _describe(path, "adpa", key, False)
+
+
+def check_params(path, kind: str, **expected) -> None:
+    """Refuse a signal file computed with other parameters than the run asks for (a DCKD file at
+    another temperature, an ADPA file with another floor): its values would silently be wrong."""
+    _, meta = load_signals(path)
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path} holds {meta.get('kind')!r} signals, not {kind!r}")
+    for name, value in expected.items():
+        if name not in meta or abs(float(meta[name]) - float(value)) > 1e-12 * max(1.0, abs(float(value))):
+            raise ValueError(f"signal file {Path(path).name} was computed with {name}={meta.get(name)!r}, "
+                             f"the run asks for {value!r}: precompute it again with that {name}")
 
 
 def dckd_rows(path) -> list:

@@ -19,6 +19,9 @@ def add_parser(subparsers) -> None:
             sub.add_argument("--teacher-sft", required=True, help="pi_sft model dir or hub id")
             sub.add_argument("--student", required=True, help="student whose greedy responses give the states")
             sub.add_argument("--max-new-tokens", type=int, default=256)
+            sub.add_argument("--sft-floor", type=float, default=1e-7, help="floor on every probability in A")
+        else:
+            sub.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the teacher")
         sub.add_argument("--cache-dir", type=Path, default=Path("var/cache/signals"))
         sub.add_argument("--top-k", type=int, default=50)
         sub.add_argument("--max-length", type=int, default=1024)
@@ -30,10 +33,10 @@ def run(args) -> int:
     pairs = load_preference_pairs(args.data)
     common = dict(cache_dir=args.cache_dir, top_k=args.top_k, max_length=args.max_length, batch_size=args.batch_size)
     if args.kind == "dckd":
-        signal = precompute_dckd(args.teacher_dpo, pairs, **common)
+        signal = precompute_dckd(args.teacher_dpo, pairs, temperature=args.temperature, **common)
     else:
         signal = precompute_adpa(args.teacher_dpo, args.teacher_sft, args.student, pairs,
-                                 max_new_tokens=args.max_new_tokens, **common)
+                                 max_new_tokens=args.max_new_tokens, sft_floor=args.sft_floor, **common)
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(signal).items()},
                      indent=2))
     return 0

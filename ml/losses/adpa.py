@@ -11,7 +11,7 @@ from ml.losses.common import as_float, detached, masked_mean
 from ml.losses.sft import sft_loss
 
 ADVANTAGE_CLIPS = ("released", "none")
-SFT_PROB_FLOOR = 1e-7
+SFT_PROB_FLOOR = 1e-7  # default of ADPAConfig.sft_floor (ALGORITHMS.md §5)
 
 
 def adpa_advantages(
@@ -19,19 +19,25 @@ def adpa_advantages(
     dpo_topk_logprobs: torch.Tensor,
     sft_topk_ids: torch.Tensor,
     sft_topk_logprobs: torch.Tensor,
+    *,
+    floor: float = SFT_PROB_FLOOR,
 ) -> torch.Tensor:
     """A(s_t, v) = log pi_dpo(v|s_t) - log pi_sft(v|s_t) for v in pi_dpo's top-K: (B,T,K).
 
     dpo_topk_ids, dpo_topk_logprobs (B,T,K); sft_topk_ids, sft_topk_logprobs (B,T,K') natural-log
     probs at the same states. A token of pi_dpo's top-K missing from pi_sft's top-K' takes, for
-    pi_sft, the smallest probability pi_sft has in its OWN top-K' (floored at 1e-7). The released
-    code used pi_dpo's smallest instead, which inflates A for exactly those tokens."""
+    pi_sft, the smallest probability pi_sft has in its OWN top-K'. The released code used pi_dpo's
+    smallest instead, which inflates A for exactly those tokens. Every probability on both sides
+    (pi_dpo's, the matched pi_sft ones and that fill) is floored at `floor` (ADPAConfig.sft_floor)
+    before the log, so one near-zero probability cannot blow A up."""
+    log_floor = math.log(floor)
+    dpo_logprobs = dpo_topk_logprobs.clamp(min=log_floor)  # (B,T,K)
     matches = dpo_topk_ids.unsqueeze(-1) == sft_topk_ids.unsqueeze(-2)  # (B,T,K,K')
-    sft_lp = sft_topk_logprobs.to(dpo_topk_logprobs.dtype).unsqueeze(-2)  # (B,T,1,K')
+    sft_lp = sft_topk_logprobs.to(dpo_logprobs.dtype).clamp(min=log_floor).unsqueeze(-2)  # (B,T,1,K')
     matched_sft_logprobs = sft_lp.masked_fill(~matches, -math.inf).amax(-1)  # (B,T,K), -inf if missing
-    sft_floor = sft_topk_logprobs.amin(-1, keepdim=True).clamp(min=math.log(SFT_PROB_FLOOR))  # (B,T,1)
-    sft_logprobs = torch.where(matches.any(-1), matched_sft_logprobs, sft_floor.to(dpo_topk_logprobs.dtype))
-    return dpo_topk_logprobs - sft_logprobs
+    sft_fill = sft_lp.amin(-1)  # (B,T,1): pi_sft's own smallest top-K' probability, floored
+    sft_logprobs = torch.where(matches.any(-1), matched_sft_logprobs, sft_fill)
+    return dpo_logprobs - sft_logprobs
 
 
 def clip_advantages(advantages: torch.Tensor, mode: str) -> torch.Tensor:

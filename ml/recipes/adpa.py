@@ -9,7 +9,7 @@ from ml.losses.common import response_mask
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
-from ml.teacher_signals import adpa_rows, precompute_adpa
+from ml.teacher_signals import adpa_rows, check_params, precompute_adpa
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def signals_for(config: ADPAConfig, data, *, student, teacher, teacher_sft, cach
         raise ValueError("ADPA needs either precomputed signals or teacher (pi_dpo), teacher_sft and a cache_dir")
     return precompute_adpa(teacher, teacher_sft, student, data, cache_dir=cache_dir, top_k=config.top_k,
                            max_length=config.max_length, max_new_tokens=config.max_new_tokens,
-                           batch_size=config.batch_size, device=device)
+                           batch_size=config.batch_size, device=device, sft_floor=config.sft_floor)
 
 
 def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher=None,
@@ -30,7 +30,9 @@ def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, s
     if signals is None:
         signals = signals_for(config, data, student=student, teacher=teacher, teacher_sft=teacher_sft,
                               cache_dir=cache_dir, device=device)
-    rows = adpa_rows(getattr(signals, "path", signals))
+    path = getattr(signals, "path", signals)
+    check_params(path, "adpa", sft_floor=config.sft_floor, top_k=config.top_k)
+    rows = adpa_rows(path)
     if len(rows) != len(data):
         raise ValueError(f"signal file has {len(rows)} rows for {len(data)} pairs")
     log.info("ADPA advantage transform: %s", config.advantage_clip)

@@ -7,7 +7,7 @@ from ml.modeling import check_same_tokenizer, load_tokenizer
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import load_student, run_loop
-from ml.teacher_signals import dckd_rows, precompute_dckd
+from ml.teacher_signals import check_params, dckd_rows, precompute_dckd
 
 
 def _tokenizer_of(model):
@@ -18,15 +18,19 @@ def train(config: DCKDConfig, data, output_dir, hooks: Hooks | None = None, *, s
           signals=None, cache_dir=None, resume_from=None, device=None) -> TrainResult:
     """Distil the DPO teacher `teacher` (pi_dpo) into `student` on PreferencePairs `data`.
 
-    `signals`: a precomputed DCKD signal file (SignalFile or path); otherwise it is computed from
-    `teacher` into `cache_dir` (a hit when the same teacher files and pairs were seen before)."""
+    `signals`: a precomputed DCKD signal file (SignalFile or path) at config.temperature; otherwise it
+    is computed from `teacher` into `cache_dir` (a hit when the same teacher files, pairs, top-K and
+    temperature were seen before)."""
     if signals is None:
         if teacher is None or cache_dir is None:
             raise ValueError("DCKD needs either precomputed signals or a teacher and a cache_dir")
         check_same_tokenizer(_tokenizer_of(teacher), _tokenizer_of(student), method="DCKD")
         signals = precompute_dckd(teacher, data, cache_dir=cache_dir, top_k=config.top_k,
-                                  max_length=config.max_length, batch_size=config.batch_size, device=device)
-    rows = dckd_rows(getattr(signals, "path", signals))
+                                  max_length=config.max_length, batch_size=config.batch_size, device=device,
+                                  temperature=config.temperature)
+    path = getattr(signals, "path", signals)
+    check_params(path, "dckd", temperature=config.temperature, top_k=config.top_k)
+    rows = dckd_rows(path)
     if len(rows) != len(data):
         raise ValueError(f"signal file has {len(rows)} rows for {len(data)} pairs")
     loaded = load_student(student, config, device=device)

@@ -83,3 +83,37 @@ def test_adpa_advantages_match_direct_computation(pairs, tiny_teacher_dir, tiny_
         assert torch.allclose(row["advantages"][j], torch.stack(expected).float(), atol=2e-2)
     assert precompute_adpa(tiny_teacher_dir, tiny_student_dir, tiny_student_dir, pairs, cache_dir=tmp_path,
                            top_k=4, max_length=64, max_new_tokens=6).cache_hit
+
+
+def test_dckd_teacher_side_is_computed_at_the_temperature_and_keyed_by_it(pairs, tiny_teacher_dir, tmp_path):
+    # issue 10 B20: the cached probabilities are softmax(z / T) of the teacher, not softmax(z).
+    cold = precompute_dckd(tiny_teacher_dir, pairs, cache_dir=tmp_path, top_k=5, max_length=64)
+    hot = precompute_dckd(tiny_teacher_dir, pairs, cache_dir=tmp_path, top_k=5, max_length=64, temperature=2.0)
+    assert hot.key != cold.key and not hot.cache_hit
+    assert precompute_dckd(tiny_teacher_dir, pairs, cache_dir=tmp_path, top_k=5, max_length=64,
+                           temperature=2.0).cache_hit
+    row = dckd_rows(hot.path)[0]
+    first = row["chosen"]
+    teacher = load_model(str(tiny_teacher_dir), device="cpu")
+    with torch.no_grad():
+        logits = teacher.model(input_ids=torch.tensor([first.prompt_ids + first.response_ids])).logits[0].float()
+    start = len(first.prompt_ids) - 1
+    span = slice(start, start + len(first.response_ids))
+    at_two, ids = torch.softmax(logits[span] / 2.0, -1).topk(5, -1)
+    assert torch.equal(row["chosen_topk_ids"], ids)
+    assert torch.allclose(row["chosen_topk_probs"], at_two, atol=1e-3)
+    at_one = torch.softmax(logits[span], -1).gather(-1, ids)
+    assert not torch.allclose(row["chosen_topk_probs"], at_one, atol=1e-3)  # the old T=1 cache differs
+    assert load_signals(hot.path)[1]["temperature"] == 2.0
+
+
+def test_adpa_cache_is_keyed_by_the_floor_and_applies_it(pairs, tiny_teacher_dir, tiny_student_dir, tmp_path):
+    # issue 10 B21: sft_floor reaches the precompute. A floor of 0.5 lifts every top-K probability of the
+    # tiny random models (all far below 0.5) to 0.5 on both sides, so every advantage is exactly 0.
+    kwargs = dict(cache_dir=tmp_path, top_k=4, max_length=64, max_new_tokens=6)
+    default = precompute_adpa(tiny_teacher_dir, tiny_student_dir, tiny_student_dir, pairs, **kwargs)
+    floored = precompute_adpa(tiny_teacher_dir, tiny_student_dir, tiny_student_dir, pairs, sft_floor=0.5, **kwargs)
+    assert floored.key != default.key and not floored.cache_hit
+    assert any(r["advantages"].abs().max() > 0 for r in adpa_rows(default.path))
+    assert all(r["advantages"].abs().max() == 0 for r in adpa_rows(floored.path))
+    assert load_signals(floored.path)[1]["sft_floor"] == 0.5

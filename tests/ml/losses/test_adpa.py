@@ -35,6 +35,36 @@ def test_missing_token_floor_is_at_least_one_in_ten_million():
     torch.testing.assert_close(advantages, expected)
 
 
+def test_sft_floor_applies_to_every_probability_by_hand():
+    # floor 1e-3.  pi_dpo top-3: ids (4, 6, 8) at (.7, .2, 1e-5);  pi_sft top-3: ids (4, 8, 1) at (.5, 1e-6, 1e-4)
+    # id 4 (matched):            ln(.7 / .5)
+    # id 6 (missing from pi_sft): pi_sft's smallest top-3 prob, floored: min(.5, 1e-3, 1e-3) -> ln(.2 / 1e-3) = ln 200
+    # id 8 (matched): pi_dpo's 1e-5 AND pi_sft's 1e-6 both floored to 1e-3 -> ln 1 = 0
+    #   (flooring only the fill would give ln(1e-5 / 1e-6) = ln 10; no floor on pi_dpo, ln(1e-5 / 1e-3))
+    advantages = adpa_advantages(
+        torch.tensor([[[4, 6, 8]]]),
+        torch.tensor([[[0.7, 0.2, 1e-5]]], dtype=torch.float64).log(),
+        torch.tensor([[[4, 8, 1]]]),
+        torch.tensor([[[0.5, 1e-6, 1e-4]]], dtype=torch.float64).log(),
+        floor=1e-3,
+    )
+    expected = torch.tensor([[[math.log(0.7 / 0.5), math.log(200), 0.0]]], dtype=torch.float64)
+    torch.testing.assert_close(advantages, expected)
+
+
+def test_default_floor_leaves_ordinary_probabilities_alone():
+    # the same case at the default 1e-7: only pi_sft's 1e-6 ... nothing is below 1e-7, so raw logs:
+    # id 4 ln(.7/.5); id 6 takes pi_sft's smallest 1e-6 -> ln(.2/1e-6); id 8 ln(1e-5/1e-6) = ln 10
+    advantages = adpa_advantages(
+        torch.tensor([[[4, 6, 8]]]),
+        torch.tensor([[[0.7, 0.2, 1e-5]]], dtype=torch.float64).log(),
+        torch.tensor([[[4, 8, 1]]]),
+        torch.tensor([[[0.5, 1e-6, 1e-4]]], dtype=torch.float64).log(),
+    )
+    expected = torch.tensor([[[math.log(0.7 / 0.5), math.log(0.2 / 1e-6), math.log(10)]]], dtype=torch.float64)
+    torch.testing.assert_close(advantages, expected)
+
+
 def test_clip_modes():
     raw = torch.tensor([-1.5, 0.25, 3.0])
     torch.testing.assert_close(clip_advantages(raw, "released"), torch.tensor([0.0, 0.25, 1.0]))

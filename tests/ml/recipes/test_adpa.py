@@ -46,3 +46,20 @@ def test_adpa_plus_pipeline_and_stage_cache(pairs, make_config, tiny_student_dir
     events.clear()
     adpa_plus.train(config, pairs, tmp_path / "run", Hooks(on_progress=events.append), **kwargs)
     assert [e.step for e in events] == [3, 4]  # DCKD stage skipped: same inputs, output present
+
+
+def test_sft_floor_keys_the_cache_and_a_mismatched_file_is_refused(pairs, make_config, tiny_student_dir,
+                                                                   tiny_teacher_dir, tmp_path):
+    # issue 10 B21: config.sft_floor reaches the precompute (and its key); a file with another floor is refused.
+    import pytest
+
+    config = make_config("adpa", max_steps=1, top_k=5, max_new_tokens=6, sft_floor=1e-3)
+    adpa.train(config, pairs, tmp_path / "out", student=tiny_student_dir, teacher=tiny_teacher_dir,
+               teacher_sft=tiny_student_dir, cache_dir=tmp_path / "cache")
+    kwargs = dict(cache_dir=tmp_path / "cache", top_k=5, max_length=64, max_new_tokens=6)
+    assert precompute_adpa(tiny_teacher_dir, tiny_student_dir, tiny_student_dir, pairs, sft_floor=1e-3,
+                           **kwargs).cache_hit
+    default = precompute_adpa(tiny_teacher_dir, tiny_student_dir, tiny_student_dir, pairs, **kwargs)
+    assert not default.cache_hit
+    with pytest.raises(ValueError, match="sft_floor"):
+        adpa.train(config, pairs, tmp_path / "again", student=tiny_student_dir, signals=default)

@@ -44,3 +44,17 @@ def test_refuses_a_teacher_with_another_tokenizer(pairs, make_config, tiny_stude
     with pytest.raises(TokenizerMismatchError):
         dckd.train(make_config("dckd", max_steps=1), pairs, tmp_path / "out", student=tiny_student_dir,
                    teacher=other_dir, cache_dir=tmp_path / "cache")
+
+
+def test_temperature_reaches_the_teacher_side_and_a_mismatched_cache_is_refused(pairs, make_config, tiny_student_dir,
+                                                                                 tiny_teacher_dir, tmp_path):
+    # issue 10 B20: a run at T=2 fills (and reads) a cache computed at T=2, never the T=1 one.
+    config = make_config("dckd", max_steps=1, top_k=5, temperature=2.0)
+    dckd.train(config, pairs, tmp_path / "out", student=tiny_student_dir, teacher=tiny_teacher_dir,
+               cache_dir=tmp_path / "cache")
+    hot = precompute_dckd(tiny_teacher_dir, pairs, cache_dir=tmp_path / "cache", top_k=5, max_length=64,
+                          temperature=2.0)
+    assert hot.cache_hit  # the run above wrote exactly this file
+    cold = precompute_dckd(tiny_teacher_dir, pairs, cache_dir=tmp_path / "cache", top_k=5, max_length=64)
+    with pytest.raises(ValueError, match="temperature"):
+        dckd.train(config, pairs, tmp_path / "again", student=tiny_student_dir, signals=cold)
