@@ -3,8 +3,10 @@ session, from the same wheels `make run` uses), a real ASGI server process and r
 for end-to-end tests. ml tests never touch these, so they stay fast."""
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,13 +26,16 @@ def pytest_configure(config):
 def embedded_services(tmp_path_factory):
     from webapp.embedded import start_postgres, start_redis, stop_postgres
 
-    base = tmp_path_factory.mktemp("svc")
+    # Outside pytest's own temp root: pytest resets /tmp/pytest-of-<user> to 0700 whenever another
+    # session starts, which locks out the unprivileged user pgserver runs PostgreSQL as (under root).
+    base = Path(tempfile.mkdtemp(prefix="distillery-svc-"))
     db_url, server = start_postgres(base / "pg", database="postgres")
     redis_url, redis_proc = start_redis(base / "redis", persist=False)
     yield {"database_url": db_url, "redis_url": redis_url, "pg": server}
     redis_proc.terminate()
     redis_proc.wait(timeout=10)
     stop_postgres(server)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
