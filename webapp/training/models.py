@@ -56,6 +56,9 @@ class TrainingRun(models.Model):
                                         related_name="+", help_text="Held-out prompts for checkpoint evaluations.")
     eval_every_steps = models.PositiveIntegerField(default=0, help_text="Evaluate a checkpoint every N steps (and the last); 0 = off.")
     eval_sample_size = models.PositiveIntegerField(default=32, help_text="Held-out prompts per checkpoint evaluation.")
+    eval_judge = models.CharField(max_length=20, default="likelihood", choices=[
+        ("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"), ("none", "No judge")],
+        help_text="Judge for the win rate against the teacher at each checkpoint (both orders).")
 
     class Meta:
         ordering = ["-created_at"]

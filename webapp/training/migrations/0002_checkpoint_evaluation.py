@@ -27,6 +27,11 @@ class Migration(migrations.Migration):
             name='eval_sample_size',
             field=models.PositiveIntegerField(default=32, help_text='Held-out prompts per checkpoint evaluation.'),
         ),
+        migrations.AddField(
+            model_name="trainingrun",
+            name="eval_judge",
+            field=models.CharField(choices=[("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"), ("none", "No judge")], default="likelihood", help_text="Judge for the win rate against the teacher at each checkpoint (both orders).", max_length=20),
+        ),
         migrations.CreateModel(
             name='CheckpointEvaluation',
             fields=[
