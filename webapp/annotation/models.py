@@ -129,6 +129,10 @@ class PreferenceSnapshot(models.Model):
     content_hash = models.CharField(max_length=64)
     pair_count = models.PositiveIntegerField(default=0)
     stats = models.JSONField(default=dict, blank=True)
+    sources = models.JSONField(default=dict, blank=True,
+                               help_text="Judgements the pairs drew on: human (judgements, annotators), each teacher-judge identity, each imported dataset.")
+    agreement = models.JSONField(default=dict, blank=True,
+                                 help_text="α/κ among people and judge-human agreement on the pairs' comparisons, with warnings.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
