@@ -1,13 +1,20 @@
 """Loading models the one way every method uses: device and dtype choice, `load_model` for a local
 directory or a hub id (safetensors only, never remote code; optional LoRA through peft), the
-shared-tokenizer check that teacher/student mixing methods need, and `render_prompt`, the single
-place a prompt becomes model text through the tokenizer's chat template."""
+shared-tokenizer check that teacher/student mixing methods need, and `weights_hash`, a model
+directory's content hash computed once and then recognised from its file sizes and times.
+(`render_prompt` is re-exported from ml.chat, the one place a prompt becomes model tokens.)"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from ml.chat import render_prompt  # noqa: F401  (re-exported: older callers import it from here)
+
+HASHED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 
 
 class TokenizerMismatchError(ValueError):
@@ -118,13 +125,32 @@ def check_same_tokenizer(tok_a: PreTrainedTokenizerBase, tok_b: PreTrainedTokeni
         )
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict]) -> str:
-    """Model text for a prompt: the chat template applied to one user message (plain text) or to a
-    list of chat messages, ending with the assistant's turn opener. A tokenizer without a chat
-    template (a base model) gets a plain-text prompt unchanged."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if tokenizer.chat_template is None:
-        if isinstance(prompt, str):
-            return prompt
-        raise ValueError("chat messages need a tokenizer with a chat_template")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def weights_fingerprint(source) -> dict:
+    """Cheap identity of a model directory's files: name -> [size, mtime_ns] (a stat per file, no
+    reads). {} for a hub id. Rewriting a file changes its mtime, so a stale hash is never reused."""
+    path = Path(source)
+    if not path.is_dir():
+        return {}
+    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir())
+            if f.is_file() and f.name.endswith(HASHED_SUFFIXES)}
+
+
+def weights_hash(source, *, revision: str | None = None, stored: dict | None = None) -> dict:
+    """{"sha256", "fingerprint", "revision"} of a model: for a local directory the sha256 over its
+    weight, config and tokenizer files (name and content); for a hub id, of the id and revision.
+
+    Pass the dict stored from an earlier call as `stored`: when the files' fingerprint is unchanged
+    it is returned as is, without reading a byte, so a 15 GB model is hashed once, not per process."""
+    fingerprint = weights_fingerprint(source)
+    if stored and stored.get("fingerprint") == fingerprint and stored.get("revision") == revision \
+            and stored.get("sha256"):
+        return stored
+    digest = hashlib.sha256()
+    if not fingerprint:
+        digest.update(f"hub:{source}@{revision or ''}".encode())
+    for name in fingerprint:
+        digest.update(name.encode() + b"\0")
+        with open(Path(source) / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return {"sha256": digest.hexdigest(), "fingerprint": fingerprint, "revision": revision}

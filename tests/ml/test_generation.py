@@ -106,3 +106,75 @@ def test_generate_cli_writes_one_row_per_prompt(tiny_teacher_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == [0, 1]
     assert all(len(row["generations"]) == 2 and len(row["generations"][0]["token_ids"]) == 3 for row in rows)
+
+
+def test_checkpoint_generation_config_never_leaks_in(teacher):
+    """A checkpoint asking for a huge repetition penalty and suppressing the greedy answer's first
+    token changes nothing: only the arguments given apply, and the config is restored afterwards."""
+    plain = generate(teacher.model, teacher.tokenizer, PROMPTS[:2], temperature=0, max_new_tokens=5)
+    saved = teacher.model.generation_config
+    teacher.model.generation_config.repetition_penalty = 50.0
+    teacher.model.generation_config.suppress_tokens = [plain[0][0].token_ids[0]]
+    try:
+        again = generate(teacher.model, teacher.tokenizer, PROMPTS[:2], temperature=0, max_new_tokens=5)
+        assert teacher.model.generation_config is saved
+    finally:
+        teacher.model.generation_config.repetition_penalty = None
+        teacher.model.generation_config.suppress_tokens = None
+    assert [o[0].token_ids for o in again] == [o[0].token_ids for o in plain]
+    assert sum((o[0].token_logps for o in again), []) == pytest.approx(sum((o[0].token_logps for o in plain), []))
+
+
+def test_responses_close_with_the_templates_end_of_turn_token(demo_tokenizer):
+    """A ChatML-like template ends an assistant turn with <|eot|>, not eos: generation stops on it,
+    keeps it as the last token, and the training side closes responses with the same id."""
+    import copy
+
+    from ml.chat import end_of_turn_id, response_ids
+    from ml.demo.configs import build_model, llama_config
+
+    tokenizer = copy.deepcopy(demo_tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|eot|>"]})
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+                               "{% if m['role'] == 'assistant' %}<|eot|>{% endif %}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    eot = tokenizer.convert_tokens_to_ids("<|eot|>")
+    assert eot != tokenizer.eos_token_id and end_of_turn_id(tokenizer) == eot
+    assert response_ids(tokenizer, "seven")[-1] == eot
+    model = build_model(llama_config(tokenizer, "tiny-teacher"), seed=3).eval()
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    head.weight.data.zero_()
+    head.bias.data.zero_()
+    head.bias.data[eot] = 10.0  # the model always ends its turn at once
+    model.lm_head = head
+    [[output]] = generate(model, tokenizer, ["What is 3 plus 4?"], temperature=0, max_new_tokens=4)
+    assert output.token_ids == [eot] and output.finish_reason == "stop"
+
+
+def test_prompts_are_cut_to_the_models_window(tiny_teacher_dir):
+    """A window of 16 positions and 4 new tokens leave 12 for the prompt: a long prompt keeps its
+    BOS and its tail (the assistant opener), says it was cut, and generation still runs."""
+    from ml.chat import prompt_ids
+
+    loaded = load_model(str(tiny_teacher_dir), device="cpu")
+    loaded.model.config.max_position_embeddings = 16
+    long_prompt = "Reverse the words: " + " ".join(["cat dog apple orange"] * 10)
+    full = prompt_ids(loaded.tokenizer, long_prompt)
+    [[output]] = generate(loaded.model, loaded.tokenizer, [long_prompt], temperature=0, max_new_tokens=4)
+    assert len(full) > 12 and output.prompt_truncated and len(output.token_ids) >= 1
+    cut = prompt_ids(loaded.tokenizer, long_prompt, max_length=12)
+    assert len(cut) == 12 and cut[0] == full[0] and cut[1:] == full[-11:]
+    with pytest.raises(ValueError, match="window"):
+        generate(loaded.model, loaded.tokenizer, ["hi"], temperature=0, max_new_tokens=16)
+
+
+def test_top_logprobs_when_asked(teacher):
+    """top_logprobs=3: each step lists 3 (id, logp) pairs, best first, and the sampled token's logp is
+    one of them when it is among the three; by default nothing beyond the sampled token is kept."""
+    [[output]] = generate(teacher.model, teacher.tokenizer, PROMPTS[:1], temperature=0, max_new_tokens=4, top_logprobs=3)
+    assert len(output.top_logprobs) == len(output.token_ids)
+    for (token, logp), step in zip(zip(output.token_ids, output.token_logps), output.top_logprobs):
+        assert len(step) == 3 and step[0][1] >= step[1][1] >= step[2][1]
+        assert step[0] == (token, pytest.approx(logp, abs=1e-5))  # greedy picks the top one
+    [[plain]] = generate(teacher.model, teacher.tokenizer, PROMPTS[:1], temperature=0, max_new_tokens=4)
+    assert plain.top_logprobs is None and plain.token_ids == output.token_ids
