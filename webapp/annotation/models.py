@@ -19,6 +19,7 @@ class ComparisonSource(models.TextChoices):
     EVALUATION = "evaluation", "Evaluation"
     LOOP = "loop", "Next round"
     PLAYGROUND = "playground", "Playground"
+    IMPORTED = "imported", "Imported"
 
 
 class ComparisonStatus(models.TextChoices):
@@ -74,6 +75,7 @@ class JudgementSource(models.TextChoices):
     HUMAN = "human", "Human"
     TEACHER = "teacher", "Teacher-judge"
     ORACLE = "oracle", "Oracle"
+    IMPORTED = "imported", "Imported dataset"
 
 
 class Verdict(models.TextChoices):

@@ -1,7 +1,7 @@
 """Annotation URLs, under the project prefix; the JSON API lives under annotate/api/."""
 from django.urls import path
 
-from webapp.annotation import api, views
+from webapp.annotation import api, preference_views, views
 
 urlpatterns = [
     path("p/<slug:slug>/annotate/", views.annotate, name="annotate"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("p/<slug:slug>/annotate/api/skip", api.skip, name="annotation_api_skip"),
     path("p/<slug:slug>/annotate/api/undo", api.undo, name="annotation_api_undo"),
     path("p/<slug:slug>/comparisons/", views.comparisons_build, name="comparisons_build"),
+    path("p/<slug:slug>/comparisons/import/", preference_views.preference_upload, name="preference_upload"),
     path("p/<slug:slug>/judge/", views.judge_jobs, name="judge_jobs"),
     path("p/<slug:slug>/quality/", views.quality_page, name="quality"),
     path("p/<slug:slug>/quality/adjudicate/<int:comparison_id>", views.adjudicate, name="adjudicate"),
