@@ -2,15 +2,20 @@
 P(a ≻ b | x) — the DPO implicit reward, length-normalized likelihood, and asking an instruction-tuned
 teacher which response is better in both presentation orders — behind one batched interface,
 `judge_pairs`. A verdict records its probability, the judge's identity (method and model sources)
-and the order(s) the pair was shown in. Also the prompt+response tokenization the scorers share."""
+and the order(s) the pair was shown in. Every input is tokenized by ml.chat (the path generation and
+training use) and cut to the model's window. `verdict_outcome` is THE rule that turns a verdict into a
+win, loss or tie, for judge jobs and evaluations alike: the sign of the order-averaged probability."""
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from ml.chat import context_window, prompt_ids, render_prompt, response_ids, truncate_left
 from ml.data import Prompt
 from ml.losses.common import IGNORE_INDEX, sequence_logps
-from ml.modeling import render_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,20 +50,21 @@ def _pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def response_batch(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str]
+def response_batch(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str], *, max_length: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rendered prompt + response + eos, right-padded -> input_ids (B,T), attention_mask (B,T),
-    labels (B,T) equal to input_ids on response tokens (eos included: a judged response is a
-    finished one, as in DPO training) and IGNORE_INDEX on prompt and padding. Unshifted."""
+    """Prompt ids + response ids closed by the end-of-turn token (ml.chat), right-padded ->
+    input_ids (B,T), attention_mask (B,T), labels (B,T) equal to input_ids on response tokens (the
+    closing token included: a judged response is a finished one, as in DPO training) and IGNORE_INDEX
+    on prompt and padding. Unshifted. Over max_length the response's tail goes, then the prompt's head."""
     rows, label_rows = [], []
     for prompt, response in zip(prompts, responses, strict=True):
-        # The rendered prompt already carries the template's special tokens (bos, role markers).
-        prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
-            response_ids = response_ids + [tokenizer.eos_token_id]
-        rows.append(prompt_ids + response_ids)
-        label_rows.append([IGNORE_INDEX] * len(prompt_ids) + response_ids)
+        prompt_part, response_part = prompt_ids(tokenizer, prompt), response_ids(tokenizer, response)
+        if max_length is not None and len(prompt_part) + len(response_part) > max_length:
+            response_part = response_part[: max(1, max_length - len(prompt_part))]
+            prompt_part = truncate_left(prompt_part, max_length - len(response_part),
+                                        keep_first=prompt_part[:1] == [tokenizer.bos_token_id])
+        rows.append(prompt_part + response_part)
+        label_rows.append([IGNORE_INDEX] * len(prompt_part) + response_part)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids = _pad_right(rows, pad_id)
     attention_mask = _pad_right([[1] * len(r) for r in rows], 0)
@@ -71,7 +77,7 @@ def response_logps(model, tokenizer, prompts: Sequence[Prompt], responses: Seque
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> logps (B,) SUM of log pi(y_t | x, y_<t) over response tokens (float32+), and
     n_tokens (B,) the number of response tokens counted (eos included)."""
-    input_ids, attention_mask, labels = response_batch(tokenizer, prompts, responses)
+    input_ids, attention_mask, labels = response_batch(tokenizer, prompts, responses, max_length=context_window(model))
     device = _device(model)
     logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
     shifted_labels = labels[:, 1:].to(device)  # logits at t predict the token at t+1
@@ -147,16 +153,25 @@ def _prompt_text(prompt: Prompt) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
+class JudgeFormatError(ValueError):
+    """The generative judge does not answer in the asked format (its answer mass is too low)."""
+
+
 class GenerativeJudge:
     """Ask an instruction-tuned teacher which response is better and read, at the first answer
     position, the logits of the two answer tokens (default "A" = the first shown, "B" = the second).
+    The answer ids are the tokens the model would write FIRST in its turn (the template's first
+    assistant token for "A"; for SentencePiece or GPT-2 vocabularies that is not the id of " A").
     Each pair is shown in BOTH orders; P(a ≻ b) averages P(first) of order ab with P(second) of
     order ba, which cancels a pure position bias. details: p_ab, p_ba (P(a ≻ b) from each order)
     and answer_mass_ab/_ba (softmax mass on the two answer tokens: low = the judge ignores the format).
+    A batch whose mean answer mass is below `warn_below` is logged and marked (details
+    "low_answer_mass"); below `refuse_below` it raises JudgeFormatError instead of giving verdicts.
     template: a str.format pattern with {prompt}, {first}, {second}, {first_label}, {second_label}."""
 
     def __init__(self, model, tokenizer, template: str = DEFAULT_JUDGE_TEMPLATE,
-                 answer_tokens: tuple[str, str] = ("A", "B")):
+                 answer_tokens: tuple[str, str] = ("A", "B"), *, warn_below: float = 0.5,
+                 refuse_below: float | None = None):
         try:
             template.format(prompt="", first="", second="", first_label="", second_label="")
         except (KeyError, IndexError, ValueError) as error:
@@ -164,29 +179,54 @@ class GenerativeJudge:
                              "{second}, {first_label}, {second_label}") from None
         if "{first}" not in template or "{second}" not in template:
             raise ValueError("judge template must show both responses: {first} and {second}")
-        self.answer_ids = [self._single_token(tokenizer, t) for t in answer_tokens]
-        if self.answer_ids[0] == self.answer_ids[1]:
-            raise ValueError(f"answer tokens {answer_tokens} map to the same token id")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.template, self.answer_tokens = template, tuple(answer_tokens)
+        self.answer_ids = [self._first_answer_token(t) for t in answer_tokens]
+        if self.answer_ids[0] == self.answer_ids[1]:
+            raise ValueError(f"answer tokens {answer_tokens} map to the same token id")
+        self.warn_below, self.refuse_below = warn_below, refuse_below
         self.identity = f"generative(teacher={model_source(model)}, answers={'/'.join(answer_tokens)})"
 
-    @staticmethod
-    def _single_token(tokenizer, text: str) -> int:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"answer token {text!r} is {len(ids)} tokens for this tokenizer; it must be one")
-        return ids[0]
+    def _first_answer_token(self, text: str) -> int:
+        """The id the model writes when its answer begins with `text`: tokenize the judge turn opener
+        followed by `text` and take what follows the opener; `text` must be that one token."""
+        opener = prompt_ids(self.tokenizer, self._judge_text("x", "y", "z"))
+        with_answer = self.tokenizer(render_prompt(self.tokenizer, self._judge_text("x", "y", "z")) + text,
+                                     add_special_tokens=False)["input_ids"]
+        if opener[:1] == [self.tokenizer.bos_token_id] and with_answer[:1] != opener[:1]:
+            with_answer = opener[:1] + with_answer  # prompt_ids added the BOS the tokenizer expects
+        if with_answer[: len(opener)] == opener and len(with_answer) == len(opener) + 1:
+            return with_answer[-1]
+        alone = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(alone) == 1 and with_answer[: len(opener)] == opener[: len(with_answer)]:
+            return alone[0]
+        raise ValueError(f"answer token {text!r} is {len(with_answer) - len(opener)} tokens where the judge "
+                         f"starts its answer (alone: {len(alone)}) for this tokenizer; it must be one")
 
-    def _judge_prompt(self, prompt: Prompt, first: str, second: str) -> str:
-        text = self.template.format(prompt=_prompt_text(prompt), first=first, second=second,
+    def _judge_text(self, prompt: Prompt, first: str, second: str) -> str:
+        return self.template.format(prompt=_prompt_text(prompt), first=first, second=second,
                                     first_label=self.answer_tokens[0], second_label=self.answer_tokens[1])
-        return render_prompt(self.tokenizer, text)
+
+    def _clip(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens]) + " …"
+
+    def _judge_ids(self, prompt: Prompt, first: str, second: str) -> list[int]:
+        """The judge's input ids; over the model's window each response keeps its head, in equal shares."""
+        ids = prompt_ids(self.tokenizer, self._judge_text(prompt, first, second))
+        window = context_window(self.model)
+        if window is None or len(ids) <= window:
+            return ids
+        room = window - len(prompt_ids(self.tokenizer, self._judge_text(prompt, "", ""))) - 8
+        if room < 2:
+            raise ValueError(f"the judge prompt alone exceeds the model's window of {window} tokens")
+        ids = prompt_ids(self.tokenizer, self._judge_text(prompt, self._clip(first, room // 2),
+                                                          self._clip(second, room // 2)))
+        return truncate_left(ids, window, keep_first=ids[:1] == [self.tokenizer.bos_token_id])
 
     @torch.inference_mode()
-    def _answer_logits(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """texts (N,) -> answer-token logits (N,2) at the next position, and their softmax mass (N,)."""
-        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    def _answer_logits(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """rows (N,) token ids -> answer-token logits (N,2) at the next position, and their softmax mass (N,)."""
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # Right padding keeps every row's positions 0..len-1, so the padded batch scores exactly
         # like each row alone; the next-token logits sit at each row's own last position.
@@ -200,17 +240,32 @@ class GenerativeJudge:
         mass = torch.softmax(next_logits, dim=-1)[:, self.answer_ids].sum(-1)  # (N,)
         return answer_logits, mass
 
+    def _check_mass(self, mass: torch.Tensor) -> bool:
+        """True when the batch's answer mass is low enough to warn; raises below refuse_below."""
+        mean = float(mass.mean())
+        if self.refuse_below is not None and mean < self.refuse_below:
+            raise JudgeFormatError(f"the judge puts {mean:.3f} of its probability on the answer tokens "
+                                   f"{self.answer_tokens} (refusing below {self.refuse_below}): it does not answer "
+                                   "in this format, so its verdicts would be noise. Try other answer tokens or template.")
+        if mean < self.warn_below:
+            log.warning("generative judge %s: mean answer mass %.3f < %.2f; verdicts may be noise",
+                        self.identity, mean, self.warn_below)
+            return True
+        return False
+
     def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
-        texts = [self._judge_prompt(it.prompt, it.response_a, it.response_b) for it in items]
-        texts += [self._judge_prompt(it.prompt, it.response_b, it.response_a) for it in items]
-        answer_logits, mass = self._answer_logits(texts)  # (2B,2), (2B,)
+        rows = [self._judge_ids(it.prompt, it.response_a, it.response_b) for it in items]
+        rows += [self._judge_ids(it.prompt, it.response_b, it.response_a) for it in items]
+        answer_logits, mass = self._answer_logits(rows)  # (2B,2), (2B,)
+        low = self._check_mass(mass)
         p_first = torch.sigmoid(answer_logits[:, 0] - answer_logits[:, 1])  # (2B,) P(first shown is better)
         p_first_ab, p_first_ba = p_first.chunk(2)
         p_ab, p_ba = p_first_ab, 1.0 - p_first_ba  # both P(a ≻ b)
         mass_ab, mass_ba = mass.chunk(2)
         return [Verdict(float((pab + pba) / 2), self.identity, "both",
                         {"p_ab": float(pab), "p_ba": float(pba),
-                         "answer_mass_ab": float(mab), "answer_mass_ba": float(mba)})
+                         "answer_mass_ab": float(mab), "answer_mass_ba": float(mba),
+                         **({"low_answer_mass": True} if low else {})})
                 for pab, pba, mab, mba in zip(p_ab, p_ba, mass_ab, mass_ba)]
 
 
@@ -228,12 +283,9 @@ def judge_pairs(judge, items: Sequence[JudgeItem], *, batch_size: int = 8,
 
 
 def verdict_outcome(verdict: Verdict) -> float:
-    """A verdict as a game result for a: 1 win, 0 loss, 0.5 tie. With both orders (p_ab, p_ba in
-    details) a wins only when both orders prefer it; orders that disagree count as a tie."""
-    probs = [verdict.details["p_ab"], verdict.details["p_ba"]] if "p_ab" in verdict.details \
-        else [verdict.p_a_over_b]
-    if all(p > 0.5 for p in probs):
-        return 1.0
-    if all(p < 0.5 for p in probs):
-        return 0.0
-    return 0.5
+    """THE verdict rule, for judge jobs and evaluations alike (docs/judging.md): a verdict is a game
+    result for a from its one probability P(a ≻ b), which for the generative judge is already the
+    average over both presentation orders: 1 (a wins) when P > 0.5, 0 when P < 0.5, 0.5 (tie) when
+    P = 0.5. Orders that disagree are not a tie by themselves: the more confident order decides."""
+    p = verdict.p_a_over_b
+    return 1.0 if p > 0.5 else 0.0 if p < 0.5 else 0.5

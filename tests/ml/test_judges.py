@@ -115,7 +115,7 @@ def test_generative_judge_cancels_pure_position_bias(teacher):
     assert verdict.details["p_ba"] == pytest.approx(0.25)
     assert verdict.p_a_over_b == pytest.approx(0.5) and verdict.order == "both"
     assert verdict.details["answer_mass_ab"] == pytest.approx(4 / (teacher.model.config.vocab_size + 2))
-    assert verdict_outcome(verdict) == 0.5  # the two orders disagree: a tie
+    assert verdict_outcome(verdict) == 0.5  # averaged probability exactly 1/2: a tie
 
 
 class ScriptedJudgeModel(torch.nn.Module):
@@ -146,7 +146,9 @@ def test_generative_judge_averages_both_orders_of_a_scripted_model(demo_tokenize
     vocab_size = len(demo_tokenizer)
     # Softmax mass on {A, B}: order ab has exp-logits 18 and 1 among V - 2 ones -> 19 / (V + 17);
     # order ba has 2 and 9 -> 11 / (V + 9).
-    assert good_first.details == pytest.approx({"p_ab": 18 / 19, "p_ba": 9 / 11,
+    details = dict(good_first.details)
+    assert details.pop("low_answer_mass") is True  # mass 0.055 on a random vocabulary: flagged
+    assert details == pytest.approx({"p_ab": 18 / 19, "p_ba": 9 / 11,
                                                 "answer_mass_ab": 19 / (vocab_size + 17),
                                                 "answer_mass_ba": 11 / (vocab_size + 9)})
     assert good_first.p_a_over_b == pytest.approx((18 / 19 + 9 / 11) / 2)
@@ -165,3 +167,53 @@ def test_generative_judge_refuses_bad_templates_and_answer_tokens(demo_tokenizer
 
 def test_verdict_outcome_for_single_order_judges():
     assert [verdict_outcome(Verdict(p, "j", "ab")) for p in (0.9, 0.5, 0.2)] == [1.0, 0.5, 0.0]
+
+
+def test_one_verdict_rule_the_averaged_probability_decides():
+    """B19: orders that disagree (0.9 in order ab, 0.4 in order ba) average to 0.65, and that one
+    probability decides for judge jobs and evaluations alike: a wins (it used to be a tie here)."""
+    disagree = Verdict(0.65, "generative", "both", {"p_ab": 0.9, "p_ba": 0.4})
+    assert verdict_outcome(disagree) == 1.0
+    assert verdict_outcome(Verdict(0.35, "generative", "both", {"p_ab": 0.1, "p_ba": 0.6})) == 0.0
+    assert verdict_outcome(Verdict(0.5, "generative", "both", {"p_ab": 0.7, "p_ba": 0.3})) == 0.5
+
+
+def test_generative_judge_warns_and_refuses_on_low_answer_mass(teacher, caplog):
+    """A random tiny model spreads its mass over the whole vocabulary (about 2/V on A and B): by
+    default the verdicts are flagged and a warning logged; with refuse_below it refuses outright."""
+    from ml.judges import JudgeFormatError
+
+    with caplog.at_level("WARNING", logger="ml.judges"):
+        verdict = GenerativeJudge(teacher.model, teacher.tokenizer).judge_batch(ITEMS[:1])[0]
+    assert verdict.details["low_answer_mass"] is True and "answer mass" in caplog.text
+    with pytest.raises(JudgeFormatError, match="does not answer in this format"):
+        GenerativeJudge(teacher.model, teacher.tokenizer, refuse_below=0.2).judge_batch(ITEMS[:1])
+    confident = GenerativeJudge(teacher.model, teacher.tokenizer, warn_below=0.0).judge_batch(ITEMS[:1])[0]
+    assert "low_answer_mass" not in confident.details
+
+
+def test_generative_judge_reads_the_token_the_model_writes_first(demo_tokenizer, teacher):
+    """The answer id is the token that follows the judge's turn opener when the answer is "A": for
+    the demo vocabulary that is the id of "A"; an answer that is two tokens there is refused."""
+    judge = GenerativeJudge(teacher.model, demo_tokenizer)
+    opener = __import__("ml.chat", fromlist=["prompt_ids"]).prompt_ids(demo_tokenizer, judge._judge_text("x", "y", "z"))
+    written = demo_tokenizer(render_prompt(demo_tokenizer, judge._judge_text("x", "y", "z")) + "A",
+                             add_special_tokens=False)["input_ids"]
+    assert judge.answer_ids[0] == written[len(opener)] == demo_tokenizer("A", add_special_tokens=False)["input_ids"][0]
+    with pytest.raises(ValueError, match="must be one"):
+        GenerativeJudge(teacher.model, demo_tokenizer, answer_tokens=("AB cat", "B"))
+
+
+def test_judge_inputs_are_cut_to_the_models_window(tiny_teacher_dir):
+    """With a 120-position window, long responses are clipped so every judge input fits, and the
+    likelihood judge's rows fit too; verdicts still come out."""
+    loaded = load_model(str(tiny_teacher_dir), device="cpu")
+    loaded.model.config.max_position_embeddings = 120
+    long = " ".join(["apple cat dog"] * 40)
+    judge = GenerativeJudge(loaded.model, loaded.tokenizer)
+    rows = [judge._judge_ids("Sort the words: dog cat apple", long, long + " sun")]
+    assert len(rows[0]) <= 120
+    assert 0.0 <= judge.judge_batch([JudgeItem("Sort the words: dog cat apple", long, long)])[0].p_a_over_b <= 1.0
+    input_ids, _, _ = response_batch(loaded.tokenizer, ["Sort the words: dog cat apple"], [long], max_length=120)
+    assert input_ids.shape[1] == 120
+    assert len(LikelihoodJudge(loaded.model, loaded.tokenizer).judge_batch([JudgeItem("Sort", long, "x")])) == 1
