@@ -1,13 +1,15 @@
 """Turning (prompt, response) text into the token ids every recipe and every cached teacher signal
-agree on, and padding them into shifted training tensors. A response is tokenized on its own and
-closed with eos, so its ids are exactly the ones a generation would produce after the prompt, and
-a cached top-K row j always belongs to the state that predicts response token j."""
+agree on, and padding them into shifted training tensors. Tokenization itself is ml.chat's (the
+one path generation and judging use): a response is tokenized on its own and closed with the
+template's end-of-turn token, so its ids are exactly the ones a generation would produce after
+the prompt, and a cached top-K row j always belongs to the state that predicts response token j."""
 from dataclasses import dataclass
 
 import torch
 
+from ml.chat import prompt_ids as _chat_prompt_ids
+from ml.chat import response_ids as _chat_response_ids
 from ml.losses.common import IGNORE_INDEX
-from ml.modeling import render_prompt
 
 
 @dataclass(frozen=True)
@@ -17,14 +19,13 @@ class Encoded:
 
 
 def encode_prompt(tokenizer, prompt) -> list:
-    """Token ids of the rendered prompt, tokenized exactly as ml.generation does (the chat template
-    writes bos and role tokens itself), so cached student responses continue these very ids."""
-    return tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    """Token ids of the rendered prompt, exactly as ml.generation tokenizes it (ml.chat.prompt_ids:
+    template, BOS where the tokenizer expects one), so cached student responses continue these ids."""
+    return _chat_prompt_ids(tokenizer, prompt)
 
 
 def encode_response(tokenizer, response: str) -> list:
-    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    return ids + [tokenizer.eos_token_id]
+    return _chat_response_ids(tokenizer, response)
 
 
 def fit(prompt_ids: list, response_ids: list, max_length: int) -> Encoded:
