@@ -18,6 +18,7 @@ MAX_LINE_BYTES = 64 * 1024  # one prompt per line; longer lines are almost alway
 MAX_PROMPT_CHARS = 32_000
 MAX_ERRORS = 50  # past this many, the file is clearly of the wrong kind; stop listing
 MAX_ROWS = 200_000
+MAX_ZIP_MEMBERS = 1000  # an uploaded HF directory: a few files per split, or shards of big ones
 TEXT_FIELDS = ("prompt", "text", "instruction", "question")
 RESERVED = {*TEXT_FIELDS, "messages", "split", "tags"}
 SPLIT_ALIASES = {"train": Split.TRAIN, "eval": Split.EVAL, "test": Split.EVAL, "validation": Split.EVAL,
@@ -276,13 +277,27 @@ def _parse_hf_dir(path: Path, default_split: str) -> ParseResult:
     return result
 
 
+def max_unzipped_bytes() -> int:
+    """An uploaded archive may unpack to 8× the upload limit (Arrow data compresses a few times)."""
+    from django.conf import settings
+
+    return 8 * settings.MAX_UPLOAD_BYTES
+
+
 def _parse_hf_zip(data: bytes, default_split: str) -> ParseResult:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         return ParseResult("hf", errors=["file: not a valid .zip archive"])
+    members = archive.infolist()
+    if len(members) > MAX_ZIP_MEMBERS:
+        return ParseResult("hf", errors=[f"file: the archive holds {len(members)} files; at most {MAX_ZIP_MEMBERS} "
+                                         "are accepted (an HF datasets directory has a few per split)"])
+    unpacked, cap = sum(m.file_size for m in members), max_unzipped_bytes()
+    if unpacked > cap:  # zipfile never inflates a member past its declared size, so this bound holds
+        return ParseResult("hf", errors=[f"file: the archive unpacks to {unpacked:,} bytes; at most {cap:,} are accepted"])
     with tempfile.TemporaryDirectory() as tmp, archive:
-        for member in archive.infolist():
+        for member in members:
             target = (Path(tmp) / member.filename).resolve()
             if not target.is_relative_to(Path(tmp).resolve()):  # zip-slip: refuse paths escaping the folder
                 return ParseResult("hf", errors=[f"file: unsafe path in archive: {member.filename!r}"])

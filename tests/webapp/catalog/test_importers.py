@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from webapp.catalog.importers import MAX_LINE_BYTES, parse_path, parse_upload
+from webapp.catalog.importers import MAX_LINE_BYTES, MAX_ZIP_MEMBERS, parse_path, parse_upload
 
 
 def jsonl(*rows) -> bytes:
@@ -80,3 +80,27 @@ def test_malformed_files_give_clear_errors(data, filename, message):
 def test_all_errors_reported_at_once():
     result = parse_upload(jsonl({"prompt": 1}, {"prompt": "fine"}, {"nope": 2}, "{bad"), filename="p.jsonl")
     assert [e.split(":")[0] for e in result.errors] == ["line 1", "line 3", "line 4"]
+
+
+def _zip(members: dict) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return archive.getvalue()
+
+
+def test_zip_bomb_is_refused_before_unpacking(settings, tmp_path, monkeypatch):
+    settings.MAX_UPLOAD_BYTES = 1024 * 1024  # caps the unpacked size at 8 MiB
+    bomb = _zip({"ds/state.json": b"{}", "ds/data-00000-of-00001.arrow": bytes(64 * 1024 * 1024)})
+    assert len(bomb) < 200_000  # a small upload, far under the upload limit...
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # ...that must write nothing to disk
+    result = parse_upload(bomb, filename="ds.zip")
+    assert not result.ok and "unpacks to 67,108,866 bytes; at most 8,388,608" in result.errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zip_with_too_many_members_is_refused():
+    many = _zip({f"ds/f{i}.json": b"{}" for i in range(MAX_ZIP_MEMBERS + 1)})
+    result = parse_upload(many, filename="ds.zip")
+    assert not result.ok and f"holds {MAX_ZIP_MEMBERS + 1} files; at most {MAX_ZIP_MEMBERS}" in result.errors[0]
