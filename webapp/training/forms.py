@@ -6,7 +6,7 @@ from django import forms
 
 from ml.config import ConfigError, config_from_dict, config_schema, config_to_dict
 from webapp.annotation.models import PreferenceSnapshot
-from webapp.catalog.models import ModelRole, ModelVersion
+from webapp.catalog.models import ModelRole, ModelVersion, PromptSet
 from webapp.training.models import Method
 
 CONFIG_PREFIX = "cfg:"
@@ -52,12 +52,25 @@ class RunForm(forms.Form):
         queryset=ModelVersion.objects.none(), required=False, label="Teacher π_dpo",
         help_text="The teacher after DPO (DCKD/ADPA/ADPA+). Leave empty to train it from π_sft on the snapshot "
                   "first (β=0.01); the result is cached and registered as a teacher model version.")
+    eval_prompt_set = forms.ModelChoiceField(
+        queryset=PromptSet.objects.none(), required=False, label="Checkpoint evaluation: held-out set",
+        help_text="Evaluate checkpoints during the run on this set's eval-split prompts (oracle accuracy, "
+                  "closeness to the teacher, win rate vs the teacher) and watch for teacher hacking.")
+    eval_every_steps = forms.IntegerField(
+        min_value=0, initial=0, required=False, label="Checkpoint evaluation: every N steps",
+        help_text="0 = off. Needs checkpoints at those steps: save_every_steps must divide N.")
+    eval_sample_size = forms.IntegerField(min_value=1, max_value=2000, initial=32, required=False, label="Checkpoint evaluation: prompts",
+                                          help_text="Held-out prompts per evaluation (a fixed sample).")
+    eval_judge = forms.ChoiceField(choices=[("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"),
+                                            ("none", "No judge")], initial="likelihood", required=False, label="Checkpoint evaluation: judge",
+                                   help_text="Win rate against the teacher, both presentation orders.")
 
     def __init__(self, *args, project, method: str, config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
         models = ModelVersion.objects.filter(project=project)
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(project=project)
+        self.fields["eval_prompt_set"].queryset = PromptSet.objects.filter(project=project)
         self.fields["student"].queryset = models.filter(role=ModelRole.STUDENT)
         for name in ("teacher", "teacher_sft", "teacher_dpo"):
             self.fields[name].queryset = models.filter(role=ModelRole.TEACHER)
@@ -99,7 +112,19 @@ class RunForm(forms.Form):
             except ConfigError as exc:
                 field = CONFIG_PREFIX + exc.field if exc.field and CONFIG_PREFIX + exc.field in self.fields else None
                 self.add_error(field, str(exc))
+        self._check_eval_cadence(cleaned)
         return cleaned
+
+    def _check_eval_cadence(self, cleaned) -> None:
+        every, config = cleaned.get("eval_every_steps") or 0, cleaned.get("config")
+        if every and not cleaned.get("eval_prompt_set"):
+            self.add_error("eval_prompt_set", "Pick the held-out prompt set to evaluate checkpoints on.")
+        stage = (config or {}).get("dckd", config) or {}  # ADPA+: its first stage's checkpoints
+        save_every = stage.get("save_every_steps")
+        if every and config is not None and (not save_every or every % save_every):
+            self.add_error("eval_every_steps", f"Checkpoints are written every {save_every or 0} steps "
+                                               f"(save_every_steps), so {every} is not a checkpoint step: set "
+                                               f"save_every_steps to {every} or a divisor of it.")
 
 
 class PresetForm(forms.Form):

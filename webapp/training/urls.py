@@ -11,4 +11,7 @@ urlpatterns = [
     path("p/<slug:slug>/training/runs/<int:run_id>/cancel", views.run_cancel, name="training_run_cancel"),
     path("p/<slug:slug>/training/runs/<int:run_id>/resume", views.run_resume, name="training_run_resume"),
     path("p/<slug:slug>/training/runs/<int:run_id>/points.json", views.run_points, name="training_run_points"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/monitor.json", views.run_monitor, name="training_run_monitor"),
+    path("p/<slug:slug>/training/runs/<int:run_id>/checkpoints/<int:step>/register", views.checkpoint_register,
+         name="training_checkpoint_register"),
 ]

@@ -3,6 +3,7 @@ clones prefill it), the run page (live charts, cancel/resume), metric histories 
 comparison of several runs. Researchers and admins only: runs spend GPU time."""
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_POST
 from ml.config import METHODS, ConfigError, config_from_dict
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
-from webapp.training import selectors, services
+from webapp.training import checkpoint_evals, selectors, services
 from webapp.training.forms import CONFIG_PREFIX, RunForm
 from webapp.training.models import Method, RunPreset, TrainingRun
 
@@ -64,12 +65,17 @@ def _render_new(request, project, form, clone=None):
     return render(request, "training/new.html", context, status=400 if form.errors else 200)
 
 
+@transaction.atomic  # the run is enqueued on commit, so its evaluation settings are in place first
 def _launch(request, project, form, clone):
     data = form.cleaned_data
-    return services.run_create(
+    run = services.run_create(
         project=project, created_by=request.user, method=form.method, config=data["config"], name=data["name"],
         snapshot=data["snapshot"], student=data["student"], teacher=data["teacher"],
         teacher_sft=data["teacher_sft"], teacher_dpo=data["teacher_dpo"], cloned_from=clone)
+    checkpoint_evals.run_eval_settings_set(run=run, prompt_set=data["eval_prompt_set"], every=data["eval_every_steps"] or 0,
+                                           sample_size=data["eval_sample_size"] or 32,
+                                           judge=data["eval_judge"] or "likelihood")
+    return run
 
 
 def _form_errors(form, exc):
@@ -127,6 +133,21 @@ def run_points(request, project, run_id):
     after = int(request.GET.get("after", -1)) if request.GET.get("after", "").lstrip("-").isdigit() else -1
     return JsonResponse({"run": {"id": run.id, "name": run.name, "method": run.method, "status": run.status},
                          "points": selectors.run_points(run=run, after_step=after)})
+
+
+@project_view(Role.RESEARCHER)
+def run_monitor(request, project, run_id):
+    """Checkpoint evaluations and the teacher-hacking verdict, for the run page's catch-up."""
+    return JsonResponse(checkpoint_evals.run_monitor(run=_run(project, run_id)))
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def checkpoint_register(request, project, run_id, step):
+    checkpoint = get_object_or_404(_run(project, run_id).checkpoints, step=step)
+    version = checkpoint_evals.checkpoint_register(checkpoint=checkpoint)
+    messages.success(request, f"Checkpoint at step {step} is model version “{version.name}”.")
+    return redirect("training_run", slug=project.slug, run_id=run_id)
 
 
 @project_view(Role.RESEARCHER)

@@ -25,6 +25,7 @@ from ml.teacher_signals import cache_key, model_identity
 from webapp.training import services
 from webapp.training.models import TrainingRun
 from webapp.training.progress import RunRecorder
+from workers.checkpoint_evaluator import CheckpointEvaluator
 
 TEACHER_DPO_BETA = 0.01  # ALGORITHMS.md §3: the teacher's DPO stage
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
@@ -39,22 +40,29 @@ def train_run(run_id: int) -> str:
                                              "resume_from").get(id=run_id)
     start = run.resume_from.step if run.resume_from else 0
     recorder = RunRecorder(run_id=run_id, attempt=attempt, start_step=start, log_tail=run.log_tail)
+    evaluator = CheckpointEvaluator.for_run(run)  # checkpoint evaluations in a side thread, when asked for
     try:
         with recorder:
-            result = _train(run, recorder)
+            result = _train(run, recorder, evaluator)
     except Exception as exc:
         if not recorder.lost:
             services.run_fail(run_id=run_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}",
                               traceback=traceback.format_exc(), log_tail=recorder.log_tail)
+        evaluator and evaluator.close()
         return "failed"
     if recorder.lost:
+        evaluator and evaluator.close()
         return "claim lost"  # the reaper (or a resume elsewhere) owns the run now
     if result.stopped:
         services.run_stopped(run_id=run_id, attempt=attempt, step=result.steps, checkpoint_dir=result.final_dir,
                              metrics=result.metrics, log_tail=recorder.log_tail)
+        evaluator and evaluator.close()
         return "cancelled"
     services.run_succeed(run_id=run_id, attempt=attempt, steps=result.steps, final_dir=result.final_dir,
                          metrics=result.metrics, log_tail=recorder.log_tail)
+    if evaluator:  # the run is already succeeded on its page; its last evaluation follows live
+        evaluator.submit(result.steps, result.final_dir, final=True)
+        evaluator.close()
     return "succeeded"
 
 
@@ -63,7 +71,7 @@ def snapshot_pairs(run: TrainingRun) -> list[PreferencePair]:
     return [PreferencePair(prompt=p, chosen=c, rejected=r) for p, c, r in rows]
 
 
-def _train(run: TrainingRun, recorder: RunRecorder) -> TrainResult:
+def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluator | None = None) -> TrainResult:
     config = config_from_dict(run.method, run.config)
     pairs = snapshot_pairs(run)
     out_dir = services.run_dir(run.id)
@@ -74,7 +82,7 @@ def _train(run: TrainingRun, recorder: RunRecorder) -> TrainResult:
         return TrainResult(final_dir=None, steps=0, metrics={}, stopped=True)  # cancelled during π_dpo
     if run.method == "adpa_plus":
         _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir, recorder)
-    checkpoints = _CheckpointScanner(run, out_dir, config, len(pairs))
+    checkpoints = _CheckpointScanner(run, out_dir, config, len(pairs), evaluator)
 
     def on_progress(event):
         recorder.progress(**dataclasses.asdict(event))
@@ -151,8 +159,8 @@ class _CheckpointScanner:
 
     MARKERS = ("training_state.json", "rng_state.pth")  # written last by ml.recipes.loop / HF Trainer
 
-    def __init__(self, run, out_dir: Path, config, num_rows: int):
-        self.run, self.out_dir, self.seen, self.last = run, out_dir, set(), 0.0
+    def __init__(self, run, out_dir: Path, config, num_rows: int, evaluator=None):
+        self.run, self.out_dir, self.seen, self.last, self.evaluator = run, out_dir, set(), 0.0, evaluator
         self.adpa_offset = plan(num_rows, config.dckd)[1] if run.method == "adpa_plus" else 0
 
     def scan(self, *, force: bool = False):
@@ -165,3 +173,5 @@ class _CheckpointScanner:
             step = int(path.name.rsplit("-", 1)[-1]) + (self.adpa_offset if path.parent.name == "adpa" else 0)
             services.checkpoint_record(run=self.run, step=step, path=path)
             self.seen.add(path)
+            if self.evaluator is not None:
+                self.evaluator.submit(step, path)
