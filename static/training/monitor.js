@@ -1,31 +1,68 @@
-/* The run page's checkpoint evaluations and teacher-hacking monitor: catch-up from monitor.json on
-   load (so a reload shows every point), then live `run.checkpoint_eval` events on the run's socket.
-   The verdict is the server's (webapp/training/monitor.py); a live point refetches it. Text goes in
-   through textContent only. */
+/* Checkpoint evaluations and the teacher-hacking monitor. `DistilleryMonitor.chart(canvas)` draws
+   one run's proxy (closeness to the teacher) and ground truth (with its 95% band) per checkpoint;
+   the run page catches up from monitor.json on load (a reload shows every point) and then follows
+   live `run.checkpoint_eval` events on the run's socket; the compare page draws one chart per run.
+   The verdict is always the server's (webapp/training/monitor.py). Text goes in via textContent. */
 (function () {
   "use strict";
+  const C = window.DistilleryCharts;
+
+  function chart(canvas) {
+    const c = C.lineChart(canvas);
+    c.options.scales.y.title = { display: true, text: "score (0–1)" };
+    c.options.elements.point.radius = 3;
+    c.options.plugins.decimation.enabled = false;
+    const band = (label) => Object.assign(C.dataset(label, 2), { borderDash: [4, 4], pointRadius: 0 });
+    const sets = { proxy: C.dataset("proxy", 0), ground: C.dataset("ground truth", 2),
+                   low: band("ground truth 95% low"), high: band("ground truth 95% high") };
+    c.data.datasets = [sets.proxy, sets.ground, sets.low, sets.high];
+    return {
+      chart: c,
+      draw(points) {
+        const sorted = [...points].sort((a, b) => a.step - b.step);
+        const xy = (f) => sorted.filter((p) => f(p) != null).map((p) => ({ x: p.step, y: f(p) }));
+        if (sorted.length) {
+          sets.proxy.label = "proxy: " + sorted[0].monitor.proxy_name;
+          sets.ground.label = "ground truth: " + sorted[0].monitor.ground_name;
+        }
+        sets.proxy.data = xy((p) => p.monitor.proxy);
+        sets.ground.data = xy((p) => p.monitor.ground);
+        sets.low.data = xy((p) => p.monitor.ground_low);
+        sets.high.data = xy((p) => p.monitor.ground_high);
+        c.update();
+      },
+    };
+  }
+
+  function showVerdict(badge, verdict) {
+    badge.hidden = !verdict.hacking;
+    badge.textContent = verdict.hacking ? `teacher hacking (${verdict.level})` : "";
+    if (verdict.message) badge.title = verdict.message;
+  }
+
+  const fetchState = (url) => fetch(url, { credentials: "same-origin" }).then((r) => r.json());
+  window.DistilleryMonitor = { chart, showVerdict, fetchState };
+
+  // The compare page: one monitor per selected run.
+  for (const card of document.querySelectorAll(".monitor-card[data-monitor-url]")) {
+    const m = chart(card.querySelector("canvas"));
+    fetchState(card.dataset.monitorUrl).then((state) => {
+      m.draw(state.points);
+      showVerdict(card.querySelector(".hacking-badge"), state.verdict);
+      card.querySelector(".monitor-empty").hidden = state.points.length > 0;
+    });
+  }
+
+  // The run page.
   const root = document.getElementById("monitor");
   const page = document.getElementById("run-page");
   if (!root || !page || !document.getElementById("monitor-chart")) return;
-  const C = window.DistilleryCharts;
   const points = new Map();  // step -> point
   let best = null;
-
-  function chart(id, yTitle) {
-    const c = C.lineChart(document.getElementById(id));
-    c.options.scales.y.title = { display: true, text: yTitle };
-    c.options.elements.point.radius = 3;
-    c.options.plugins.decimation.enabled = false;
-    return c;
-  }
-  const monitor = chart("monitor-chart", "score (0–1)");
-  const kl = chart("monitor-kl-chart", "nats / token");
-  const sets = {
-    proxy: C.dataset("proxy: agreement with teacher", 0), ground: C.dataset("ground truth", 2),
-    low: Object.assign(C.dataset("ground truth 95% low", 2), { borderDash: [4, 4], pointRadius: 0 }),
-    high: Object.assign(C.dataset("ground truth 95% high", 2), { borderDash: [4, 4], pointRadius: 0 }),
-  };
-  monitor.data.datasets = [sets.proxy, sets.ground, sets.low, sets.high];
+  const monitor = chart(document.getElementById("monitor-chart"));
+  const kl = C.lineChart(document.getElementById("monitor-kl-chart"));
+  kl.options.scales.y.title = { display: true, text: "nats / token" };
+  kl.options.elements.point.radius = 3;
   const klSet = C.dataset("KL(teacher ‖ student)", 1);
   kl.data.datasets = [klSet];
 
@@ -34,17 +71,9 @@
 
   function redraw() {
     const sorted = [...points.values()].sort((a, b) => a.step - b.step);
-    const xy = (f) => sorted.filter((p) => f(p) != null).map((p) => ({ x: p.step, y: f(p) }));
-    sets.proxy.data = xy((p) => p.monitor.proxy);
-    if (sorted.length) {
-      sets.proxy.label = "proxy: " + sorted[0].monitor.proxy_name;
-      sets.ground.label = "ground truth: " + sorted[0].monitor.ground_name;
-    }
-    sets.ground.data = xy((p) => p.monitor.ground);
-    sets.low.data = xy((p) => p.monitor.ground_low);
-    sets.high.data = xy((p) => p.monitor.ground_high);
-    klSet.data = xy((p) => p.metrics.teacher_kl);
-    monitor.update(); kl.update();
+    monitor.draw(sorted);
+    klSet.data = sorted.filter((p) => p.metrics.teacher_kl != null).map((p) => ({ x: p.step, y: p.metrics.teacher_kl }));
+    kl.update();
     const body = root.querySelector("#monitor-table tbody");
     body.replaceChildren();
     for (const p of sorted) {
@@ -68,23 +97,20 @@
       }
       body.appendChild(tr);
     }
-    const empty = document.getElementById("monitor-empty");
-    if (empty) empty.hidden = sorted.length > 0;
+    document.getElementById("monitor-empty").hidden = sorted.length > 0;
+    document.getElementById("monitor-count").textContent = String(sorted.length);
   }
 
   function apply(state) {
     for (const p of state.points) points.set(p.step, p);
     best = state.best_step;
-    const badge = document.getElementById("hacking-badge");
-    badge.hidden = !state.verdict.hacking;
-    badge.textContent = state.verdict.hacking ? `teacher hacking (${state.verdict.level})` : "";
-    badge.title = state.verdict.message || badge.title;
+    showVerdict(document.getElementById("hacking-badge"), state.verdict);
     redraw();
   }
 
-  const refresh = () => fetch(root.dataset.monitorUrl, { credentials: "same-origin" }).then((r) => r.json()).then(apply);
+  const refresh = () => fetchState(root.dataset.monitorUrl).then(apply);
   refresh();
-  // Its own socket on the run group, asking for no metric points (the charts above have their own).
+  // Its own socket on the run group, asking for no metric points (the metric charts have theirs).
   window.DistilleryLive.liveSocket(page.dataset.ws, {
     query: () => "after=2147483647",
     onMessage: (msg) => {
