@@ -50,8 +50,26 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
+def model_ref(source: str, revision: str | None = None) -> str:
+    """One string naming a model at a pinned revision: "org/name@rev" for a hub id, the path as is
+    for a local directory. Recipes and cache keys take this string, so a revision is never dropped."""
+    return f"{source}@{revision}" if revision and not Path(str(source)).exists() else str(source)
+
+
+def split_model_ref(source: str, revision: str | None = None) -> tuple[str, str | None]:
+    """Inverse of model_ref: ("org/name", "rev") from "org/name@rev" (hub ids never contain '@');
+    an existing local path, or an explicit `revision`, is left alone."""
+    text = str(source)
+    if revision is None and "@" in text and not Path(text).exists():
+        name, _, rev = text.rpartition("@")
+        return name, rev or None
+    return text, revision
+
+
 def load_tokenizer(source: str, *, revision: str | None = None) -> PreTrainedTokenizerBase:
-    """The model's tokenizer, left-padded (generation appends on the right) with a pad token."""
+    """The model's tokenizer, left-padded (generation appends on the right) with a pad token.
+    `source` may carry a pinned revision as "org/name@rev" (model_ref)."""
+    source, revision = split_model_ref(source, revision)
     tokenizer = AutoTokenizer.from_pretrained(str(source), revision=revision, trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -70,7 +88,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer from a local directory or a hub id (+ revision).
 
-    Frozen and in eval mode unless `trainable`; with `lora`, only the adapter weights train."""
+    Frozen and in eval mode unless `trainable`; with `lora`, only the adapter weights train.
+    `source` may carry a pinned revision as "org/name@rev" (model_ref)."""
+    source, revision = split_model_ref(source, revision)
     device = torch.device(device) if device is not None else pick_device()
     dtype = dtype or pick_dtype(device)
     tokenizer = load_tokenizer(source, revision=revision)

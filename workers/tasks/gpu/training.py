@@ -18,6 +18,7 @@ from django.conf import settings
 
 from ml.config import DPOConfig, TrainingConfig, config_from_dict, config_to_dict
 from ml.data import PreferencePair
+from ml.modeling import model_ref
 from ml.recipes import adpa_plus, recipe_for
 from ml.recipes.hooks import Hooks, TrainResult
 from ml.recipes.loop import plan
@@ -67,8 +68,10 @@ def train_run(run_id: int) -> str:
 
 
 def snapshot_pairs(run: TrainingRun) -> list[PreferencePair]:
-    rows = run.snapshot.pairs.order_by("id").values_list("prompt_text", "chosen_text", "rejected_text")
-    return [PreferencePair(prompt=p, chosen=c, rejected=r) for p, c, r in rows]
+    """A chat prompt reaches training as its messages (ml.chat renders them), never as JSON text."""
+    rows = run.snapshot.pairs.select_related("prompt").order_by("id")
+    return [PreferencePair(prompt=row.prompt.messages or row.prompt_text, chosen=row.chosen_text,
+                           rejected=row.rejected_text) for row in rows]
 
 
 def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluator | None = None) -> TrainResult:
@@ -98,16 +101,21 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     return result
 
 
+def _ref(model_version) -> str:
+    """The model version as one string with its pinned hub revision ("org/name@rev", ml.modeling)."""
+    return model_ref(model_version.source, model_version.revision or None)
+
+
 def _models(run: TrainingRun, pi_dpo: str | None, out_dir: Path) -> dict:
     """The recipe's model arguments, by method (ml/recipes/<method>.train signatures)."""
-    models = {"student": run.student.source}
-    teacher = run.teacher.source if run.teacher else None
+    models = {"student": _ref(run.student)}
+    teacher = _ref(run.teacher) if run.teacher else None
     if run.method in ("sft", "kd", "taid", "dpo"):
         models["teacher"] = teacher
     if run.method in NEEDS_PI_DPO:
         models.update(teacher=pi_dpo, cache_dir=settings.DATA_DIR / "cache" / "signals")
     if run.method in ("adpa", "adpa_plus"):
-        models["teacher_sft"] = run.teacher_sft.source
+        models["teacher_sft"] = _ref(run.teacher_sft)
     return models
 
 
@@ -115,19 +123,19 @@ def _teacher_dpo(run: TrainingRun, config, pairs: list, recorder: RunRecorder) -
     """π_dpo's directory: the run's own, or one trained from π_sft on this snapshot (cached by
     the content hash of π_sft's files, the pairs and the DPO config). None when cancelled."""
     if run.teacher_dpo is not None:
-        return run.teacher_dpo.source
+        return _ref(run.teacher_dpo)
     base = run.teacher_sft or run.teacher
     first_stage = config.dckd if run.method == "adpa_plus" else config  # batching etc. as the run's own
     shared = {f.name: getattr(first_stage, f.name) for f in dataclasses.fields(TrainingConfig)}
     dpo_config = DPOConfig(**{**shared, "save_every_steps": 0}, beta=TEACHER_DPO_BETA)
-    key = cache_key("stage/teacher-dpo", models={"teacher": model_identity(base.source)}, data=pairs,
+    key = cache_key("stage/teacher-dpo", models={"teacher": model_identity(_ref(base))}, data=pairs,
                     params=config_to_dict(dpo_config))
     stage_dir = settings.DATA_DIR / "cache" / "teacher-dpo" / key
     if not (stage_dir / "final").is_dir():
         recorder.stage(f"teacher DPO of {base.name} (β={TEACHER_DPO_BETA}) → π_dpo")
         progress = lambda e: recorder.stage(f"teacher DPO step {e.step}/{e.total_steps}", quiet=True)  # noqa: E731
         result = recipe_for("dpo")(dpo_config, pairs, stage_dir / "work", Hooks(progress, recorder.should_stop),
-                                   student=base.source)
+                                   student=_ref(base))
         if result.stopped:
             return None
         os.replace(result.final_dir, stage_dir / "final")  # atomic: a half-trained π_dpo is never a hit
@@ -143,7 +151,7 @@ def _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir: Path, recorder: RunRe
     own = out_dir / "dckd"
     if own.exists():
         return
-    key = adpa_plus.dckd_stage_key(config, pairs, student=run.student.source, teacher=pi_dpo)
+    key = adpa_plus.dckd_stage_key(config, pairs, student=_ref(run.student), teacher=pi_dpo)
     for marker in sorted((settings.DATA_DIR / "runs").glob("*/dckd/" + adpa_plus.STAGE_FILE)):
         if adpa_plus.stage_done(marker.parent, key):
             own.mkdir(parents=True)
