@@ -108,6 +108,7 @@
     redraw();
   }
 
+  window.distilleryMonitor = { points, chart: monitor.chart };  // for people poking in the console, and tests
   const refresh = () => fetchState(root.dataset.monitorUrl).then(apply);
   refresh();
   // Its own socket on the run group, asking for no metric points (the metric charts have theirs).
