@@ -45,14 +45,15 @@ def setup_world() -> tuple[int, str, str]:
     from webapp.catalog.services import model_version_register
     from webapp.projects.models import Role
     from webapp.projects.services import member_set_role, project_create
-    from webapp.training.models import RunStatus, TrainingRun
+    from webapp.training.models import TrainingRun
+    from webapp.lifecycle import JobStatus
 
     user = get_user_model().objects.create_user(username=f"bench-{time.time_ns()}", password="bench-password-1")
     project = project_create(name=f"Bench {time.time_ns()}", created_by=user)
     member_set_role(project=project, user=user, role=Role.RESEARCHER)
     student = model_version_register(project=project, name="student", role="student", source="bench/student")
     run = TrainingRun.objects.create(project=project, name="bench-run", method="dpo", student=student,
-                                     status=RunStatus.RUNNING, total_steps=10_000)
+                                     status=JobStatus.RUNNING, total_steps=10_000)
     client = Client()
     client.force_login(user)
     return run.id, project.slug, client.cookies["sessionid"].value

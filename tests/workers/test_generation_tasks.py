@@ -53,9 +53,9 @@ def test_cancel_between_chunks(demo, monkeypatch):
                                          prompt_set=demo["prompt_set"], prompt_limit=6, k=1, max_new_tokens=4)
     original = services.generation_job_progress
 
-    def progress_then_cancel(*, job, done, total):
+    def progress_then_cancel(*, job, attempt, done, total):
         GenerationJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-        return original(job=job, done=done, total=total)
+        return original(job=job, attempt=attempt, done=done, total=total)
 
     monkeypatch.setattr(services, "generation_job_progress", progress_then_cancel)
     assert run_generation_job(job.pk) == "cancelled"

@@ -37,4 +37,4 @@ def test_reaper_fails_silent_generation_jobs_and_evaluations_only(settings):
         job.refresh_from_db()
         assert job.status == status
     evaluation.refresh_from_db()
-    assert evaluation.status == "failed" and "No progress" in evaluation.error
+    assert evaluation.status == "failed" and "No heartbeat" in evaluation.error and "Rerun" in evaluation.error

@@ -16,7 +16,8 @@ from webapp.catalog.models import ModelVersion
 from webapp.catalog.services import model_version_register
 from webapp.projects.services import project_create
 from webapp.training import services
-from webapp.training.models import Checkpoint, MetricPoint, RunStatus, TrainingRun
+from webapp.training.models import Checkpoint, MetricPoint, TrainingRun
+from webapp.lifecycle import JobStatus
 from workers.tasks.gpu.training import train_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +56,7 @@ def test_dpo_run_stores_points_checkpoints_and_registers_a_model_version(setup):
     run = _create(setup)
     assert train_run(run.id) == "succeeded"
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED and run.step == run.total_steps == 12
+    assert run.status == JobStatus.SUCCEEDED and run.step == run.total_steps == 12
     points = list(MetricPoint.objects.filter(run=run).order_by("step"))
     assert [p.step for p in points] == list(range(1, 13))  # writes are batched, but every step is kept
     for name in ("loss", "lr", "tokens_per_s", "memory_mb", "rewards/chosen", "rewards/margins", "logps/rejected"):
@@ -100,13 +101,13 @@ def test_cancel_leaves_checkpoint_and_resume_continues_the_step_count(setup):
     thread.join(timeout=120)
     run.refresh_from_db()
     stopped_at = run.step
-    assert outcome["result"] == "cancelled" and run.status == RunStatus.CANCELLED and 0 < stopped_at < 400
+    assert outcome["result"] == "cancelled" and run.status == JobStatus.CANCELLED and 0 < stopped_at < 400
     checkpoint = Checkpoint.objects.get(run=run, step=stopped_at)
     assert (Path(checkpoint.path) / "optimizer.pt").exists()  # resumable: optimizer state is there
 
     services.run_resume(run=run)
     run.refresh_from_db()
-    assert run.resume_from == checkpoint and run.status == RunStatus.QUEUED and not run.cancel_requested
+    assert run.resume_from == checkpoint and run.status == JobStatus.QUEUED and not run.cancel_requested
     assert train_run(run.id) == "succeeded"
     run.refresh_from_db()
     assert run.step == 400 and run.attempt == 2
@@ -119,7 +120,7 @@ def test_broken_input_fails_with_traceback(setup, tmp_path):
     run = _create(setup, student=broken)
     assert train_run(run.id) == "failed"
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "Traceback (most recent call last)" in run.traceback
+    assert run.status == JobStatus.FAILED and "Traceback (most recent call last)" in run.traceback
     assert str(tmp_path / "nope") in run.error or "nope" in run.traceback
 
 

@@ -1,15 +1,16 @@
 """Teacher-as-judge jobs: create one over chosen comparisons (enqueued on the gpu queue after
-commit), claim it with one conditional UPDATE, report progress, finish. The worker turns each
+commit), and its lifecycle steps (claim, progress, finish, cancel, rerun, reap: webapp.lifecycle). The worker turns each
 comparison into plain items (`judge_job_items`) and stores verdicts through
 services.teacher_judgement_record. Progress goes to the annotation group as
 {"event": "judge.progress", "job", "status", "done", "total", "error"}."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from webapp import lifecycle
 from webapp.annotation import events
 from webapp.annotation.models import Comparison, ComparisonItem, JudgeJob, JudgeMethod
 from webapp.celery import enqueue
+from webapp.lifecycle import JobStatus
 from webapp.projects.live import publish
 
 TASK = "workers.tasks.gpu.judging.run_judge_job"
@@ -39,13 +40,12 @@ def judge_job_create(*, project, created_by, teacher, method: str, comparisons, 
     return job
 
 
-def judge_job_claim(*, job_id: int) -> JudgeJob | None:
-    now = timezone.now()
-    if not JudgeJob.objects.filter(pk=job_id, status="queued").update(status="running", started_at=now, heartbeat_at=now):
-        return None
+def judge_job_claim(*, job_id: int, worker: str = "") -> tuple[JudgeJob, int] | None:
+    """queued → running (webapp.lifecycle): the job and this claim's attempt, or None."""
+    attempt = lifecycle.job_claim(JudgeJob, pk=job_id, worker=worker)
     job = JudgeJob.objects.select_related("teacher", "reference").get(pk=job_id)
     _publish(job)
-    return job
+    return None if attempt is None else (job, attempt)
 
 
 def judge_job_items(*, job: JudgeJob, ids: list[int]) -> list[dict]:
@@ -59,16 +59,45 @@ def judge_job_items(*, job: JudgeJob, ids: list[int]) -> list[dict]:
             for cid in ids if cid in comparisons and len(candidates.get(cid, [])) >= 2]
 
 
-def judge_job_progress(*, job: JudgeJob, done: int) -> None:
-    job.progress_done, job.heartbeat_at = done, timezone.now()
-    job.save(update_fields=["progress_done", "heartbeat_at"])
+def judge_job_progress(*, job: JudgeJob, attempt: int, done: int) -> str:
+    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
+    signal = lifecycle.job_progress(JudgeJob, pk=job.pk, attempt=attempt, done=done)
+    job.refresh_from_db()
     _publish(job)
+    return signal
 
 
-def judge_job_finish(*, job: JudgeJob, error: str = "") -> None:
-    job.status, job.error, job.finished_at = ("failed" if error else "succeeded"), error[:5000], timezone.now()
-    job.save(update_fields=["status", "error", "finished_at"])
+def judge_job_finish(*, job: JudgeJob, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
+    """Ends this attempt; a reaped, cancelled or re-claimed job is left as it is (returns False)."""
+    finished = lifecycle.job_finish(JudgeJob, pk=job.pk, attempt=attempt, status=status, error=error)
+    job.refresh_from_db()
     _publish(job)
+    return finished
+
+
+def judge_job_cancel(*, job: JudgeJob) -> str:
+    outcome = lifecycle.job_cancel(JudgeJob, pk=job.pk)
+    job.refresh_from_db()
+    _publish(job)
+    return outcome
+
+
+def judge_job_rerun(*, job: JudgeJob) -> JudgeJob:
+    """failed / cancelled → queued; the rerun judges every comparison again (replacing this judge's verdicts)."""
+    with transaction.atomic():
+        if not lifecycle.job_rerun(JudgeJob, pk=job.pk, progress_done=0):
+            raise ValidationError(f"Judge job {job.pk} is {job.status}; only failed or cancelled jobs can be rerun.")
+        enqueue(TASK, job.pk)
+        job.refresh_from_db()
+        _publish(job)
+    return job
+
+
+def judge_jobs_reap_stale() -> int:
+    ids = lifecycle.jobs_reap_stale(JudgeJob)
+    for job in JudgeJob.objects.filter(pk__in=ids):
+        _publish(job)
+    return len(ids)
 
 
 def progress_message(job: JudgeJob) -> dict:

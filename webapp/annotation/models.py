@@ -4,7 +4,7 @@ A judgement survives its annotator: users with judgements cannot be deleted (PRO
 from django.conf import settings
 from django.db import models
 
-from webapp.status import JobStatus
+from webapp.lifecycle import Job
 
 
 class ComparisonKind(models.TextChoices):
@@ -198,9 +198,11 @@ class JudgeMethod(models.TextChoices):
     IMPLICIT_REWARD = "implicit_reward", "DPO implicit reward (π_dpo vs π_sft)"
 
 
-class JudgeJob(models.Model):
+class JudgeJob(Job):
     """The teacher judging chosen comparisons on the gpu queue; each verdict becomes a Judgement
     with source=teacher, its probability and the judge's identity."""
+
+    RERUN_HINT = "Rerun it: it judges the comparisons again and replaces this judge's verdicts."
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="judge_jobs")
     method = models.CharField(max_length=20, choices=JudgeMethod.choices, default=JudgeMethod.GENERATIVE)
@@ -209,20 +211,10 @@ class JudgeJob(models.Model):
                                   help_text="π_sft for the implicit reward (the teacher is then π_dpo).")
     beta = models.FloatField(default=0.01)
     comparison_ids = models.JSONField(default=list)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     judge_name = models.CharField(max_length=300, blank=True)
-    error = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Job.Meta):
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=["queued", "running", "succeeded", "failed"]), name="judgejob_status_valid"),
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(method__in=["generative", "likelihood", "implicit_reward"]), name="judgejob_method_valid"),
         ]

@@ -2,11 +2,12 @@
 evaluation events (events.py); on connect they get the state of every unfinished evaluation and
 round, so a page opened late, or a browser that reconnects, catches up."""
 from webapp.evaluation import events
-from webapp.evaluation.models import EvalStatus, Evaluation, LoopRound
+from webapp.evaluation.models import Evaluation, LoopRound
+from webapp.lifecycle import JobStatus
 from webapp.projects.live import ProjectSocket
 from webapp.projects.models import Role
 
-ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class EvaluationSocket(ProjectSocket):

@@ -5,14 +5,15 @@ to the queue by hand."""
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.utils import timezone
 
+from webapp import lifecycle
 from webapp.annotation.models import ComparisonSource
 from webapp.catalog.models import ModelRole, Prompt, PromptSet
 from webapp.catalog.services import prompt_content_hash
 from webapp.celery import enqueue
 from webapp.evaluation import events
-from webapp.evaluation.models import EvalStatus, LoopRound
+from webapp.evaluation.models import LoopRound
+from webapp.lifecycle import JobStatus
 from webapp.evaluation.services import generation_record, pair_comparison_store
 
 ROUND_TASK = "workers.tasks.gpu.loop.run_round"
@@ -29,7 +30,7 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
         raise ValidationError("The prompt set must belong to this project.")
     if not 1 <= prompt_count <= 5000:
         raise ValidationError("A round takes between 1 and 5000 fresh prompts.")
-    if LoopRound.objects.filter(project=project, status__in=(EvalStatus.QUEUED, EvalStatus.RUNNING)).exists():
+    if LoopRound.objects.filter(project=project, status__in=lifecycle.ACTIVE).exists():
         raise ValidationError("A round is already in progress; wait for it to finish.")
     for _ in range(3):  # two researchers clicking at once race for the number: retry on the unique constraint
         number = (LoopRound.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
@@ -45,26 +46,59 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
     raise ValidationError("Could not number the round; try again.")
 
 
-def loop_round_claim(*, round_id: int) -> bool:
-    claimed = LoopRound.objects.filter(pk=round_id, status=EvalStatus.QUEUED).update(
-        status=EvalStatus.RUNNING, stage="starting", error="")
-    return claimed == 1
+def loop_round_claim(*, round_id: int, worker: str = "") -> int | None:
+    """queued → running (webapp.lifecycle): this claim's attempt, or None."""
+    attempt = lifecycle.job_claim(LoopRound, pk=round_id, worker=worker, stage="starting")
+    if attempt is not None:
+        events.publish_round(LoopRound.objects.get(pk=round_id))
+    return attempt
 
 
-def loop_round_progress(*, loop_round: LoopRound, stage: str, done: int, total: int) -> None:
+def loop_round_progress(*, loop_round: LoopRound, attempt: int, stage: str, done: int, total: int) -> str:
+    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
+    signal = lifecycle.job_progress(LoopRound, pk=loop_round.pk, attempt=attempt, stage=stage, done=done, total=total)
     loop_round.stage, loop_round.progress_done, loop_round.progress_total = stage[:100], done, total
-    LoopRound.objects.filter(pk=loop_round.pk).update(stage=loop_round.stage, progress_done=done, progress_total=total)
     events.publish_round(loop_round)
+    return signal
 
 
-def loop_round_finish(*, loop_round: LoopRound, stats: dict | None = None, error: str = "") -> None:
-    status = EvalStatus.FAILED if error else EvalStatus.SUCCEEDED
-    updates = {"status": status, "error": error[:5000], "finished_at": timezone.now()}
-    if stats is not None:
-        updates["stats"] = {**loop_round.stats, **stats}
-    LoopRound.objects.filter(pk=loop_round.pk).update(**updates)
+def loop_round_finish(*, loop_round: LoopRound, attempt: int, stats: dict | None = None, error: str = "",
+                      status: str | None = None) -> bool:
+    """Ends this attempt (failed when `error`); a reaped or re-claimed round is left as it is (False)."""
+    status = status or (JobStatus.FAILED if error else JobStatus.SUCCEEDED)
+    extra = {"stats": {**loop_round.stats, **stats}} if stats is not None else {}
+    finished = lifecycle.job_finish(LoopRound, pk=loop_round.pk, attempt=attempt, status=status, error=error, **extra)
     loop_round.refresh_from_db()
     events.publish_round(loop_round)
+    return finished
+
+
+def loop_round_cancel(*, loop_round: LoopRound) -> str:
+    outcome = lifecycle.job_cancel(LoopRound, pk=loop_round.pk)
+    loop_round.refresh_from_db()
+    events.publish_round(loop_round)
+    return outcome
+
+
+def loop_round_rerun(*, loop_round: LoopRound) -> LoopRound:
+    """failed / cancelled → queued (its number is kept); it answers fresh prompts again."""
+    with transaction.atomic():
+        if LoopRound.objects.filter(project=loop_round.project_id, status__in=lifecycle.ACTIVE).exists():
+            raise ValidationError("A round is already in progress; wait for it to finish.")
+        if not lifecycle.job_rerun(LoopRound, pk=loop_round.pk, stage="queued (rerun)"):
+            raise ValidationError(f"Round {loop_round.number} is {loop_round.status}; only failed or cancelled "
+                                  "rounds can be rerun.")
+        enqueue(ROUND_TASK, loop_round.pk)
+        loop_round.refresh_from_db()
+        events.publish_round(loop_round)
+    return loop_round
+
+
+def loop_rounds_reap_stale() -> int:
+    ids = lifecycle.jobs_reap_stale(LoopRound)
+    for loop_round in LoopRound.objects.filter(pk__in=ids):
+        events.publish_round(loop_round)
+    return len(ids)
 
 
 def loop_comparison_store(*, loop_round: LoopRound, prompt, teacher_generation, student_generation,

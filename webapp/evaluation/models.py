@@ -5,13 +5,12 @@ the project leaderboard holds the latest Bradley-Terry fit over every pairwise o
 from django.conf import settings
 from django.db import models
 
-from webapp.status import JobStatus
+from webapp.lifecycle import Job
 
 
-EvalStatus = JobStatus  # one lifecycle for every queued job (webapp/status.py)
+class Evaluation(Job):
+    RERUN_HINT = "Rerun it: answers already stored are kept; the judging runs again."
 
-
-class Evaluation(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="evaluations")
     name = models.CharField(max_length=200)
     prompt_set = models.ForeignKey("catalog.PromptSet", on_delete=models.PROTECT, related_name="evaluations")
@@ -19,21 +18,10 @@ class Evaluation(models.Model):
     model_versions = models.ManyToManyField("catalog.ModelVersion", related_name="evaluations")
     judges = models.JSONField(default=list, help_text="e.g. ['teacher', 'oracle', 'humans']")
     config = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=20, choices=EvalStatus.choices, default=EvalStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    stage = models.CharField(max_length=100, blank=True)
     results = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [models.CheckConstraint(condition=models.Q(status__in=EvalStatus.values), name="evaluation_status_valid")]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self):
         return self.name
@@ -58,7 +46,9 @@ class EvaluationOutput(models.Model):
         ]
 
 
-class LoopRound(models.Model):
+class LoopRound(Job):
+    RERUN_HINT = "Rerun it: it answers fresh prompts again."
+
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="loop_rounds")
     number = models.PositiveIntegerField()
     student = models.ForeignKey("catalog.ModelVersion", on_delete=models.PROTECT, related_name="loop_rounds")
@@ -66,20 +56,12 @@ class LoopRound(models.Model):
     prompt_set = models.ForeignKey("catalog.PromptSet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     prompt_count = models.PositiveIntegerField(default=20)
     stats = models.JSONField(default=dict, blank=True, help_text="judgements in, oracle accuracy, gain")
-    status = models.CharField(max_length=20, choices=EvalStatus.choices, default=EvalStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    stage = models.CharField(max_length=100, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["project", "number"]
         constraints = [
+            *Job.Meta.constraints,
             models.UniqueConstraint(fields=["project", "number"], name="loopround_unique_number"),
-            models.CheckConstraint(condition=models.Q(status__in=EvalStatus.values), name="loopround_status_valid"),
         ]
 
     def __str__(self):

@@ -8,10 +8,12 @@ from django.utils import timezone
 
 from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonStatus, Judgement,
                                       JudgementSource)
+from webapp import lifecycle
 from webapp.catalog.models import ModelRole
 from webapp.celery import enqueue
 from webapp.evaluation import events
-from webapp.evaluation.models import EvalStatus, Evaluation, EvaluationOutput, Leaderboard
+from webapp.evaluation.models import Evaluation, EvaluationOutput, Leaderboard
+from webapp.lifecycle import JobStatus
 from webapp.generation.models import Generation
 
 JUDGES = ("teacher", "oracle", "humans")
@@ -19,7 +21,7 @@ TEACHER_JUDGES = ("generative", "likelihood", "implicit")
 RUN_TASK = "workers.tasks.gpu.evaluation.run_evaluation"
 RESULTS_TASK = "workers.tasks.evaluation.refresh_results"
 LEADERBOARD_TASK = "workers.tasks.evaluation.refresh_leaderboard"
-ACTIVE = (EvalStatus.QUEUED, EvalStatus.RUNNING)
+ACTIVE = lifecycle.ACTIVE
 
 
 def evaluation_create(*, project, name: str, teacher, model_versions, prompt_set, judges: list, config: dict,
@@ -49,40 +51,57 @@ def evaluation_create(*, project, name: str, teacher, model_versions, prompt_set
     return evaluation
 
 
-def evaluation_claim(*, evaluation_id: int) -> bool:
-    """queued → running in one conditional UPDATE: a redelivered task finds nothing to claim."""
-    now = timezone.now()
-    claimed = Evaluation.objects.filter(pk=evaluation_id, status=EvalStatus.QUEUED).update(
-        status=EvalStatus.RUNNING, started_at=now, heartbeat_at=now, stage="starting", error="")
-    return claimed == 1
+def evaluation_claim(*, evaluation_id: int, worker: str = "") -> int | None:
+    """queued → running (webapp.lifecycle): this claim's attempt, or None (a redelivered task, or
+    cancelled meanwhile, finds nothing to claim)."""
+    attempt = lifecycle.job_claim(Evaluation, pk=evaluation_id, worker=worker, stage="starting")
+    if attempt is not None:
+        events.publish_evaluation(Evaluation.objects.get(pk=evaluation_id))
+    return attempt
 
 
-def evaluation_progress(*, evaluation: Evaluation, stage: str, done: int, total: int) -> None:
+def evaluation_progress(*, evaluation: Evaluation, attempt: int, stage: str, done: int, total: int) -> str:
+    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
+    signal = lifecycle.job_progress(Evaluation, pk=evaluation.pk, attempt=attempt, stage=stage, done=done, total=total)
     evaluation.stage, evaluation.progress_done, evaluation.progress_total = stage[:100], done, total
-    Evaluation.objects.filter(pk=evaluation.pk).update(stage=evaluation.stage, progress_done=done, progress_total=total,
-                                                       heartbeat_at=timezone.now())
     events.publish_evaluation(evaluation)
+    return signal
 
 
-def evaluation_is_cancelled(*, evaluation_id: int) -> bool:
-    return Evaluation.objects.filter(pk=evaluation_id, status=EvalStatus.CANCELLED).exists()
-
-
-def evaluation_finish(*, evaluation: Evaluation, status: str = EvalStatus.SUCCEEDED, error: str = "") -> None:
-    """Ends a running evaluation; a cancelled one stays cancelled."""
-    Evaluation.objects.filter(pk=evaluation.pk, status=EvalStatus.RUNNING).update(
-        status=status, error=error[:5000], finished_at=timezone.now(), stage="" if not error else evaluation.stage)
+def evaluation_finish(*, evaluation: Evaluation, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
+    """Ends this attempt; a reaped, cancelled or re-claimed evaluation is left as it is (False)."""
+    extra = {} if error else {"stage": ""}
+    finished = lifecycle.job_finish(Evaluation, pk=evaluation.pk, attempt=attempt, status=status, error=error, **extra)
     evaluation.refresh_from_db()
     events.publish_evaluation(evaluation)
+    return finished
 
 
 def evaluation_cancel(*, evaluation: Evaluation) -> bool:
-    """Cooperative: the job checks the status between batches and stops."""
-    cancelled = Evaluation.objects.filter(pk=evaluation.pk, status__in=ACTIVE).update(
-        status=EvalStatus.CANCELLED, finished_at=timezone.now())
+    """A queued evaluation is cancelled at once; a running one stops at its next batch (cooperative)."""
+    outcome = lifecycle.job_cancel(Evaluation, pk=evaluation.pk)
     evaluation.refresh_from_db()
     events.publish_evaluation(evaluation)
-    return cancelled == 1
+    return bool(outcome)
+
+
+def evaluation_rerun(*, evaluation: Evaluation) -> Evaluation:
+    """failed / cancelled → queued; answers already stored are reused, the judging runs again."""
+    with transaction.atomic():
+        if not lifecycle.job_rerun(Evaluation, pk=evaluation.pk, stage="queued (rerun)"):
+            raise ValidationError(f"Evaluation {evaluation.name} is {evaluation.status}; only failed or cancelled "
+                                  "evaluations can be rerun.")
+        enqueue(RUN_TASK, evaluation.pk)
+        evaluation.refresh_from_db()
+        events.publish_evaluation(evaluation)
+    return evaluation
+
+
+def evaluations_reap_stale() -> int:
+    ids = lifecycle.jobs_reap_stale(Evaluation)
+    for evaluation in Evaluation.objects.filter(pk__in=ids):
+        events.publish_evaluation(evaluation)
+    return len(ids)
 
 
 def generation_record(*, prompt, model_version, text: str, token_count: int, token_logps=None, origin: str,
@@ -155,7 +174,7 @@ def evaluation_results_store(*, evaluation: Evaluation, results: dict) -> None:
 def evaluation_send_to_humans(*, evaluation: Evaluation, required_annotations: int = 1) -> int:
     """Opens the evaluation's comparisons to the annotation queue (blind: the queue shows no model
     names); returns how many were opened. Their verdicts join the results as they arrive."""
-    if evaluation.status != EvalStatus.SUCCEEDED:
+    if evaluation.status != JobStatus.SUCCEEDED:
         raise ValidationError("Only a finished evaluation can be sent to annotators.")
     if not 1 <= required_annotations <= 10:
         raise ValidationError("Between 1 and 10 annotations per comparison.")

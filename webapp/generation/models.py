@@ -1,14 +1,14 @@
 """A generation job asks model versions to answer prompts (k samples each); each answer is a
 generation. Generations are kept while any comparison or preference pair uses them."""
-from django.conf import settings
 from django.db import models
 
-from webapp.status import JobStatus
+from webapp.lifecycle import Job
 
 
-class GenerationJob(models.Model):
+class GenerationJob(Job):
+    RERUN_HINT = "Rerun it: answers already stored are kept and not generated again."
+
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="generation_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     model_versions = models.ManyToManyField("catalog.ModelVersion", related_name="generation_jobs")
     prompt_set = models.ForeignKey("catalog.PromptSet", on_delete=models.PROTECT, related_name="generation_jobs")
     split = models.CharField(max_length=10, blank=True, help_text="Only prompts of this split; empty = all.")
@@ -18,23 +18,13 @@ class GenerationJob(models.Model):
     top_p = models.FloatField(default=1.0)
     max_new_tokens = models.PositiveIntegerField(default=64)
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False, help_text="Cooperative cancel, checked between batches.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Job.Meta):
         constraints = [
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(k__gte=1) & models.Q(k__lte=16), name="genjob_k_range"),
             models.CheckConstraint(condition=models.Q(temperature__gte=0), name="genjob_temperature_nonneg"),
             models.CheckConstraint(condition=models.Q(top_p__gt=0) & models.Q(top_p__lte=1), name="genjob_top_p_range"),
-            models.CheckConstraint(condition=models.Q(status__in=JobStatus.values), name="genjob_status_valid"),
         ]
 
     def __str__(self):

@@ -2,7 +2,10 @@
 prompts that have generations from given model versions (what comparisons are built from)."""
 from collections import defaultdict
 
-from webapp.generation.models import Generation, GenerationJob, JobStatus
+from django.db.models import Count
+
+from webapp.generation.models import Generation, GenerationJob
+from webapp.lifecycle import JobStatus
 
 
 def jobs_for(*, project):
@@ -25,3 +28,10 @@ def job_results(*, job, prompt_ids: list) -> list[dict]:
 
 def job_prompt_ids(*, job) -> list[int]:
     return list(Generation.objects.filter(job=job).order_by("prompt_id").values_list("prompt_id", flat=True).distinct())
+
+
+def job_prompts_answered(*, job, model_version) -> set[int]:
+    """Prompts for which this job already stored all k samples of `model_version` (a rerun skips them)."""
+    rows = (Generation.objects.filter(job=job, model_version=model_version).values("prompt_id")
+            .annotate(n=Count("id")).filter(n__gte=job.k).values_list("prompt_id", flat=True))
+    return set(rows)

@@ -1,13 +1,14 @@
-"""Writes for generation jobs: create (and enqueue on the gpu queue after commit), claim with one
-conditional UPDATE, progress with a heartbeat, store generations idempotently, finish, fail,
-cancel. Every state change is published to the project's generation group."""
+"""Writes for generation jobs: create (and enqueue on the gpu queue after commit), store generations
+idempotently, and the lifecycle steps (claim, progress, finish, cancel, rerun, reap: thin wrappers
+over webapp.lifecycle). Every state change is published to the project's generation group."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from webapp import lifecycle
 from webapp.celery import enqueue
 from webapp.generation import events
-from webapp.generation.models import Generation, GenerationJob, JobStatus
+from webapp.generation.models import Generation, GenerationJob
+from webapp.lifecycle import JobStatus
 
 TASK = "workers.tasks.gpu.generation.run_generation_job"
 
@@ -41,26 +42,21 @@ def job_prompts(job):
     return prompts
 
 
-def generation_job_claim(*, job_id: int) -> GenerationJob | None:
-    """queued → running in one conditional UPDATE; None when another worker has it or it is done."""
-    now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now)
-    if not claimed:
-        GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=True).update(
-            status=JobStatus.CANCELLED, finished_at=now)
-        return None
+def generation_job_claim(*, job_id: int, worker: str = "") -> tuple[GenerationJob, int] | None:
+    """queued → running (webapp.lifecycle): the job and this claim's attempt, or None when another
+    worker has it, it is done, or it was cancelled."""
+    attempt = lifecycle.job_claim(GenerationJob, pk=job_id, worker=worker)
     job = GenerationJob.objects.get(pk=job_id)
     events.job_progress(job)
-    return job
+    return None if attempt is None else (job, attempt)
 
 
-def generation_job_progress(*, job: GenerationJob, done: int, total: int) -> bool:
-    """Records progress and a heartbeat; returns True while the job should go on (no cancel)."""
-    job.progress_done, job.progress_total, job.heartbeat_at = done, total, timezone.now()
-    job.save(update_fields=["progress_done", "progress_total", "heartbeat_at"])
+def generation_job_progress(*, job: GenerationJob, attempt: int, done: int, total: int) -> str:
+    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
+    signal = lifecycle.job_progress(GenerationJob, pk=job.pk, attempt=attempt, done=done, total=total)
+    job.refresh_from_db()
     events.job_progress(job)
-    return not GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
+    return signal
 
 
 def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, outputs: list, seed: int) -> int:
@@ -73,17 +69,35 @@ def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, ou
     return len(Generation.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500))
 
 
-def generation_job_finish(*, job: GenerationJob, status: str = JobStatus.SUCCEEDED, error: str = "") -> None:
-    if status == JobStatus.SUCCEEDED and GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
-        status = JobStatus.CANCELLED
-    job.status, job.error, job.finished_at = status, error[:5000], timezone.now()
-    job.save(update_fields=["status", "error", "finished_at"])
+def generation_job_finish(*, job: GenerationJob, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
+    """Ends this attempt; a reaped, cancelled or re-claimed job is left as it is (returns False)."""
+    finished = lifecycle.job_finish(GenerationJob, pk=job.pk, attempt=attempt, status=status, error=error)
+    job.refresh_from_db()
     events.job_progress(job)
+    return finished
 
 
-def generation_job_cancel(*, job: GenerationJob) -> None:
+def generation_job_cancel(*, job: GenerationJob) -> str:
     """Queued jobs stop at once; running ones at the next batch (cooperative)."""
-    GenerationJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(cancel_requested=True)
-    if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=timezone.now()):
+    outcome = lifecycle.job_cancel(GenerationJob, pk=job.pk)
+    job.refresh_from_db()
+    events.job_progress(job)
+    return outcome
+
+
+def generation_job_rerun(*, job: GenerationJob) -> GenerationJob:
+    """failed / cancelled → queued again; the answers already stored are kept (not generated twice)."""
+    with transaction.atomic():
+        if not lifecycle.job_rerun(GenerationJob, pk=job.pk):
+            raise ValidationError(f"Generation job {job.pk} is {job.status}; only failed or cancelled jobs can be rerun.")
+        enqueue(TASK, job.pk)
         job.refresh_from_db()
         events.job_progress(job)
+    return job
+
+
+def generation_jobs_reap_stale() -> int:
+    ids = lifecycle.jobs_reap_stale(GenerationJob)
+    for job in GenerationJob.objects.filter(pk__in=ids):
+        events.job_progress(job)
+    return len(ids)

@@ -10,7 +10,8 @@ Groups: `training.run.<id>` (one run's page: status, metric points, log lines) a
 - run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
 - runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
 """
-from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, RunStatus, TrainingRun
+from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, TrainingRun
+from webapp.lifecycle import JobStatus
 
 
 def run_group(run_id: int) -> str:
@@ -28,9 +29,9 @@ def point_payload(point: MetricPoint) -> dict:
 
 def queue_position(run: TrainingRun) -> int | None:
     """1 = next to be picked up by a gpu worker; None when the run is not queued."""
-    if run.status != RunStatus.QUEUED:
+    if run.status != JobStatus.QUEUED:
         return None
-    return TrainingRun.objects.filter(status=RunStatus.QUEUED, id__lt=run.id).count() + 1
+    return TrainingRun.objects.filter(status=JobStatus.QUEUED, id__lt=run.id).count() + 1
 
 
 def run_state(run: TrainingRun, *, detail: bool = False) -> dict:
@@ -53,7 +54,7 @@ def run_state(run: TrainingRun, *, detail: bool = False) -> dict:
 
 
 def _model_version(run: TrainingRun):
-    version = run.model_versions.order_by("-id").first() if run.status == RunStatus.SUCCEEDED else None
+    version = run.model_versions.order_by("-id").first() if run.status == JobStatus.SUCCEEDED else None
     return {"id": version.id, "name": version.name} if version else None
 
 

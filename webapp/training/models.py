@@ -4,7 +4,7 @@ conditional UPDATE and beats `heartbeat_at`; a reaper fails silent runs. Metric 
 from django.conf import settings
 from django.db import models
 
-from webapp.status import JobStatus
+from webapp.lifecycle import ACTIVE, Job
 
 
 class Method(models.TextChoices):
@@ -18,13 +18,15 @@ class Method(models.TextChoices):
     REDI = "redi", "REDI"
 
 
-RunStatus = JobStatus  # one lifecycle for every queued job (webapp/status.py)
+ACTIVE_STATUSES = ACTIVE  # queued or running (webapp/lifecycle.py)
 
 
-ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+class TrainingRun(Job):
+    STALE_AFTER_SETTING = "RUN_STALE_AFTER_SECONDS"
+    RERUN_HINT = "Resume continues from the last checkpoint."
+    PROGRESS_FIELDS = ("step", "total_steps")
+    progress_done = progress_total = None  # a run counts optimizer steps
 
-
-class TrainingRun(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="training_runs")
     name = models.CharField(max_length=200)
     method = models.CharField(max_length=20, choices=Method.choices)
@@ -35,22 +37,11 @@ class TrainingRun(models.Model):
     teacher_sft = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="runs_as_teacher_sft")
     teacher_dpo = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="runs_as_teacher_dpo")
     cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
     resume_from = models.ForeignKey("Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    attempt = models.PositiveIntegerField(default=0, help_text="Incremented at each claim; stale workers lose their claim.")
-    worker = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
-    stage = models.CharField(max_length=100, blank=True, help_text="Current pipeline stage, e.g. 'precompute teacher signals'.")
-    error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # Checkpoint evaluation during the run (webapp/training/checkpoint_evals.py): off when 0.
     eval_prompt_set = models.ForeignKey("catalog.PromptSet", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", help_text="Held-out prompts for checkpoint evaluations.")
@@ -60,13 +51,11 @@ class TrainingRun(models.Model):
         ("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"), ("none", "No judge")],
         help_text="Judge for the win rate against the teacher at each checkpoint (both orders).")
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Job.Meta):
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=RunStatus.values), name="run_status_valid"),
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(method__in=Method.values), name="run_method_valid"),
         ]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self):
         return f"{self.name} ({self.method})"

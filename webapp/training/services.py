@@ -1,24 +1,23 @@
 """Writes for training runs: launching (config validated by ml.config), cancel/resume, presets, the
-lifecycle the gpu worker drives (claim with one conditional UPDATE, heartbeat with progress, metric
-points, checkpoints, finish) and the stale-run reaper. Tasks and views call these; nothing else
+lifecycle the gpu worker drives (claim, heartbeat with progress, finish, reaper: thin wrappers over
+webapp.lifecycle, plus metric points and checkpoints). Tasks and views call these; nothing else
 changes a run's status. Every status change is published to the run's and the project's groups."""
 import json
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from ml.config import config_from_dict, config_to_dict
+from webapp import lifecycle
 from webapp.catalog.models import ModelRole, ModelVersion, TeacherStage
 from webapp.catalog.services import model_version_register
 from webapp.celery import enqueue
 from webapp.projects.live import publish
 from webapp.training import events
-from webapp.training.models import Checkpoint, MetricPoint, RunPreset, RunStatus, TrainingRun
+from webapp.training.models import Checkpoint, MetricPoint, RunPreset, TrainingRun
+from webapp.lifecycle import JobStatus
 
 TRAIN_TASK = "workers.tasks.gpu.training.train_run"
 LOG_TAIL_LINES = 300
@@ -93,11 +92,7 @@ def run_create(*, project, created_by, method: str, config: dict, snapshot, stud
 def run_cancel(*, run: TrainingRun) -> TrainingRun:
     """A queued run is cancelled at once; a running one gets the flag its training loop checks
     between steps, and stops after writing a resumable checkpoint."""
-    cancelled_queued = TrainingRun.objects.filter(id=run.id, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, finished_at=timezone.now(), stage="")
-    flagged = cancelled_queued or TrainingRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
-        cancel_requested=True)
-    if not flagged:
+    if not lifecycle.job_cancel(TrainingRun, pk=run.id, stage=""):
         raise ValidationError(f"Run {run.name} is {run.status}; only queued or running runs can be cancelled.")
     run.refresh_from_db()
     _announce(run)
@@ -111,9 +106,8 @@ def run_resume(*, run: TrainingRun) -> TrainingRun:
     checkpoint = run.checkpoints.filter(is_final=False).order_by("-step").first()
     after = checkpoint.step if checkpoint else 0
     with transaction.atomic():
-        updated = TrainingRun.objects.filter(id=run.id, status__in=(RunStatus.FAILED, RunStatus.CANCELLED)).update(
-            status=RunStatus.QUEUED, resume_from=checkpoint, cancel_requested=False, step=after, error="",
-            traceback="", finished_at=None, stage="queued to resume" if checkpoint else "queued (restart)")
+        updated = lifecycle.job_rerun(TrainingRun, pk=run.id, resume_from=checkpoint, step=after, traceback="",
+                                      stage="queued to resume" if checkpoint else "queued (restart)")
         if not updated:
             raise ValidationError(f"Run {run.name} is {run.status}; only failed or cancelled runs can be resumed.")
         MetricPoint.objects.filter(run=run, step__gt=after).delete()
@@ -135,28 +129,26 @@ def preset_save(*, project, created_by, name: str, method: str, config: dict) ->
 # --- the lifecycle, driven by the gpu worker -------------------------------------------------
 
 def run_claim(*, run_id: int, worker: str) -> int | None:
-    """queued → running in one conditional UPDATE. Returns the claim's attempt number, or None
-    when somebody else claimed it (or it is no longer queued)."""
-    now = timezone.now()
-    updated = TrainingRun.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, worker=worker, heartbeat_at=now, started_at=now, attempt=F("attempt") + 1,
-        error="", traceback="")
-    if not updated:
-        return None
-    run = TrainingRun.objects.get(id=run_id)
-    _announce(run)
-    return run.attempt
+    """queued → running (webapp.lifecycle). Returns the claim's attempt number, or None when
+    somebody else claimed it (or it is no longer queued)."""
+    attempt = lifecycle.job_claim(TrainingRun, pk=run_id, worker=worker, traceback="")
+    if attempt is not None:
+        _announce(TrainingRun.objects.get(id=run_id))
+    return attempt
 
 
 def run_heartbeat(*, run_id: int, attempt: int, **fields) -> bool:
-    """Beats the heartbeat (and stores progress fields). False when this claim was lost, e.g. the
-    reaper failed the run meanwhile: the worker must then stop."""
-    return bool(TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
-        heartbeat_at=timezone.now(), **fields))
+    """Beats the heartbeat (and stores progress fields: step, total_steps, stage, log_tail). False
+    when this claim was lost, e.g. the reaper failed the run meanwhile: the worker must then stop."""
+    if not fields:
+        return lifecycle.job_heartbeat(TrainingRun, pk=run_id, attempt=attempt)
+    signal = lifecycle.job_progress(TrainingRun, pk=run_id, attempt=attempt, done=fields.pop("step", None),
+                                    total=fields.pop("total_steps", None), stage=fields.pop("stage", None), **fields)
+    return signal != lifecycle.LOST
 
 
 def run_cancel_requested(*, run_id: int) -> bool:
-    return TrainingRun.objects.filter(id=run_id, cancel_requested=True).exists()
+    return lifecycle.job_cancel_requested(TrainingRun, pk=run_id)
 
 
 def run_progress_store(*, run_id: int, attempt: int, points: list[dict], log_lines: list[str], log_tail: str,
@@ -203,12 +195,11 @@ def checkpoint_record(*, run: TrainingRun, step: int, path, is_final: bool = Fal
     return checkpoint
 
 
-def run_fail(*, run_id: int, attempt: int, error: str, traceback: str = "", log_tail: str = "") -> None:
-    now = timezone.now()
-    TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED, finished_at=now, heartbeat_at=now, error=error[:5000], traceback=traceback,
-        log_tail=log_tail, cancel_requested=False)
+def run_fail(*, run_id: int, attempt: int, error: str, traceback: str = "", log_tail: str = "") -> bool:
+    finished = lifecycle.job_finish(TrainingRun, pk=run_id, attempt=attempt, status=JobStatus.FAILED, error=error,
+                                    traceback=traceback, log_tail=log_tail)
     _announce(TrainingRun.objects.get(id=run_id))
+    return finished
 
 
 def run_stopped(*, run_id: int, attempt: int, step: int, checkpoint_dir, metrics=None, log_tail: str = "") -> None:
@@ -217,25 +208,25 @@ def run_stopped(*, run_id: int, attempt: int, step: int, checkpoint_dir, metrics
     with transaction.atomic():
         if checkpoint_dir is not None and Path(checkpoint_dir).is_dir():
             checkpoint_record(run=run, step=step, path=checkpoint_dir, metrics=metrics)
-        TrainingRun.objects.filter(id=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), step=step, stage="", log_tail=log_tail,
-            cancel_requested=False)
+        lifecycle.job_finish(TrainingRun, pk=run_id, attempt=attempt, status=JobStatus.CANCELLED, step=step, stage="",
+                             log_tail=log_tail)
         run.refresh_from_db()
         _announce(run)
 
 
 def run_succeed(*, run_id: int, attempt: int, steps: int, final_dir, metrics: dict, log_tail: str = ""):
-    """Registers the final checkpoint and the new student model version (lineage: parent, snapshot,
-    method, config), then marks the run succeeded. Returns the model version."""
+    """Marks the run succeeded, then registers the final checkpoint and the new student model version
+    (lineage: parent, snapshot, method, config), in one transaction. Returns the model version, or
+    None when this claim was lost (the run was reaped or rerun meanwhile): nothing is then written."""
     run = TrainingRun.objects.select_related("student", "snapshot").get(id=run_id)
     with transaction.atomic():
+        if not lifecycle.job_finish(TrainingRun, pk=run_id, attempt=attempt, status=JobStatus.SUCCEEDED, step=steps,
+                                    stage="", log_tail=log_tail):
+            return None
         checkpoint_record(run=run, step=steps, path=final_dir, is_final=True, metrics=metrics)
         version = model_version_register(
             project=run.project, name=f"{run.name} (run {run.id})", role=ModelRole.STUDENT, source=str(final_dir),
             parent=run.student, produced_by=run, snapshot=run.snapshot, method=run.method, config=run.config)
-        TrainingRun.objects.filter(id=run_id, attempt=attempt).update(
-            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), step=steps, stage="", log_tail=log_tail,
-            cancel_requested=False)
         run.refresh_from_db()
         _announce(run)
     return version
@@ -255,15 +246,8 @@ def teacher_dpo_register(*, run: TrainingRun, base, source) -> ModelVersion:
 
 
 def runs_reap_stale(*, now=None) -> int:
-    """Marks running runs whose heartbeat went silent as failed. Returns how many."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
-    stale = list(TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True))
-    reaped = TrainingRun.objects.filter(id__in=stale, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=RunStatus.FAILED, finished_at=now, cancel_requested=False,
-        error=f"The worker stopped beating its heartbeat for over {settings.RUN_STALE_AFTER_SECONDS}s (worker died?). "
-              "Resume continues from the last checkpoint.")
-    for run in TrainingRun.objects.filter(id__in=stale, status=RunStatus.FAILED):
+    """Fails running runs whose heartbeat went silent (webapp.lifecycle). Returns how many."""
+    ids = lifecycle.jobs_reap_stale(TrainingRun, now=now)
+    for run in TrainingRun.objects.filter(id__in=ids):
         _announce(run)
-    return reaped
-
+    return len(ids)

@@ -7,7 +7,8 @@ from celery import shared_task
 from ml.metrics import bradley_terry, win_rate
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
-from webapp.evaluation.models import EvalStatus, Evaluation
+from webapp.evaluation.models import Evaluation
+from webapp.lifecycle import JobStatus
 from webapp.projects.models import Project
 
 
@@ -21,7 +22,7 @@ def refresh_results(evaluation_id: int) -> dict:
                         for source, outcomes in sources.items() if outcomes}
               for mv, sources in selectors.evaluation_outcomes(evaluation=evaluation).items()}
     services.evaluation_results_store(evaluation=evaluation, results={"versus_teacher": versus})
-    if evaluation.status == EvalStatus.SUCCEEDED:  # a late (human) verdict also moves the leaderboard
+    if evaluation.status == JobStatus.SUCCEEDED:  # a late (human) verdict also moves the leaderboard
         refresh_leaderboard(evaluation.project_id)
     return versus
 

@@ -139,7 +139,7 @@ def test_cancel_a_queued_evaluation(client_for, project, researcher, world):
     client_for(researcher).post(f"/p/{project.slug}/evaluations/{evaluation.id}/cancel")
     evaluation.refresh_from_db()
     assert evaluation.status == "cancelled"
-    assert services.evaluation_claim(evaluation_id=evaluation.id) is False  # a worker picking it up later does nothing
+    assert services.evaluation_claim(evaluation_id=evaluation.id) is None  # a worker picking it up later does nothing
 
 
 def test_next_round_form_numbers_rounds_and_refuses_a_second_one_in_flight(client_for, project, researcher, world):

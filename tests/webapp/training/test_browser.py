@@ -5,7 +5,8 @@ register a new student model version."""
 import pytest
 
 from webapp.catalog.models import ModelVersion
-from webapp.training.models import MetricPoint, RunStatus, TrainingRun
+from webapp.training.models import MetricPoint, TrainingRun
+from webapp.lifecycle import JobStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -47,7 +48,7 @@ def test_launch_watch_cancel_resume_complete(page, client, asgi_server, celery_w
     page.wait_for_selector("#run-status[data-status=cancelled]", timeout=120_000)
     run.refresh_from_db()
     stopped_at = run.step
-    assert run.status == RunStatus.CANCELLED and 0 < stopped_at < STEPS
+    assert run.status == JobStatus.CANCELLED and 0 < stopped_at < STEPS
     assert page.text_content("#run-step") == str(stopped_at)
     assert page.is_visible("#resume-button") and not page.is_visible("#cancel-button")
 

@@ -18,7 +18,8 @@ from celery import Celery
 from tests.conftest import REPO, _wait_http, start_celery_worker
 from webapp.embedded import free_port
 from webapp.training import services
-from webapp.training.models import Checkpoint, MetricPoint, RunStatus, TrainingRun
+from webapp.training.models import Checkpoint, MetricPoint, TrainingRun
+from webapp.lifecycle import JobStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -78,9 +79,9 @@ def test_sigkilled_worker_is_reaped_and_resume_continues_from_checkpoint(
     os.kill(gpu.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     last_checkpoint = Checkpoint.objects.filter(run=run).order_by("-step").first()
-    assert TrainingRun.objects.get(id=run.id).status == RunStatus.RUNNING
+    assert TrainingRun.objects.get(id=run.id).status == JobStatus.RUNNING
 
-    _wait(lambda: TrainingRun.objects.get(id=run.id).status == RunStatus.FAILED, 120, "the reaper")
+    _wait(lambda: TrainingRun.objects.get(id=run.id).status == JobStatus.FAILED, 120, "the reaper")
     assert time.monotonic() - killed_at < 120
     run.refresh_from_db()
     assert "heartbeat" in run.error
@@ -88,9 +89,9 @@ def test_sigkilled_worker_is_reaped_and_resume_continues_from_checkpoint(
     last_checkpoint = Checkpoint.objects.filter(run=run).order_by("-step").first()  # any written before the kill
     services.run_resume(run=run)
     procs.append(start_celery_worker(env, "gpu", tmp_path / "gpu2.log", "gpu-fresh"))
-    _wait(lambda: TrainingRun.objects.get(id=run.id).status in (RunStatus.SUCCEEDED, RunStatus.FAILED), 240, "resume")
+    _wait(lambda: TrainingRun.objects.get(id=run.id).status in (JobStatus.SUCCEEDED, JobStatus.FAILED), 240, "resume")
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.traceback
+    assert run.status == JobStatus.SUCCEEDED, run.traceback
     assert run.resume_from == last_checkpoint and run.attempt == 2 and run.step == 300
     assert list(MetricPoint.objects.filter(run=run).values_list("step", flat=True)) == list(range(1, 301))
     assert f"resuming at step {last_checkpoint.step}" in run.log_tail
@@ -118,7 +119,7 @@ async def _follow(url, cookie, origin, restart, restart_after_step):
                             last = point["step"]
                     if "run" in message:
                         status, total = message["run"]["status"], message["run"]["total_steps"]
-                        if status == RunStatus.SUCCEEDED and last == total:
+                        if status == JobStatus.SUCCEEDED and last == total:
                             return seen, reconnects, total
                     if not restarted and last >= restart_after_step:
                         restarted = True

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from tests.webapp.training.conftest import DPO_CONFIG, make_snapshot
 from webapp.training import services
-from webapp.training.models import Checkpoint, MetricPoint, RunPreset, RunStatus, TrainingRun
+from webapp.training.models import Checkpoint, MetricPoint, RunPreset, TrainingRun
+from webapp.lifecycle import JobStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +57,7 @@ def test_launch_validates_hyperparameters_and_queues(client_for, project, resear
     ok = client.post(f"/p/{project.slug}/training/new/?method=dpo", _post_data(snapshot, demo_models))
     run = TrainingRun.objects.get()
     assert ok.status_code == 302 and ok.url == f"/p/{project.slug}/training/runs/{run.id}/"
-    assert run.status == RunStatus.QUEUED and run.config["learning_rate"] == 5e-7 and run.config["lora"] is False
+    assert run.status == JobStatus.QUEUED and run.config["learning_rate"] == 5e-7 and run.config["lora"] is False
     assert run.created_by == researcher and run.name == "form-run"
 
 
@@ -77,13 +78,13 @@ def test_cancel_queued_then_resume_from_last_checkpoint(client_for, project, res
     client = client_for(researcher)
     client.post(f"/p/{project.slug}/training/runs/{run.id}/cancel")
     run.refresh_from_db()
-    assert run.status == RunStatus.CANCELLED and run.finished_at is not None
+    assert run.status == JobStatus.CANCELLED and run.finished_at is not None
     for step in (3, 6):
         Checkpoint.objects.create(run=run, step=step, path=str(tmp_path / f"checkpoint-{step}"))
     MetricPoint.objects.bulk_create([MetricPoint(run=run, step=s, values={"loss": 1.0 / s}) for s in range(1, 9)])
     client.post(f"/p/{project.slug}/training/runs/{run.id}/resume")
     run.refresh_from_db()
-    assert run.status == RunStatus.QUEUED and run.resume_from.step == 6 and run.step == 6
+    assert run.status == JobStatus.QUEUED and run.resume_from.step == 6 and run.step == 6
     assert list(run.metric_points.values_list("step", flat=True)) == [1, 2, 3, 4, 5, 6]  # 7, 8 re-run from 6
     response = client.post(f"/p/{project.slug}/training/runs/{run.id}/resume", follow=True)
     assert "only failed or cancelled runs can be resumed" in response.content.decode()
@@ -95,11 +96,11 @@ def test_running_cancel_is_cooperative_and_reaper_fails_silent_runs(project, res
     assert attempt == 1 and services.run_claim(run_id=run.id, worker="w2") is None  # one conditional UPDATE
     services.run_cancel(run=run)
     run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING and run.cancel_requested  # the loop stops at its next step
+    assert run.status == JobStatus.RUNNING and run.cancel_requested  # the loop stops at its next step
     TrainingRun.objects.filter(id=run.id).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS + 1))
     assert services.runs_reap_stale() == 1
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "heartbeat" in run.error
+    assert run.status == JobStatus.FAILED and "heartbeat" in run.error
     assert not services.run_heartbeat(run_id=run.id, attempt=attempt)  # the dead worker's claim is gone
 
 

@@ -6,18 +6,22 @@ and the project's Bradley-Terry leaderboard are computed.
 The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
 trigger run on the default queue (workers.tasks.evaluation)."""
 import logging
+import os
+import socket
 from dataclasses import asdict
 
 from celery import shared_task
 
-from ml.demo.tasks import Task, oracle_score, task_from_prompt
+from ml.demo.tasks import oracle_score
 from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
 from ml.metrics import length_stats, model_token_kl, oracle_accuracy
 from ml.modeling import load_model
+from ml.pipeline import greedy_answers, oracle_task
 from ml.token_heatmaps import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
-from webapp.evaluation.models import EvalStatus, Evaluation
+from webapp.evaluation.models import Evaluation
+from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
 from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
 log = logging.getLogger(__name__)
@@ -25,39 +29,51 @@ VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
 ORACLE_JUDGE = "oracle:demo-tasks"
 
 
-class Cancelled(Exception):
-    """The evaluation was cancelled from the UI; stop between batches."""
+class Stopped(Exception):
+    """The evaluation was cancelled from the UI (CANCEL), or its claim was lost (LOST): stop between batches."""
+
+    def __init__(self, signal: str):
+        super().__init__(signal)
+        self.signal = signal
 
 
 @shared_task(name="workers.tasks.gpu.evaluation.run_evaluation")
 def run_evaluation(evaluation_id: int) -> str:
-    if not services.evaluation_claim(evaluation_id=evaluation_id):
+    attempt = services.evaluation_claim(evaluation_id=evaluation_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    if attempt is None:
         return "not claimed (already running, finished or cancelled)"
     evaluation = Evaluation.objects.select_related("teacher", "project", "prompt_set").get(pk=evaluation_id)
     try:
-        _evaluate(evaluation)
-    except Cancelled:
-        return "cancelled"
+        with JobBeat(Evaluation, pk=evaluation_id, attempt=attempt):
+            _evaluate(evaluation, Progress(evaluation, attempt))
+    except Stopped as stop:
+        if stop.signal == CANCEL:
+            services.evaluation_finish(evaluation=evaluation, attempt=attempt, status=JobStatus.CANCELLED)
+            return "cancelled"
+        return "claim lost"
     except Exception as error:  # the message is for the researcher; the traceback for the log
         log.exception("evaluation %s failed", evaluation_id)
-        services.evaluation_finish(evaluation=evaluation, status=EvalStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        services.evaluation_finish(evaluation=evaluation, attempt=attempt, status=JobStatus.FAILED,
+                                   error=f"{type(error).__name__}: {error}")
         return "failed"
-    services.evaluation_finish(evaluation=evaluation)
-    refresh_leaderboard(evaluation.project_id)
+    if services.evaluation_finish(evaluation=evaluation, attempt=attempt):
+        refresh_leaderboard(evaluation.project_id)
     return "succeeded"
 
 
 class Progress:
-    """Counts work units across stages and publishes them (throttled by batch, not by time)."""
+    """Counts work units across stages and publishes them (throttled by batch, not by time); stops
+    the job (Stopped) when a cancel was asked or the claim was lost."""
 
-    def __init__(self, evaluation, total: int):
-        self.evaluation, self.total, self.base = evaluation, total, 0
+    def __init__(self, evaluation, attempt: int):
+        self.evaluation, self.attempt, self.total, self.base = evaluation, attempt, 0, 0
 
     def stage(self, name: str):
         def on_progress(done: int, _total: int) -> None:
-            if services.evaluation_is_cancelled(evaluation_id=self.evaluation.id):
-                raise Cancelled()
-            services.evaluation_progress(evaluation=self.evaluation, stage=name, done=self.base + done, total=self.total)
+            signal = services.evaluation_progress(evaluation=self.evaluation, attempt=self.attempt, stage=name,
+                                                  done=self.base + done, total=self.total)
+            if signal != GO:
+                raise Stopped(signal)
         return on_progress
 
     def advance(self, units: int) -> None:
@@ -68,29 +84,21 @@ def prompt_input(prompt):
     return prompt.messages or prompt.text
 
 
-def demo_task(prompt) -> Task | None:
-    """The oracle's task for a prompt: from the imported family/answer, else parsed from the text."""
-    meta = prompt.metadata or {}
-    if meta.get("family") and "answer" in meta:
-        return Task(meta["family"], prompt.text, str(meta["answer"]))
-    return task_from_prompt(prompt.text) if prompt.text else None
+def demo_task(prompt):
+    return oracle_task(prompt.text, prompt.metadata)
 
 
 def answer(loaded, prompts, *, max_new_tokens: int, batch_size: int, on_progress=None):
-    """Greedy answers, one per prompt (ml.generation)."""
-    from ml.generation import generate
-
-    outputs = generate(loaded.model, loaded.tokenizer, [prompt_input(p) for p in prompts], k=1, temperature=0.0,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress)
-    return [samples[0] for samples in outputs]
+    return greedy_answers(loaded, [prompt_input(p) for p in prompts], max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, on_progress=on_progress)
 
 
-def _build_judge(evaluation, teacher):
+def _build_judge(evaluation, teacher, dpo, sft):
+    """The teacher-judge; the implicit reward uses the π_dpo and π_sft already loaded for the signals."""
     kind = evaluation.config.get("teacher_judge", "generative")
     if kind == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
     if kind == "implicit":
-        dpo, sft = _stage_models(evaluation)
         return ImplicitRewardJudge(dpo.model, sft.model, dpo.tokenizer, beta=float(evaluation.config.get("beta", 0.01)))
     return GenerativeJudge(teacher.model, teacher.tokenizer)
 
@@ -180,21 +188,21 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     return stats
 
 
-def _evaluate(evaluation: Evaluation) -> None:
+def _evaluate(evaluation: Evaluation, progress: Progress) -> None:
     config = evaluation.config
     prompts = selectors.evaluation_prompts(evaluation=evaluation)
     if not prompts:
         raise ValueError(f"prompt set {evaluation.prompt_set.name!r} has no prompts in split "
                          f"{config.get('split', 'eval')!r}")
     candidates = list(evaluation.model_versions.order_by("id"))
-    progress = Progress(evaluation, total=len(prompts) * (1 + 2 * len(candidates)))
+    progress.total = len(prompts) * (1 + 2 * len(candidates))
     gen = {"max_new_tokens": int(config.get("max_new_tokens", 64)), "batch_size": int(config.get("batch_size", 16))}
     teacher = load_model(evaluation.teacher.source, revision=evaluation.teacher.revision or None)
     teacher_stored = _store_answers(evaluation, evaluation.teacher, prompts,
                                     answer(teacher, prompts, **gen, on_progress=progress.stage("teacher answers")))
     progress.advance(len(prompts))
-    judge = _build_judge(evaluation, teacher) if "teacher" in evaluation.judges else None
-    dpo, sft = _stage_models(evaluation)
+    dpo, sft = _stage_models(evaluation)  # loaded once: the signals and the implicit judge share them
+    judge = _build_judge(evaluation, teacher, dpo, sft) if "teacher" in evaluation.judges else None
     ctx = {"prompts": prompts, "teacher": teacher, "teacher_stored": teacher_stored, "progress": progress, "gen": gen,
            "judge": judge, "dpo": dpo, "sft": sft}
     stats = {str(evaluation.teacher_id): _model_stats(prompts, teacher_stored, teacher.tokenizer)}

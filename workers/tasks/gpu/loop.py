@@ -1,78 +1,101 @@
 """The closed loop's "next round" job on the gpu queue: the round's student and the teacher answer
 fresh prompts greedily, each pair whose answers differ becomes an open comparison (teacher at
-position 0) whose queue priority is the teacher-student disagreement, the mean per-token
-KL(teacher || student) over the student's answer, so people see the student's weakest answers
-first. The round records the student's and teacher's oracle accuracy on those prompts."""
+position 0) whose queue priority is the teacher-student disagreement (ml.pipeline.disagreement_priority:
+the mean per-token KL(teacher || student) over the student's answer), so people see the student's
+weakest answers first. The round records the student's and teacher's oracle accuracy on those
+prompts. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
 import logging
+import os
+import socket
 
 from celery import shared_task
 
+from ml.demo.tasks import oracle_score
 from ml.modeling import load_model
+from ml.pipeline import disagreement_priority, greedy_answers, oracle_task
+from ml.token_heatmaps import token_signals
 from webapp.evaluation import selectors
 from webapp.evaluation.loop_services import loop_comparison_store, loop_round_claim, loop_round_finish, loop_round_progress
 from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import generation_record
-from ml.token_heatmaps import token_signals
-from workers.tasks.gpu.evaluation import answer, demo_task, prompt_input
+from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
 
 log = logging.getLogger(__name__)
 
 
+class Stopped(Exception):
+    """A cancel was asked (CANCEL) or the claim was lost (LOST)."""
+
+    def __init__(self, signal: str):
+        super().__init__(signal)
+        self.signal = signal
+
+
 @shared_task(name="workers.tasks.gpu.loop.run_round")
 def run_round(round_id: int) -> str:
-    if not loop_round_claim(round_id=round_id):
+    attempt = loop_round_claim(round_id=round_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    if attempt is None:
         return "not claimed"
     loop_round = LoopRound.objects.select_related("project", "student", "teacher", "prompt_set").get(pk=round_id)
     try:
-        stats = _run(loop_round)
+        with JobBeat(LoopRound, pk=round_id, attempt=attempt):
+            stats = _run(loop_round, attempt)
+    except Stopped as stop:
+        if stop.signal == CANCEL:
+            loop_round_finish(loop_round=loop_round, attempt=attempt, status=JobStatus.CANCELLED)
+            return "cancelled"
+        return "claim lost"
     except Exception as error:
         log.exception("loop round %s failed", round_id)
-        loop_round_finish(loop_round=loop_round, error=f"{type(error).__name__}: {error}")
+        loop_round_finish(loop_round=loop_round, attempt=attempt, error=f"{type(error).__name__}: {error}")
         return "failed"
-    loop_round_finish(loop_round=loop_round, stats=stats)
+    loop_round_finish(loop_round=loop_round, attempt=attempt, stats=stats)
     return "succeeded"
 
 
-def _accuracy(prompts, texts) -> float | None:
-    from ml.demo.tasks import oracle_score
+def _input(prompt):
+    return prompt.messages or prompt.text
 
-    scored = [oracle_score(task, text) for task, text in ((demo_task(p), t) for p, t in zip(prompts, texts)) if task]
+
+def _accuracy(prompts, texts) -> float | None:
+    scored = [oracle_score(task, text) for task, text in
+              ((oracle_task(p.text, p.metadata), t) for p, t in zip(prompts, texts)) if task]
     return sum(scored) / len(scored) if scored else None
 
 
-def _answers(loop_round, model_version, prompts, stage, offset, total):
+def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
     loaded = load_model(model_version.source, revision=model_version.revision or None)
 
     def on_progress(done, _total):
-        loop_round_progress(loop_round=loop_round, stage=stage, done=offset + done, total=total)
+        signal = loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done, total=total)
+        if signal != GO:
+            raise Stopped(signal)
 
-    outputs = answer(loaded, prompts, max_new_tokens=64, batch_size=16, on_progress=on_progress)
+    outputs = greedy_answers(loaded, [_input(p) for p in prompts], max_new_tokens=64, batch_size=16,
+                             on_progress=on_progress)
     generations = [generation_record(prompt=p, model_version=model_version, text=o.text, token_count=len(o.token_ids),
                                      token_logps=[round(x, 4) for x in o.token_logps], origin="loop")
                    for p, o in zip(prompts, outputs)]
     return loaded, generations
 
 
-def _run(loop_round: LoopRound) -> dict:
+def _run(loop_round: LoopRound, attempt: int) -> dict:
     prompts = selectors.fresh_prompts(loop_round=loop_round)
     if not prompts:
         raise ValueError(f"no fresh prompts left in {loop_round.prompt_set.name!r}: every one already has a "
                          "comparison; import more prompts")
     total = 2 * len(prompts)
-    teacher, teacher_generations = _answers(loop_round, loop_round.teacher, prompts, "teacher answers", 0, total)
-    student, student_generations = _answers(loop_round, loop_round.student, prompts, "student answers",
+    teacher, teacher_generations = _answers(loop_round, attempt, loop_round.teacher, prompts, "teacher answers", 0, total)
+    student, student_generations = _answers(loop_round, attempt, loop_round.student, prompts, "student answers",
                                             len(prompts), total)
     student_texts = [g.text for g in student_generations]
-    signals = token_signals(teacher, student, [prompt_input(p) for p in prompts], student_texts)
+    signals = token_signals(teacher, student, [_input(p) for p in prompts], student_texts)
     created = 0
     for prompt, mine, theirs, signal in zip(prompts, student_generations, teacher_generations, signals):
         if mine.text.strip() == theirs.text.strip():
             continue  # identical answers teach nothing
-        # Without a shared vocabulary, fall back to how surprised the teacher is by the student's answer.
-        disagreement = signal["mean_kl"] if signal["mean_kl"] is not None else \
-            -sum(signal["teacher_logp"]) / max(len(signal["teacher_logp"]), 1)
-        loop_comparison_store(loop_round=loop_round, prompt=prompt, teacher_generation=theirs,
-                              student_generation=mine, disagreement=disagreement)
+        loop_comparison_store(loop_round=loop_round, prompt=prompt, teacher_generation=theirs, student_generation=mine,
+                              disagreement=disagreement_priority(signal["mean_kl"], signal["teacher_logp"]))
         created += 1
     kls = [s["mean_kl"] for s in signals if s["mean_kl"] is not None]
     return {"prompts": len(prompts), "comparisons": created, "agreed": len(prompts) - created,
