@@ -60,6 +60,8 @@
     if (data.progress) {
       $("#mine").textContent = data.progress.mine;
       $("#available").textContent = data.progress.available;
+      const waiting = data.progress.waiting || 0;  // open items on other people's screens (sent when the queue has none for you)
+      $("#waiting").textContent = waiting ? waiting + " more are on other annotators' screens and come back if their leases lapse." : "";
     }
     if (data.counters) updateCounters(data.counters);
     $("#undo-btn").disabled = !data.can_undo;

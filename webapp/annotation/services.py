@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from webapp.annotation import events
@@ -87,10 +88,12 @@ def _groups(gens, mode, kway_size):
 def ranking_for(comparison_ids: list[int], ranking, *, both_bad: bool = False) -> list[list[int]]:
     """Checks that `ranking` (groups of generation ids, best first; ties share a group) covers each
     of the comparison's generations exactly once, and returns it with plain ints."""
-    try:
-        groups = [sorted(int(x) for x in group) for group in ranking]
-    except (TypeError, ValueError):
-        raise ValidationError("ranking must be a list of lists of generation ids") from None
+    def _id(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if not isinstance(ranking, (list, tuple)) or not all(isinstance(g, (list, tuple)) and all(map(_id, g)) for g in ranking):
+        raise ValidationError("ranking must be a list of lists of generation ids")
+    groups = [sorted(int(x) for x in group) for group in ranking]
     flat = [x for group in groups for x in group]
     if sorted(flat) != sorted(comparison_ids) or any(not g for g in groups):
         raise ValidationError("ranking must place every candidate of this comparison exactly once")
@@ -140,6 +143,17 @@ def judgement_record(*, comparison: Comparison, annotator, ranking, both_bad: bo
         Assignment.objects.filter(comparison=locked, annotator=annotator).delete()
         _status_refresh(locked)
     return judgement, True
+
+
+def comparison_offered(*, project, comparison_id: int, annotator) -> Comparison | None:
+    """The comparison if the queue offered it to this annotator (they hold a lease on it, live or
+    lapsed) or they have judged or skipped it already (a repeated click); otherwise None, the same
+    answer for an id that does not exist, so guessing ids teaches nothing. Machine-only
+    comparisons (evaluation pairs the queue never offers) are thereby out of people's reach."""
+    mine = {"comparison": OuterRef("pk"), "annotator": annotator}
+    return (Comparison.objects.filter(project=project, pk=comparison_id)
+            .filter(Exists(Assignment.objects.filter(**mine)) | Exists(Judgement.objects.filter(**mine))
+                    | Exists(Skip.objects.filter(**mine))).first())
 
 
 def judgement_undo(*, project, annotator) -> Comparison | None:

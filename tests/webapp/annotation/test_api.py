@@ -77,3 +77,75 @@ def test_other_projects_comparisons_are_out_of_reach(client_for, project, pairwi
     other = project_create(name="Other", created_by=outsider)
     response = _post(client_for(outsider), _api(other.slug, "submit"), {"comparison": pairwise[0].pk, "ranking": []})
     assert response.status_code == 404
+
+
+def _client(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_submit_accepts_only_what_the_queue_offered(client_for, project, pairwise, annotator, world):
+    """Issue 10 B5: an id the annotator was not offered (another open item, a machine-only
+    evaluation pair) is answered exactly like an id that does not exist, and records nothing."""
+    from webapp.evaluation.services import pair_comparison_store
+
+    client = client_for(annotator)
+    offered = client.get(_api(project.slug, "next")).json()["comparison"]
+    other = next(c for c in pairwise if c.pk != offered["id"])
+    gens = list(world["job"].generations.filter(prompt=other.prompt).order_by("id")[:2])
+    machine_only = pair_comparison_store(project=project, prompt=other.prompt, first=gens[0], second=gens[1], source="evaluation",
+                                         for_humans=False)
+    answers = []
+    for target in (other, machine_only):
+        ids = list(target.items.values_list("generation_id", flat=True))
+        answers.append(_post(client, _api(project.slug, "submit"), {"comparison": target.pk, "ranking": [[ids[0]], [ids[1]]]}))
+        answers.append(_post(client, _api(project.slug, "skip"), {"comparison": target.pk}))
+    answers.append(_post(client, _api(project.slug, "submit"), {"comparison": 10**9, "ranking": [[1], [2]]}))
+    assert {(r.status_code, r.content) for r in answers} == {(404, b'{"error": "No such comparison is on offer to you."}')}
+    assert not Judgement.objects.exists()
+    ids = [c["id"] for c in offered["candidates"]]
+    ranking = {"comparison": offered["id"], "ranking": [[ids[0]], [ids[1]]]}
+    assert _post(client, _api(project.slug, "submit"), ranking).status_code == 201
+    assert _post(client, _api(project.slug, "submit"), ranking).status_code == 200  # a repeat is still answered
+
+
+BAD_BODIES = ['{"comparison": 1e309}', '{"comparison": "12"}', '{"comparison": [1]}', '{"comparison": null}',
+              '{"comparison": 100000000000000000000000000000}', '{"comparison": true}', '{"comparison": -3}',
+              '{"comparison": 1.5}', '{"comparison": NaN}', "[1, 2]", '"text"', "null", "not json", "\udcff".encode("utf-8", "surrogatepass"),
+              b"\xff\xfe\x00", "[" * 100_000 + "]" * 100_000, "{OFFERED, \"ranking\": [[1e309], [2]]}",
+              "{OFFERED, \"ranking\": \"12\"}", "{OFFERED, \"ranking\": [[\"a\"], [true]]}", "{OFFERED, \"ranking\": {\"1\": 2}}",
+              "{OFFERED, \"ranking\": null}", "{OFFERED, \"ranking\": [[1.0], [2.0]]}"]
+
+
+@pytest.mark.parametrize("endpoint", ["submit", "skip"])
+def test_bad_types_are_a_400_never_a_500(client_for, project, pairwise, annotator, endpoint):
+    """Issue 10 B13: every malformed body on the JSON endpoints is a clear 400 and changes nothing."""
+    client = client_for(annotator)
+    offered = client.get(_api(project.slug, "next")).json()["comparison"]
+    for body in BAD_BODIES:
+        if isinstance(body, str):
+            if endpoint == "skip" and "OFFERED" in body:
+                continue  # skip reads no ranking: these bodies are valid skips
+            body = body.replace("OFFERED", f'"comparison": {offered["id"]}').encode("utf-8", "surrogatepass")
+        response = client.post(_api(project.slug, endpoint), data=body, content_type="application/json")
+        assert response.status_code == 400, (body[:60], response.status_code)
+        assert response.json()["error"]
+    assert not Judgement.objects.exists()
+    from webapp.annotation.models import Skip
+    assert not Skip.objects.exists()
+
+
+def test_progress_agrees_with_an_empty_queue(project, pairwise, annotator, second_annotator):
+    """Issue 10 B24: when the rest of the queue is on other people's screens, the page is told 0
+    left for you now (and how many are waiting), never "7 left" beside "nothing to judge"."""
+    from webapp.annotation.models import Comparison
+
+    Comparison.objects.exclude(pk=pairwise[0].pk).delete()
+    first = _client(annotator).get(_api(project.slug, "next")).json()
+    assert first["comparison"]["id"] == pairwise[0].pk and first["progress"]["available"] == 1
+    blocked = _client(second_annotator).get(_api(project.slug, "next")).json()
+    assert blocked["comparison"] is None
+    assert blocked["progress"] == {"mine": 0, "available": 0, "waiting": 1}
