@@ -1,6 +1,7 @@
 """Reads for evaluations and the loop: the prompts an evaluation covers, each candidate's outcomes
 against the teacher per judge source, every pairwise outcome of a project (the leaderboard's input),
-the side-by-side rows with their filters and word diff, and the loop rounds with live counts."""
+the side-by-side rows with their filters and word diff, and the loop rounds with live counts. The
+summary and the leaderboard carry each model's contamination (integrity.py)."""
 import difflib
 import re
 from collections import defaultdict
@@ -9,6 +10,7 @@ from django.db.models import Count, Q
 
 from webapp.annotation.models import Comparison, ComparisonItem, ComparisonKind, Judgement, JudgementSource
 from webapp.catalog.models import ModelRole, ModelVersion, Prompt
+from webapp.evaluation import integrity
 from webapp.evaluation.models import Evaluation, EvaluationOutput, Leaderboard, LoopRound
 
 # A verdict as a game result for position 0: both-bad is no preference, so it counts as a tie.
@@ -82,6 +84,13 @@ def leaderboard_for(*, project, source: str = "all") -> dict | None:
         return None
     fit = board.scores.get(source, {"rows": [], "pairs": 0, "error": ""})
     rows = [dict(row) for row in fit["rows"]]
+    # A model scored on prompts its lineage trained on is never ranked as if clean (integrity.py).
+    overlap = integrity.project_contamination(project=project, model_version_ids=[r["model_version"] for r in rows])
+    rank = 0
+    for row in rows:
+        row["contaminated"] = overlap.get(row["model_version"], 0)
+        rank += not row["contaminated"]
+        row["rank"] = None if row["contaminated"] else rank
     if rows:
         # Pad the axis a little (and give identical scores some room) so no interval sits on the edge.
         low, high = min(r["low"] for r in rows), max(r["high"] for r in rows)
@@ -208,13 +217,14 @@ def evaluation_summary(*, evaluation: Evaluation) -> list:
     win rates against the teacher per judge source (teacher-judge, oracle, human)."""
     stats = evaluation.results.get("models", {})
     versus = evaluation.results.get("versus_teacher", {})
+    contamination = integrity.evaluation_contamination(evaluation=evaluation)
     rows = [{"model_version": evaluation.teacher, "is_teacher": True, "stats": stats.get(str(evaluation.teacher_id), {}),
-             "versus": {}}]
+             "versus": {}, "contamination": contamination[evaluation.teacher_id]}]
     for mv in evaluation.model_versions.order_by("id"):
         win_rates = versus.get(str(mv.id), {})
         rows.append({"model_version": mv, "is_teacher": False, "stats": stats.get(str(mv.id), {}),
                      "versus": [_placed(source, win_rates[source]) for source in ("teacher", "oracle", "human")
-                                if source in win_rates]})
+                                if source in win_rates], "contamination": contamination[mv.id]})
     return rows
 
 

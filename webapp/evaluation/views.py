@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webapp.evaluation import loop_services, selectors, services
+from webapp.evaluation import integrity, loop_services, selectors, services
 from webapp.evaluation.forms import EvaluationForm, NextRoundForm, SendToHumansForm
 from webapp.evaluation.models import Evaluation
 from webapp.projects.models import Role
@@ -42,9 +42,12 @@ def evaluation_detail(request, project, evaluation_id):
     evaluation = get_object_or_404(Evaluation.objects.select_related("teacher", "prompt_set"), project=project,
                                    pk=evaluation_id)
     source = _source(request)
+    summary = selectors.evaluation_summary(evaluation=evaluation)
     return render(request, "evaluation/detail.html", {
-        "project": project, "role": request.role, "evaluation": evaluation, "source": source,
-        "summary": selectors.evaluation_summary(evaluation=evaluation),
+        "project": project, "role": request.role, "evaluation": evaluation, "source": source, "summary": summary,
+        "contaminated": [row for row in summary if row["contamination"]["contaminated"]],
+        "regressions": integrity.evaluation_regressions(evaluation=evaluation),
+        "unscored_parents": integrity.unscored_parents(evaluation=evaluation),
         "humans": selectors.evaluation_human_progress(evaluation=evaluation),
         "leaderboard": selectors.leaderboard_for(project=project, source=source), "send_form": SendToHumansForm()})
 
