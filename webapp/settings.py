@@ -45,10 +45,14 @@ def _embedded(key: str) -> str | None:
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "distillery-local-dev-key-change-me-in-production"
 DEBUG = _env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 if not DEBUG and SECRET_KEY.startswith("distillery-local"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+if not DEBUG and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    # A wildcard host accepts forged Host headers (password-reset links, cache keys) in production.
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name this server's host names (comma-separated, no '*') "
+                               "when DJANGO_DEBUG is off, e.g. DJANGO_ALLOWED_HOSTS=distillery.example.org.")
 
 INSTALLED_APPS = [
     "daphne",
@@ -100,6 +104,8 @@ ASGI_APPLICATION = "webapp.asgi.application"
 WSGI_APPLICATION = None
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded("database_url")
+# True on the embedded default: the database is the one `make run` started in var/ (local only).
+EMBEDDED_SERVICES = bool(DATABASE_URL) and DATABASE_URL == _embedded("database_url")
 if DATABASE_URL:
     # Under ASGI every request runs in its own thread; persistent per-thread connections would exhaust
     # PostgreSQL, so connections come from psycopg's pool instead (CONN_MAX_AGE must then be 0).
@@ -147,12 +153,22 @@ JOB_STALE_AFTER_SECONDS = _env_int("DISTILLERY_JOB_STALE_AFTER_SECONDS", 900, mi
 # Where model versions, checkpoints, teacher-signal caches and uploads live.
 DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()
 DEMO_DIR = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR_DIR / "demo")).resolve()
+# Where a researcher may register local model directories from (os.pathsep- or comma-separated):
+# anything else on the server's disk, such as another project's checkpoints, stays out of reach.
+MODEL_ROOTS = [Path(p).expanduser().resolve() for p in
+               os.environ.get("DISTILLERY_MODEL_ROOTS", f"{DATA_DIR},{DEMO_DIR}").replace(os.pathsep, ",").split(",")
+               if p.strip()]
 MAX_UPLOAD_BYTES = _env_int("DISTILLERY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 
+# Django's four validators: every path that sets a password (sign-up by invite, the members page,
+# bootstrap_demo's --password, changepassword) runs them.
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 if os.environ.get("DISTILLERY_PASSWORD_HASHERS"):  # tests use a fast hasher in every process
     PASSWORD_HASHERS = os.environ["DISTILLERY_PASSWORD_HASHERS"].split(",")

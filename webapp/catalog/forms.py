@@ -1,12 +1,9 @@
 """Forms of the catalog pages: registering a model version, and uploading a prompt file."""
-import re
-from pathlib import Path
-
 from django import forms
+from django.core.exceptions import ValidationError
 
 from webapp.catalog.models import ModelRole, ModelVersion, Split, TeacherStage
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from webapp.catalog.services import model_source_check
 
 
 class ModelVersionForm(forms.Form):
@@ -14,7 +11,7 @@ class ModelVersionForm(forms.Form):
     role = forms.ChoiceField(choices=ModelRole.choices)
     stage = forms.ChoiceField(choices=TeacherStage.choices, initial=TeacherStage.BASE,
                               help_text="For a teacher: base, after SFT (π_sft) or after DPO (π_dpo).")
-    source = forms.CharField(max_length=500, help_text="A local model directory (with config.json), or a hub id like org/name.")
+    source = forms.CharField(max_length=500, help_text="A model directory (with config.json) under the server's model roots, relative to its data dir or absolute, or a hub id like org/name.")
     revision = forms.CharField(max_length=100, required=False, help_text="Hub revision (branch, tag or commit); blank for local.")
 
     def __init__(self, *args, project=None, **kwargs):
@@ -28,15 +25,10 @@ class ModelVersionForm(forms.Form):
         return name
 
     def clean_source(self):
-        source = self.cleaned_data["source"].strip()
-        path = Path(source).expanduser()
-        if path.is_absolute() or source.startswith("."):
-            if not (path / "config.json").is_file():
-                raise forms.ValidationError(f"{source} is not a model directory (no config.json there).")
-            return str(path.resolve())
-        if not HUB_ID.match(source):
-            raise forms.ValidationError("Give an absolute local directory or a hub id such as org/model-name.")
-        return source
+        try:
+            return model_source_check(project=self.project, source=self.cleaned_data["source"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from None
 
 
 class PromptUploadForm(forms.Form):

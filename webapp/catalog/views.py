@@ -4,6 +4,7 @@ import json
 import secrets
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,6 +28,8 @@ def catalog_home(request, project):
             version = model_version_register(project=project, **form.cleaned_data)
         except IntegrityError:
             form.add_error("name", "That name is taken.")
+        except ValidationError as exc:  # e.g. the weights changed between the check and the registration
+            form.add_error("source", exc)
         else:
             messages.success(request, f"Registered {version.name} ({version.parameter_count or '?'} parameters).")
             return redirect("catalog_home", slug=project.slug)

@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -38,9 +39,12 @@ def member_remove(*, project: Project, user) -> None:
 
 
 def user_create(*, username: str, password: str, email: str = ""):
+    """Creates a user after Django's password validators (AUTH_PASSWORD_VALIDATORS) accept the
+    password; their messages come back as the ValidationError."""
     User = get_user_model()
     if User.objects.filter(username=username).exists():
         raise ValidationError(f"The username {username!r} is taken.")
+    validate_password(password, user=User(username=username, email=email))
     return User.objects.create_user(username=username, password=password, email=email)
 
 

@@ -3,6 +3,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -50,7 +51,7 @@ def _add_member(project, data):
     if user is None:
         if not data["password"]:
             raise ValidationError("A new user needs a password.")
-        user = services.user_create(username=data["username"], password=data["password"])
+        user = services.user_create(username=data["username"], password=data["password"])  # validates it
     services.member_set_role(project=project, user=user, role=data["role"])
 
 
@@ -79,12 +80,16 @@ def invite_accept(request, token):
     invite = Invite.objects.select_related("project").filter(token=token).first()
     form = SignUpForm(request.POST or None) if not request.user.is_authenticated else None
     if request.method == "POST" and invite is not None:
-        if form is not None and form.is_valid():
-            login(request, form.save())
-        if request.user.is_authenticated:
-            try:
-                services.invite_accept(token=token, user=request.user)
+        try:
+            # The sign-up and the acceptance commit together: a used or expired link creates no account.
+            with transaction.atomic():
+                user = form.save() if form is not None and form.is_valid() else request.user
+                if user.is_authenticated:
+                    services.invite_accept(token=token, user=user)
+            if user.is_authenticated:
+                if form is not None:
+                    login(request, user)
                 return redirect("project_home", slug=invite.project.slug)
-            except ValidationError as exc:
-                messages.error(request, exc.messages[0])
+        except ValidationError as exc:
+            messages.error(request, exc.messages[0])
     return render(request, "projects/invite.html", {"invite": invite, "form": form}, status=200 if invite else 404)

@@ -1,6 +1,8 @@
 """Catalog pages: upload → preview → commit (atomic, de-duplicated), errors shown and nothing
 imported, model registration, prompt browsing, roles; and the import_prompts command."""
+import html
 import json
+import struct
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -58,7 +60,8 @@ def test_commit_is_all_or_nothing(client_for, project, researcher, settings, tmp
     assert not Prompt.objects.exists() and not PromptSet.objects.exists()
 
 
-def test_register_model_version(client_for, project, researcher, tiny_demo_dir):
+def test_register_model_version(client_for, project, researcher, tiny_demo_dir, settings):
+    settings.MODEL_ROOTS = [*settings.MODEL_ROOTS, tiny_demo_dir]
     client = client_for(researcher)
     response = client.post(f"/p/{project.slug}/catalog/", {"name": "tiny-teacher", "role": "teacher", "stage": "sft",
                                                           "source": str(tiny_demo_dir / "teacher"), "revision": ""})
@@ -69,7 +72,10 @@ def test_register_model_version(client_for, project, researcher, tiny_demo_dir):
                                                      "source": "Qwen/Qwen2.5-0.5B-Instruct", "revision": "main"})
     assert hub.status_code == 302 and ModelVersion.objects.get(name="hub").revision == "main"
     bad = client.post(f"/p/{project.slug}/catalog/", {"name": "bad", "role": "student", "stage": "base", "source": "/nowhere"})
-    assert "not a model directory" in bad.content.decode()
+    assert "outside the model directories" in bad.content.decode()
+    empty = client.post(f"/p/{project.slug}/catalog/", {"name": "bad", "role": "student", "stage": "base",
+                                                       "source": str(tiny_demo_dir / "prompts")})
+    assert "not a model directory" in empty.content.decode()
     dup = client.post(f"/p/{project.slug}/catalog/", {"name": "hub", "role": "student", "stage": "base", "source": "a/b"})
     assert "already exists" in dup.content.decode()
 
@@ -97,3 +103,75 @@ def test_import_command(project, tmp_path):
     with pytest.raises(CommandError, match="line 2"):
         call_command("import_prompts", str(bad), project=project.slug, prompt_set="cli")
     assert Prompt.objects.filter(prompt_set__name="cli").count() == 2
+
+
+def _model_dir(path, header=None, *, raw: bytes | None = None):
+    """A minimal local model directory: config.json and one safetensors file (2×3 float32), or the
+    given raw bytes as that file."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    if raw is None:
+        header = json.dumps(header or {"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}).encode()
+        raw = struct.pack("<Q", len(header)) + header + bytes(24)
+    (path / "model.safetensors").write_bytes(raw)
+    return path
+
+
+def _register(client, project, source, name="m"):
+    return client.post(f"/p/{project.slug}/catalog/", {"name": name, "role": "student", "stage": "base", "source": source})
+
+
+def test_model_sources_limited_to_roots_and_own_runs(client_for, project, researcher, admin_user, settings, tmp_path):
+    from webapp.projects.services import project_create
+    from webapp.training.models import TrainingRun
+
+    data = settings.DATA_DIR = tmp_path / "data"
+    settings.MODEL_ROOTS = [data]
+    rival = project_create(name="Rival Lab", created_by=admin_user)
+    runs = {}
+    for owner in (project, rival):
+        base = ModelVersion.objects.create(project=owner, name="base", role="student", source="org/base")
+        runs[owner.slug] = TrainingRun.objects.create(project=owner, name="r", method="sft", student=base)
+    own = _model_dir(data / "runs" / str(runs[project.slug].id) / "final")
+    theirs = _model_dir(data / "runs" / str(runs[rival.slug].id) / "final")
+    placed = _model_dir(data / "models" / "placed")
+    outside = _model_dir(tmp_path / "elsewhere" / "model")
+    cached = _model_dir(data / "cache" / "teacher-dpo" / "abc" / "final")
+    (data / "models" / "sneaky").symlink_to(theirs)
+    client = client_for(researcher)
+
+    refused = {str(theirs): "not an output of one of this project's training runs",
+               str(outside): "outside the model directories", str(cached): "internal server data",
+               str(data / "models" / "sneaky"): "not an output of one of this project's training runs",
+               "./models/../../elsewhere/model": "outside the model directories"}
+    for source, why in refused.items():
+        response = _register(client, project, source)
+        assert response.status_code == 200 and why in html.unescape(response.content.decode()), source
+    assert not ModelVersion.objects.filter(name="m").exists()
+
+    assert _register(client, project, str(own), "own").status_code == 302
+    assert _register(client, project, "./models/placed", "relative").status_code == 302  # against the data dir
+    assert ModelVersion.objects.get(name="relative").source == str(placed.resolve())
+    assert ModelVersion.objects.get(name="own").parameter_count == 6
+    assert _register(client, project, "org/any-hub-model", "hub").status_code == 302  # hub ids stay allowed
+
+
+@pytest.mark.parametrize("raw,why", [
+    (struct.pack("<Q", 2**63) + b"{}", "exceeds the file"),       # was OverflowError → 500
+    (struct.pack("<Q", 10**6) + b"{}", "exceeds the file"),
+    (b"\x01\x02", "shorter than its 8-byte header"),
+    (struct.pack("<Q", 4) + b"\xff\xfe{}", "not JSON"),
+    (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+    (struct.pack("<Q", 27) + b'{"w": {"shape": ["2", 3]}} ', "has no valid shape"),
+    (struct.pack("<Q", 14) + b'{"w": [1, 2]} ', "has no valid shape"),
+])
+def test_malformed_safetensors_header_is_a_form_error(client_for, project, researcher, settings, tmp_path, raw, why):
+    settings.DATA_DIR = tmp_path
+    settings.MODEL_ROOTS = [tmp_path]
+    settings.DEBUG = True  # the 500 page would have dumped the settings
+    _model_dir(tmp_path / "broken", raw=raw)
+    response = _register(client_for(researcher), project, str(tmp_path / "broken"))
+    assert response.status_code == 200
+    assert why in response.content.decode() and "not a valid safetensors file" in response.content.decode() \
+        or "not a safetensors file" in response.content.decode()
+    assert not ModelVersion.objects.filter(name="m").exists()

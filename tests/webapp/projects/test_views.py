@@ -50,3 +50,37 @@ def test_admin_adds_member_and_invite_link_signup(client, client_for, project, a
 def test_last_admin_cannot_be_removed(client_for, project, admin_user):
     client_for(admin_user).post(f"/p/{project.slug}/members/{admin_user.id}/remove")
     assert project.memberships.filter(user=admin_user, role="admin").exists()
+
+
+@pytest.mark.parametrize("spoil", ["used", "expired"])
+def test_used_or_expired_invite_creates_no_account(client, project, admin_user, django_user_model, spoil):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.projects.services import invite_create
+
+    invite = invite_create(project=project, role="annotator", created_by=admin_user)
+    if spoil == "used":
+        invite.used_at, invite.used_by = timezone.now(), admin_user
+    else:
+        invite.expires_at = timezone.now() - timedelta(minutes=1)
+    invite.save()
+    response = client.post(f"/invite/{invite.token}", {"username": "mallory", "password1": "Sup3r-secret-pw",
+                                                       "password2": "Sup3r-secret-pw"})
+    assert response.status_code == 200
+    assert b"already been used" in response.content or b"has expired" in response.content
+    assert not django_user_model.objects.filter(username="mallory").exists()
+    assert "_auth_user_id" not in client.session  # nobody got logged in
+    assert client.get(f"/p/{project.slug}/").status_code == 302
+
+
+@pytest.mark.parametrize("username,password,complaint", [
+    ("newbie", "abcde", b"too short"), ("newbie", "password123", b"too common"),
+    ("newbie", "8675309912", b"entirely numeric"), ("newbie-newbie", "newbie-newbie", b"too similar")])
+def test_members_page_runs_password_validators(client_for, project, admin_user, django_user_model, username, password,
+                                               complaint):
+    response = client_for(admin_user).post(f"/p/{project.slug}/members/",
+                                           {"username": username, "password": password, "role": "annotator"})
+    assert response.status_code == 200 and complaint in response.content
+    assert not django_user_model.objects.filter(username=username).exists()
