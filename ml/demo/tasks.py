@@ -4,9 +4,11 @@ family, so a prompt string alone can be parsed back into its task and scored. St
 (the web app may import it to score outputs without torch)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 WORDS = (
     "cat", "dog", "sun", "tree", "bird", "fish", "apple", "lemon",
@@ -104,6 +106,73 @@ def generate_tasks(n: int, *, seed: int, families: tuple[str, ...] = FAMILIES) -
         prompt, answer = GENERATORS[family](rng)
         tasks.append(Task(family, prompt, answer))
     return tasks
+
+
+def prompt_content_hash(prompt: str) -> str:
+    """sha256 hex of a text prompt, computed exactly as the web app's `Prompt.content_hash`
+    (`webapp.catalog.services.prompt_content_hash(text=prompt)`: the JSON of {"messages": null,
+    "text": prompt.strip()} with sorted keys, UTF-8). ml/ may not import the web app, so the rule is
+    repeated here and a test checks the two agree."""
+    payload = json.dumps({"text": prompt.strip(), "messages": None}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+HELD_OUT_PERCENT = 20
+
+
+def prompt_split(prompt: str) -> str:
+    """"eval" for a fixed 20% of all possible prompts (chosen by content hash), "train" for the rest.
+    The demo build draws its SFT data and training prompts from "train" only and its held-out prompts
+    from "eval" only, so the two are disjoint by content whatever the seeds and sizes."""
+    return "eval" if int(prompt_content_hash(prompt)[:8], 16) % 100 < HELD_OUT_PERCENT else "train"
+
+
+def generate_split_tasks(n: int, *, seed: int, split: str, families: tuple[str, ...] = FAMILIES,
+                         max_tries: int = 200) -> list[Task]:
+    """`n` tasks whose prompts all fall in `split` ("train" or "eval"), families round-robin as in
+    `generate_tasks` (a family whose prompt space is small repeats prompts). Deterministic."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    rng, tasks = random.Random(seed), []
+    for i in range(n):
+        family = families[i % len(families)]
+        for _ in range(max_tries):
+            prompt, answer = GENERATORS[family](rng)
+            if prompt_split(prompt) == split:
+                break
+        else:
+            raise ValueError(f"family {family!r} has no {split} prompts after {max_tries} draws")
+        tasks.append(Task(family, prompt, answer))
+    return tasks
+
+
+# The demo teacher's known flaw (ALGORITHMS.md and docs/demo.md): in its SFT data, this share of the
+# answers of these families follow a systematic wrong rule. Everything else is right.
+SYSTEMATIC_ERRORS = {
+    "compare": "names the smaller number",
+    "sort": "sorts the words in reverse (descending) order",
+    "count_words": "counts one word too many",
+}
+
+
+def systematic_error(task: Task) -> str:
+    """The wrong answer the corrupted SFT data gives for `task` (a family in SYSTEMATIC_ERRORS)."""
+    if task.family == "compare":
+        a, b = (int(x) for x in _PATTERNS["compare"].search(task.prompt).groups())
+        return str(min(a, b))
+    if task.family == "sort":
+        return " ".join(sorted(task.answer.split(), reverse=True))
+    if task.family == "count_words":
+        return str(int(task.answer) + 1)
+    raise ValueError(f"no systematic error defined for family {task.family!r}")
+
+
+def corrupt_tasks(tasks: list[Task], *, rate: float, families: tuple[str, ...], seed: int) -> list[Task]:
+    """A copy of `tasks` where each task of `families` gets its systematic wrong answer with
+    probability `rate` (seeded). The oracle still knows the right answer from the prompt."""
+    rng = random.Random(seed)
+    return [replace(t, answer=systematic_error(t)) if t.family in families and rng.random() < rate else t
+            for t in tasks]
 
 
 def task_from_prompt(prompt: str) -> Task | None:
