@@ -1,6 +1,6 @@
 """Preference snapshots: gather the votes (by source filter), aggregate them into chosen/rejected
-pairs (aggregation.py), freeze the pairs with their texts under a content hash, and export them as
-TRL-format JSONL (prompt, chosen, rejected + provenance) and as an HF datasets directory. Human votes
+pairs (aggregation.py), and freeze the pairs with their texts under a content hash; the file exports
+(TRL JSONL, HF dataset, LLaMA-Factory, Axolotl) live in exports.py. Human votes
 count only from settled comparisons (complete or adjudicated); disputed ones wait for a researcher.
 
 Leakage rules (DESIGN.md, provenance): a snapshot never takes an evaluation's comparisons, a prompt of
@@ -9,10 +9,7 @@ source. collect_votes filters them out and snapshot_freeze checks the result aga
 what was left out is counted in the snapshot's stats, and the sources it drew on in `sources`."""
 import hashlib
 import json
-import shutil
-from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -137,40 +134,3 @@ def _source_counts(comparisons) -> dict:
         for v in c["votes"]:
             counts[v["source"]] += 1
     return counts
-
-
-def snapshot_rows(snapshot: PreferenceSnapshot):
-    """TRL preference rows: prompt (text, or chat messages), chosen, rejected, plus weight and provenance."""
-    for pair in snapshot.pairs.select_related("prompt").order_by("id").iterator(chunk_size=1000):
-        prompt = pair.prompt.messages or pair.prompt_text
-        yield {"prompt": prompt, "chosen": pair.chosen_text, "rejected": pair.rejected_text, "weight": pair.weight,
-               "provenance": {**pair.provenance, "snapshot": snapshot.name, "snapshot_hash": snapshot.content_hash,
-                              "prompt_id": pair.prompt_id, "chosen_generation": pair.chosen_id,
-                              "rejected_generation": pair.rejected_id}}
-
-
-def export_dir(snapshot: PreferenceSnapshot) -> Path:
-    return Path(settings.DATA_DIR) / "snapshots" / f"{snapshot.pk}-{snapshot.content_hash[:12]}"
-
-
-def snapshot_export(snapshot: PreferenceSnapshot) -> Path:
-    """Writes pairs.jsonl and hf/ (datasets.save_to_disk) under the snapshot's export directory.
-    Idempotent: written to a temporary folder, then renamed into place."""
-    import datasets  # loaded only when exporting: the web process starts without it
-
-    target = export_dir(snapshot)
-    if (target / "hf" / "dataset_info.json").exists():
-        return target
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    rows = list(snapshot_rows(snapshot))
-    with open(tmp / "pairs.jsonl", "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    flat = [dict(r, prompt=r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"], ensure_ascii=False),
-                 provenance=json.dumps(r["provenance"])) for r in rows]  # one column type per column for arrow
-    datasets.Dataset.from_list(flat).save_to_disk(str(tmp / "hf"))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target

@@ -12,7 +12,7 @@ from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webapp.annotation import judging, quality, selectors, services, snapshots
+from webapp.annotation import exports, judging, quality, selectors, services, snapshots
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
 from webapp.generation.models import Generation
@@ -124,17 +124,17 @@ def snapshot_download(request, project, snapshot_id, fmt):
     snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
     stem = f"{project.slug}-{snapshot.name}-{snapshot.content_hash[:12]}"
     if fmt == "jsonl":
-        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in snapshots.snapshot_rows(snapshot))
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in exports.trl_rows(snapshot))
         response = StreamingHttpResponse(lines, content_type="application/jsonl")
         response["Content-Disposition"] = f'attachment; filename="{stem}.jsonl"'
         return response
-    if fmt != "hf":
+    if fmt not in exports.ZIPPED:
         raise Http404("Unknown export format.")
-    folder = snapshots.snapshot_export(snapshot) / "hf"  # already written by the worker, or written now
+    folder = exports.snapshot_export(snapshot) / fmt  # already written by the worker, or written now
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 archive.write(path, f"{stem}/{path.relative_to(folder)}")
     buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"{stem}-hf.zip")
+    return FileResponse(buffer, as_attachment=True, filename=f"{stem}-{fmt}.zip")

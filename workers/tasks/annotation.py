@@ -1,9 +1,9 @@
-"""Default-queue annotation work: writing a frozen preference snapshot's export files (TRL JSONL and
-an HF datasets directory) so downloads are ready without making a browser wait."""
+"""Default-queue annotation work: writing a frozen preference snapshot's export files (TRL JSONL, an
+HF datasets directory, LLaMA-Factory and Axolotl formats; webapp/annotation/exports.py) so downloads are ready without making a browser wait."""
 from celery import shared_task
 
 from webapp.annotation.models import PreferenceSnapshot
-from webapp.annotation.snapshots import snapshot_export
+from webapp.annotation.exports import snapshot_export
 
 
 @shared_task(name="workers.tasks.annotation.export_snapshot")

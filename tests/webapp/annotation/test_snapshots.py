@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from django.core.exceptions import ValidationError
 
-from webapp.annotation import services, snapshots
+from webapp.annotation import exports, services, snapshots
 from webapp.annotation.models import Comparison, PreferenceSnapshot
 
 pytestmark = pytest.mark.django_db
@@ -74,9 +74,9 @@ def test_exports(project, judged, client_for, researcher):
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert any(name.endswith("dataset_info.json") for name in archive.namelist())
     import datasets
-    dataset = datasets.load_from_disk(str(snapshots.export_dir(snapshot) / "hf"))
+    dataset = datasets.load_from_disk(str(exports.export_dir(snapshot) / "hf"))
     assert dataset.num_rows == 4 and dataset[0]["chosen"] == rows[0]["chosen"]
-    assert (snapshots.export_dir(snapshot) / "pairs.jsonl").read_text().count("\n") == 4
+    assert (exports.export_dir(snapshot) / "pairs.jsonl").read_text().count("\n") == 4
 
 
 @pytest.mark.parametrize("persona,status", [("researcher", 200), ("annotator", 403), ("outsider", 404)])
