@@ -3,6 +3,7 @@ clones prefill it), the run page (live charts, cancel/resume), metric histories 
 comparison of several runs. Researchers and admins only: runs spend GPU time."""
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,9 +12,11 @@ from django.views.decorators.http import require_POST
 from ml.config import METHODS, ConfigError, config_from_dict
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
-from webapp.training import checkpoint_evals, selectors, services
+from webapp.training import checkpoint_evals, guardrails, selectors, services
 from webapp.training.forms import CONFIG_PREFIX, RunForm
 from webapp.training.models import Method, RunPreset, TrainingRun
+
+RUNS_PER_PAGE = 50
 
 
 def _run(project, run_id) -> TrainingRun:
@@ -22,7 +25,8 @@ def _run(project, run_id) -> TrainingRun:
 
 @project_view(Role.RESEARCHER)
 def runs_list(request, project):
-    context = {"project": project, "role": request.role, "runs": selectors.runs_for(project=project)[:200],
+    page = Paginator(selectors.runs_for(project=project), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"project": project, "role": request.role, "runs": page, "page": page,
                "methods": Method.choices, "presets": selectors.presets_for(project=project)}
     return render(request, "training/list.html", context)
 
@@ -103,7 +107,7 @@ def _save_preset(request, project, form):
 def run_detail(request, project, run_id):
     run = _run(project, run_id)
     context = {"project": project, "role": request.role, "run": run, "checkpoints": run.checkpoints.all(),
-               "versions": run.model_versions.all()}
+               "versions": run.model_versions.all(), "collapse": guardrails.run_collapse(run=run)}
     return render(request, "training/run.html", context)
 
 
