@@ -15,8 +15,14 @@
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       const q = query ? query() : "";
       socket = new WebSocket(scheme + location.host + path + (q ? "?" + q : ""));
-      socket.onopen = () => { delay = 500; setIndicator("live", "badge-green"); };
-      socket.onmessage = (e) => onMessage(JSON.parse(e.data));
+      // "live" only once the server's catch-up has arrived: an open socket that the server closes
+      // again (a refused or failed snapshot) must not look live, nor reset the backoff.
+      let heard = false;
+      socket.onopen = () => setIndicator("connecting…", "");
+      socket.onmessage = (e) => {
+        if (!heard) { heard = true; delay = 500; setIndicator("live", "badge-green"); }
+        onMessage(JSON.parse(e.data));
+      };
       socket.onclose = (e) => {
         if (closed) return;
         if (e.code === 4403) { setIndicator("no access", "badge-red"); return; }

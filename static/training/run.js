@@ -1,6 +1,10 @@
 /* The run page: status, progress bar with ETA, live charts, log tail and checkpoints, all fed by the
    run's socket. Every metric point is kept once (by step), so the snapshot sent on reconnect and the
-   live batches may overlap freely; `window.distilleryRun` exposes the state for tests. */
+   live batches may overlap freely; `window.distilleryRun` exposes the state for tests.
+   Each series keeps its own raw array (`state.raw`) and hands the chart a fresh array on every
+   redraw: once Chart.js's decimation plugin takes over a dataset, `dataset.data` reads back its
+   decimated copy, so pushing onto it would silently drop every new point. The optional smoothing is
+   TensorBoard's debiased exponential moving average, computed incrementally per series. */
 (function () {
   "use strict";
   const { liveSocket, formatDuration, setStatusBadge } = window.DistilleryLive;
@@ -8,7 +12,8 @@
   const root = document.getElementById("run-page");
   const $ = (id) => document.getElementById(id);
   const HIDDEN = new Set(["num_tokens"]);  // TRL's running token count: the tokens axis of the comparison shows it
-  const state = { lastStep: -1, points: [], charts: {}, series: {}, run: null, redraw: false, messages: 0 };
+  const state = { lastStep: -1, points: [], charts: {}, series: {}, raw: {}, smooth: {}, smoothing: 0,
+                  run: null, redraw: false, messages: 0 };
   window.distilleryRun = state;
 
   function chartFor(group) {
@@ -38,8 +43,27 @@
       const ds = dataset(key, chart.data.datasets.length);
       chart.data.datasets.push(ds);
       state.series[key] = ds;
+      state.raw[key] = [];
     }
-    return state.series[key];
+    return state.raw[key];
+  }
+
+  /* Debiased EMA: s_i = w·s_(i-1) + (1-w)·y_i, shown as s_i / (1 - w^(i+1)), so the first points are
+     not dragged towards 0. Extends the cached output from where it stopped. */
+  function smoothed(key) {
+    const raw = state.raw[key], w = state.smoothing;
+    let cache = state.smooth[key];
+    if (!cache || cache.w !== w || cache.out.length > raw.length) cache = state.smooth[key] = { w, acc: 0, out: [] };
+    for (let i = cache.out.length; i < raw.length; i++) {
+      cache.acc = w * cache.acc + (1 - w) * raw[i].y;
+      cache.out.push({ x: raw[i].x, y: cache.acc / (1 - Math.pow(w, i + 1)) });
+    }
+    return cache.out;
+  }
+
+  function shownData(key) {
+    // slice(): a new array each time, so the chart (and its decimation) re-reads every point.
+    return (state.smoothing > 0 ? smoothed(key) : state.raw[key]).slice();
   }
 
   function addPoints(points) {
@@ -49,7 +73,7 @@
       state.points.push(p);
       for (const [key, value] of Object.entries(p.values)) {
         if (HIDDEN.has(key)) continue;
-        if (value !== null && isFinite(value)) seriesFor(key).data.push({ x: p.step, y: value });
+        if (value !== null && isFinite(value)) seriesFor(key).push({ x: p.step, y: value });
       }
     }
     scheduleRedraw();
@@ -57,7 +81,8 @@
 
   function truncate(afterStep) {
     state.points = state.points.filter((p) => p.step <= afterStep);
-    for (const ds of Object.values(state.series)) ds.data = ds.data.filter((d) => d.x <= afterStep);
+    for (const key of Object.keys(state.raw)) state.raw[key] = state.raw[key].filter((d) => d.x <= afterStep);
+    state.smooth = {};
     state.lastStep = Math.min(state.lastStep, afterStep);
     scheduleRedraw();
   }
@@ -67,6 +92,7 @@
     state.redraw = true;
     requestAnimationFrame(() => {
       state.redraw = false;
+      for (const [key, ds] of Object.entries(state.series)) ds.data = shownData(key);
       for (const chart of Object.values(state.charts)) chart.update("none");
       $("point-count").textContent = state.points.length;
       showEta();
@@ -145,6 +171,16 @@
       case "run.log": appendLog(message.lines, false); break;
       case "run.truncate": truncate(message.after_step); break;
     }
+  }
+
+  const slider = $("smoothing");
+  if (slider) {
+    const label = $("smoothing-value");
+    slider.addEventListener("input", () => {
+      state.smoothing = Math.min(0.999, Math.max(0, Number(slider.value) || 0));
+      label.textContent = state.smoothing ? state.smoothing.toFixed(2) : "off";
+      scheduleRedraw();
+    });
   }
 
   $("cancel-form").addEventListener("submit", (e) => {

@@ -7,14 +7,18 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from webapp.projects.models import ROLE_RANK, Project, Role
 
 
 def publish_now(group: str, event: dict) -> None:
-    """Sends `event` (JSON-able, with an "event" key naming its kind) to every socket in `group`."""
-    async_to_sync(get_channel_layer().group_send)(group, {"type": "relay", "payload": event})
+    """Sends `event` (JSON-able, with an "event" key naming its kind) to every socket in `group`.
+    Dates, decimals and UUIDs become text here: the layer's msgpack refuses them, and that refusal
+    would fail the task or request that published a perfectly good result."""
+    payload = json.loads(json.dumps(event, cls=DjangoJSONEncoder))
+    async_to_sync(get_channel_layer().group_send)(group, {"type": "relay", "payload": payload})
 
 
 def publish(group: str, event: dict) -> None:
@@ -26,7 +30,8 @@ def publish(group: str, event: dict) -> None:
 class ProjectSocket(AsyncWebsocketConsumer):
     """Base consumer for sockets under a project. Subclasses set `needed_role`, implement
     `groups_for(project, **url_kwargs)` and `snapshot(project, **url_kwargs)` (sync, run in a thread),
-    the current state sent on connect so a reconnecting browser catches up."""
+    the current state sent on connect so a reconnecting browser catches up: one message, or a list of
+    messages sent in order (a long history goes in pages, each well under the 1 MiB frame limit)."""
 
     needed_role = Role.ANNOTATOR
 
@@ -41,8 +46,8 @@ class ProjectSocket(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         snapshot = await database_sync_to_async(self.snapshot)(project, **kwargs)
-        if snapshot is not None:
-            await self.send(text_data=json.dumps(snapshot, default=str))
+        for message in snapshot if isinstance(snapshot, list) else [snapshot] if snapshot is not None else []:
+            await self.send(text_data=json.dumps(message, default=str))
 
     async def disconnect(self, code):
         for group in getattr(self, "joined", []):

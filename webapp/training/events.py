@@ -3,15 +3,21 @@ the worker (publisher), the consumers (relay + snapshot) and static/training/*.j
 
 Groups: `training.run.<id>` (one run's page: status, metric points, log lines) and
 `training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
-- run.snapshot  {run, points, log}                sent on connect; `points` only after the client's step
+- run.snapshot  {run, points, log, more}          sent on connect; `points` only after the client's step,
+                                                  at most SNAPSHOT_PAGE of them; `more` says run.points
+                                                  pages follow (a 20,000-step history is megabytes, past
+                                                  the server's 1 MiB WebSocket message limit)
 - run.points    {run_id, points: [point, ...]}    point = {step, epoch, tokens, t, values}
 - run.status    {run}                             run = run_state(..., detail=True): with checkpoints
 - run.log       {run_id, lines: [str, ...]}
 - run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
 - runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
 """
-from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, TrainingRun
 from webapp.lifecycle import JobStatus
+from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, TrainingRun
+
+# Points per catch-up message: ~150 bytes each with DPO's metrics, so a page stays far below 1 MiB.
+SNAPSHOT_PAGE = 1000
 
 
 def run_group(run_id: int) -> str:
@@ -58,11 +64,21 @@ def _model_version(run: TrainingRun):
     return {"id": version.id, "name": version.name} if version else None
 
 
-def run_snapshot(run: TrainingRun, *, after_step: int = -1) -> dict:
-    """The catch-up message: everything a browser that has seen steps <= after_step is missing."""
+def run_snapshot(run: TrainingRun, *, after_step: int = -1) -> list[dict]:
+    """The catch-up messages: everything a browser that has seen steps <= after_step is missing, as
+    one run.snapshot with the first page of points, then run.points pages in step order."""
     points = MetricPoint.objects.filter(run=run, step__gt=after_step).order_by("step")
-    return {"event": "run.snapshot", "run": run_state(run, detail=True), "points": [point_payload(p) for p in points],
-            "log": run.log_tail}
+    pages, page = [], []
+    for point in points.iterator(chunk_size=SNAPSHOT_PAGE):
+        page.append(point_payload(point))
+        if len(page) == SNAPSHOT_PAGE:
+            pages.append(page)
+            page = []
+    if page or not pages:
+        pages.append(page)
+    first = {"event": "run.snapshot", "run": run_state(run, detail=True), "points": pages[0], "log": run.log_tail,
+             "more": len(pages) > 1}
+    return [first] + [{"event": "run.points", "run_id": run.id, "points": rest} for rest in pages[1:]]
 
 
 def points_event(run_id: int, points: list[MetricPoint]) -> dict:
