@@ -56,8 +56,9 @@ def judge_jobs(request, project):
         else:
             messages.success(request, f"Judge job {job.pk} queued: {job.progress_total} comparisons.")
             return redirect("judge_jobs", slug=project.slug)
+    page = Paginator(JudgeJob.objects.filter(project=project).select_related("teacher"), 25).get_page(request.GET.get("page"))
     return render(request, "annotation/judge.html", {"project": project, "role": request.role, "form": form,
-                                                      "jobs": JudgeJob.objects.filter(project=project).select_related("teacher")[:30]})
+                                                      "jobs": page, "page": page})
 
 
 def _judge_scope(project, data):

@@ -12,6 +12,8 @@ from webapp.generation.models import GenerationJob
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 
+JOBS_PER_PAGE = 25
+
 
 @project_view(Role.RESEARCHER)
 def generation_jobs(request, project):
@@ -24,8 +26,9 @@ def generation_jobs(request, project):
         else:
             messages.success(request, f"Generation job {job.pk} queued: {job.progress_total} prompt × model answers, k={job.k}.")
             return redirect("generation_job_detail", slug=project.slug, job_id=job.pk)
+    page = Paginator(selectors.jobs_for(project=project), JOBS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "generation/jobs.html", {"project": project, "role": request.role, "form": form,
-                                                     "jobs": selectors.jobs_for(project=project)[:50]})
+                                                     "jobs": page, "page": page})
 
 
 @project_view(Role.RESEARCHER)
