@@ -79,6 +79,9 @@ class DPOConfig(TrainingConfig):
     reference: str = _f("base", "Reference model: a frozen copy of the starting model ('base') or the "
                                 "teacher (teacher-as-reference DPO).", choices=("base", "teacher"))
     precompute_ref_log_probs: bool = _f(True, "Run the reference once before training, then free it.")
+    rpo_alpha: float = _f(0.0, "NLL anchor (RPO): adds rpo_alpha x the mean NLL of the chosen tokens, which keeps a "
+                               "small student from lowering its chosen answers' likelihood (0 = plain DPO).",
+                          min=0.0, max=1e3)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def trl_config(config: DPOConfig, output_dir: Path, num_rows: int):
         save_strategy="steps" if config.save_every_steps else "no", save_steps=config.save_every_steps or 500,
         gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
         disable_tqdm=True, dataloader_num_workers=0,
+        # RPO's NLL anchor: TRL 1.x dropped `rpo_alpha` for this loss_type/loss_weights pair (same sum).
+        **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.rpo_alpha]} if config.rpo_alpha else {}),
     )
 
 
