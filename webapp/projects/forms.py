@@ -15,11 +15,11 @@ class ProjectForm(forms.Form):
 class AddMemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     password = forms.CharField(widget=forms.PasswordInput, required=False, help_text="Only for a new user.")
-    role = forms.ChoiceField(choices=Role.choices)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)  # the least rights unless chosen
 
 
 class InviteForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
     days_valid = forms.IntegerField(min_value=1, max_value=90, initial=7)
 
 
