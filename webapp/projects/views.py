@@ -40,7 +40,7 @@ def project_members(request, project):
                 return redirect("project_members", slug=project.slug)
             except ValidationError as exc:
                 form.add_error(None, exc)
-    context = {"project": project, "members": selectors.project_members(project=project), "form": form,
+    context = {"project": project, "role": request.role, "members": selectors.project_members(project=project), "form": form,
                "invite_form": invite_form, "invites": Invite.objects.filter(project=project, used_at__isnull=True)}
     return render(request, "projects/members.html", context)
 
