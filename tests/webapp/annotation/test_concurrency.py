@@ -3,10 +3,11 @@ after a timeout. None is lost, none duplicated."""
 import threading
 
 import pytest
+from django.utils import timezone
 
 from tests.webapp.annotation.conftest import http_login, make_world
 from webapp.annotation.models import Judgement
-from webapp.annotation.services import comparisons_build
+from webapp.annotation.services import comparison_lease, comparisons_build
 from webapp.generation.models import Generation
 
 
@@ -17,7 +18,8 @@ def test_concurrent_double_submissions(transactional_db, asgi_server, project, a
                                     mode="teacher_student", required_annotations=2)
     people = [http_login(asgi_server, u) for u in (annotator, second_annotator)]
     plan = []  # (client, comparison id, ranking) fired 4 times at once each
-    for client, comparison in [(c, cmp) for cmp in comparisons for c in people]:
+    for (client, user), comparison in [(p, cmp) for cmp in comparisons for p in zip(people, (annotator, second_annotator))]:
+        comparison_lease(comparison=comparison, annotator=user)  # submit accepts only what the queue offered
         ids = [i.generation_id for i in comparison.items.order_by("position")]
         plan.append((client, comparison.pk, [[ids[0]], [ids[1]]]))
     statuses, barrier = [], threading.Barrier(4)
@@ -71,3 +73,83 @@ def test_racing_threads_on_separate_connections(transactional_db, project, annot
     assert errors == []
     assert len({pk for pk, _ in results}) == 1 and sum(created for _, created in results) == 1
     assert Judgement.objects.filter(comparison=comparison).count() == 1
+
+
+@pytest.mark.slow
+def test_twenty_annotators_asking_at_once_never_overfill_a_comparison(transactional_db, asgi_server, project, django_user_model):
+    """Issue 10 B6: twenty annotators ask the real server for their next item at the same instant,
+    round after round; no comparison is ever on more screens than the annotations it still needs
+    (a lease committed while another request's statement ran used to go uncounted)."""
+    from collections import Counter
+
+    from webapp.annotation.models import Assignment
+    from webapp.projects.services import member_set_role
+
+    world = make_world(project, prompts=6)
+    comparisons = comparisons_build(project=project, generations=Generation.objects.filter(job=world["job"]),
+                                    mode="teacher_student", required_annotations=2)  # 12 comparisons, 24 slots
+    people = []
+    for n in range(20):
+        user = django_user_model.objects.create_user(username=f"crowd-{n:02d}", password=None)
+        member_set_role(project=project, user=user, role="annotator")
+        people.append(http_login(asgi_server, user))
+    for _ in range(4):
+        Assignment.objects.all().delete()
+        handed, barrier = [], threading.Barrier(len(people))
+
+        def ask(client):
+            barrier.wait()
+            item = client.get(f"/p/{project.slug}/annotate/api/next").json()["comparison"]
+            handed.append(item and item["id"])
+
+        threads = [threading.Thread(target=ask, args=(c,)) for c in people]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        per_comparison = Counter(h for h in handed if h is not None)
+        assert len(handed) == 20 and sum(per_comparison.values()) == 20  # 24 slots: everyone gets one
+        assert max(per_comparison.values()) <= 2, per_comparison
+        assert Counter(Assignment.objects.values_list("comparison_id", flat=True)) == per_comparison
+    assert len(comparisons) == 12
+
+
+@pytest.mark.slow
+def test_lease_race_one_level_down(transactional_db, project, django_user_model):
+    """The B6 race where it lives: twenty threads on twenty PostgreSQL connections ask for the next
+    item of a queue with one comparison needing one annotation, round after round. Exactly one
+    of them may get it each time."""
+    from django.db import connection
+
+    from webapp.annotation.models import Assignment
+    from webapp.annotation.selectors import comparison_next_for
+    from webapp.projects.services import member_set_role
+
+    world = make_world(project, prompts=1)
+    comparison = comparisons_build(project=project, generations=Generation.objects.filter(job=world["job"]),
+                                   mode="teacher_student", limit=1)[0]
+    crowd = []
+    for n in range(20):
+        crowd.append(django_user_model.objects.create_user(username=f"racer-{n:02d}", password=None))
+        member_set_role(project=project, user=crowd[-1], role="annotator")
+    for _ in range(15):
+        Assignment.objects.all().delete()
+        got, errors, barrier = [], [], threading.Barrier(len(crowd))
+
+        def ask(user):
+            try:
+                barrier.wait()
+                got.append(comparison_next_for(project=project, annotator=user))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=ask, args=(u,)) for u in crowd]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert [c.pk for c in got if c is not None] == [comparison.pk]
+        assert Assignment.objects.filter(expires_at__gt=timezone.now()).count() == 1

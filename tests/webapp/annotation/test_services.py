@@ -113,3 +113,19 @@ def test_adjudication_settles_a_dispute(project, pairwise, annotator, second_ann
     judgement = services.comparison_adjudicate(comparison=comparison, researcher=researcher, ranking=ranking, rationale="1 is right")
     assert judgement.is_adjudication and judgement.verdict == "a"
     assert Comparison.objects.get(pk=comparison.pk).status == "adjudicated"
+
+
+def test_a_held_lease_is_renewed_when_shown_again(project, pairwise, annotator):
+    """Issue 10 B6: a reload shows the same item and restarts its lease, so someone working through
+    a long item does not lose it to the queue while it is on their screen."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.annotation.models import Assignment
+
+    first = selectors.comparison_next_for(project=project, annotator=annotator)
+    Assignment.objects.filter(annotator=annotator).update(expires_at=timezone.now() + timedelta(seconds=20))
+    assert selectors.comparison_next_for(project=project, annotator=annotator).pk == first.pk
+    lease = Assignment.objects.get(annotator=annotator)
+    assert lease.expires_at > timezone.now() + services.LEASE - timedelta(seconds=30)
