@@ -17,6 +17,14 @@
 
   function groupOf(key) { return GROUPS.find((g) => g.match(key)); }
 
+  // Axis labels people can read: 5e-5 and 1.2e-4 for learning rates, not Chart.js's 5.00000E-5.
+  function compactTick(value) {
+    if (value === 0) return "0";
+    const abs = Math.abs(value);
+    if (abs < 1e-3 || abs >= 1e6) return Number(value.toPrecision(3)).toExponential().replace("e+", "e");
+    return String(Number(value.toPrecision(4)));
+  }
+
   function lineChart(canvas, { xTitle = "step", logY = false } = {}) {
     return new Chart(canvas, {
       type: "line",
@@ -26,7 +34,7 @@
         interaction: { mode: "nearest", axis: "x", intersect: false },
         elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
         scales: { x: { type: "linear", title: { display: true, text: xTitle } },
-                  y: { type: logY ? "logarithmic" : "linear" } },
+                  y: { type: logY ? "logarithmic" : "linear", ticks: { callback: compactTick } } },
         plugins: { legend: { labels: { boxWidth: 12 } }, decimation: { enabled: true, algorithm: "lttb" } },
       },
     });
@@ -37,5 +45,5 @@
     return { label, data: [], borderColor: colour, backgroundColor: colour };
   }
 
-  window.DistilleryCharts = { GROUPS, PALETTE, groupOf, lineChart, dataset };
+  window.DistilleryCharts = { GROUPS, PALETTE, groupOf, lineChart, dataset, compactTick };
 })();
