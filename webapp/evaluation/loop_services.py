@@ -30,8 +30,10 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
         raise ValidationError("The prompt set must belong to this project.")
     if not 1 <= prompt_count <= 5000:
         raise ValidationError("A round takes between 1 and 5000 fresh prompts.")
+    # A crashed round (its worker died) must not block the next one until beat's reaper gets to it.
+    loop_rounds_reap_stale()
     if LoopRound.objects.filter(project=project, status__in=lifecycle.ACTIVE).exists():
-        raise ValidationError("A round is already in progress; wait for it to finish.")
+        raise ValidationError("A round is already in progress; wait for it to finish, or cancel it.")
     for _ in range(3):  # two researchers clicking at once race for the number: retry on the unique constraint
         number = (LoopRound.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         try:
@@ -83,7 +85,7 @@ def loop_round_cancel(*, loop_round: LoopRound) -> str:
 def loop_round_rerun(*, loop_round: LoopRound) -> LoopRound:
     """failed / cancelled → queued (its number is kept); it answers fresh prompts again."""
     with transaction.atomic():
-        if LoopRound.objects.filter(project=loop_round.project_id, status__in=lifecycle.ACTIVE).exists():
+        if LoopRound.objects.filter(project=loop_round.project_id, status__in=lifecycle.ACTIVE).exclude(pk=loop_round.pk).exists():
             raise ValidationError("A round is already in progress; wait for it to finish.")
         if not lifecycle.job_rerun(LoopRound, pk=loop_round.pk, stage="queued (rerun)"):
             raise ValidationError(f"Round {loop_round.number} is {loop_round.status}; only failed or cancelled "

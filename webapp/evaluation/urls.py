@@ -13,4 +13,6 @@ urlpatterns = [
     path("p/<slug:slug>/evaluations/<int:evaluation_id>/cancel", views.evaluation_cancel, name="evaluation_cancel"),
     path("p/<slug:slug>/leaderboard/", views.leaderboard, name="evaluation_leaderboard"),
     path("p/<slug:slug>/loop/", views.loop_rounds, name="evaluation_loop"),
+    path("p/<slug:slug>/loop/<int:round_id>/cancel", views.loop_round_cancel, name="loop_round_cancel"),
+    path("p/<slug:slug>/loop/<int:round_id>/rerun", views.loop_round_rerun, name="loop_round_rerun"),
 ]

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from webapp.evaluation import integrity, loop_services, selectors, services
 from webapp.evaluation.forms import EvaluationForm, NextRoundForm, SendToHumansForm
-from webapp.evaluation.models import Evaluation
+from webapp.evaluation.models import Evaluation, LoopRound
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 
@@ -103,6 +103,31 @@ def leaderboard(request, project):
     return render(request, "evaluation/leaderboard.html", {
         "project": project, "role": request.role, "source": source,
         "leaderboard": selectors.leaderboard_for(project=project, source=source)})
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def loop_round_cancel(request, project, round_id):
+    loop_round = get_object_or_404(LoopRound, project=project, pk=round_id)
+    outcome = loop_services.loop_round_cancel(loop_round=loop_round)
+    notes = {"cancelled": "cancelled", "requested": "stops after the current batch"}
+    if outcome:
+        messages.success(request, f"Round {loop_round.number} {notes[outcome]}.")
+    else:
+        messages.error(request, f"Round {loop_round.number} is already {loop_round.status}.")
+    return redirect("evaluation_loop", slug=project.slug)
+
+
+@require_POST
+@project_view(Role.RESEARCHER)
+def loop_round_rerun(request, project, round_id):
+    loop_round = get_object_or_404(LoopRound, project=project, pk=round_id)
+    try:
+        loop_services.loop_round_rerun(loop_round=loop_round)
+        messages.success(request, f"Round {loop_round.number} queued again.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("evaluation_loop", slug=project.slug)
 
 
 @project_view(Role.RESEARCHER)
