@@ -7,6 +7,7 @@ smoothing redraws the curve as a debiased moving average. The runs here are rows
 import asyncio
 import json
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -122,3 +123,33 @@ def test_chart_stays_live_past_5000_points_and_smooths(page, client, asgi_server
     assert len(smoothed) == final and smoothed[:50] == pytest.approx(expected)
     assert smoothed[0] == pytest.approx(raw[0])  # debiased: the first point is not pulled to 0
     page.screenshot(path=str(artifacts_dir / "training-run-smoothed.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_badge_never_says_live_while_the_socket_keeps_dropping(page, client, asgi_server, project, researcher):
+    """The server side of the old failure, replayed: the first sockets open and are closed at once,
+    before any message (the oversized snapshot did exactly that). The page must back off and not say
+    live; once a socket delivers its catch-up, it does."""
+    run = _running_run(project, researcher, 10)
+    client.force_login(researcher)
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": asgi_server}])
+    opened = []
+
+    def handler(ws):
+        opened.append(time.monotonic())
+        server = ws.connect_to_server()
+        if len(opened) <= 3:  # the server accepted; its catch-up never reaches the page, which is closed
+            server.on_message(lambda message: ws.close(code=1011, reason="snapshot failed"))
+
+    page.route_web_socket(f"**/training/runs/{run.id}/**", handler)
+    page.add_init_script("""window.badgeLog = [];
+        new MutationObserver(() => { const b = document.getElementById('live-indicator');
+            if (b && b.textContent !== window.badgeLog[window.badgeLog.length - 1]) window.badgeLog.push(b.textContent); })
+        .observe(document, {subtree: true, childList: true, characterData: true});""")
+    page.goto(f"{asgi_server}/p/{project.slug}/training/runs/{run.id}/")
+    page.wait_for_function("() => document.getElementById('live-indicator').textContent === 'live'", timeout=30_000)
+    log = page.evaluate("() => window.badgeLog")
+    assert log.index("live") == len(log) - 1 and log.count("reconnecting…") == 3, log
+    gaps = [b - a for a, b in zip(opened, opened[1:4])]
+    assert gaps[1] > 1.5 * gaps[0] and gaps[2] > 1.5 * gaps[1], gaps  # backoff grows: the open did not reset it
+    assert page.evaluate("() => window.distilleryRun.lastStep") == 10
