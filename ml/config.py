@@ -43,6 +43,10 @@ class TrainingConfig:
     lora: bool = _f(False, "Train LoRA adapters instead of all weights.")
     lora_r: int = _f(16, "LoRA rank.", min=1, max=1024)
     lora_alpha: int = _f(32, "LoRA scaling alpha.", min=1, max=4096)
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, ~30% "
+                                             "slower steps.")
+    num_processes: int = _f(1, "Processes (one per GPU) this run trains on, launched together by the gpu "
+                               "worker (torchrun / accelerate); batch_size is per process.", min=1, max=64)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from ml.losses.adpa import adpa_loss
 from ml.losses.common import response_mask
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_student, run_loop
+from ml.recipes.trainer import load_student, main_process_first, run_trainer
 from ml.teacher_signals import adpa_rows, check_params, precompute_adpa
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,10 @@ def signals_for(config: ADPAConfig, data, *, student, teacher, teacher_sft, cach
     """The ADPA signal for this student and these teachers (cache hit when seen before)."""
     if teacher is None or teacher_sft is None or cache_dir is None:
         raise ValueError("ADPA needs either precomputed signals or teacher (pi_dpo), teacher_sft and a cache_dir")
-    return precompute_adpa(teacher, teacher_sft, student, data, cache_dir=cache_dir, top_k=config.top_k,
-                           max_length=config.max_length, max_new_tokens=config.max_new_tokens,
-                           batch_size=config.batch_size, device=device, sft_floor=config.sft_floor)
+    with main_process_first():  # several processes: rank 0 fills the cache, the others hit it
+        return precompute_adpa(teacher, teacher_sft, student, data, cache_dir=cache_dir, top_k=config.top_k,
+                               max_length=config.max_length, max_new_tokens=config.max_new_tokens,
+                               batch_size=config.batch_size, device=device, sft_floor=config.sft_floor)
 
 
 def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher=None,
@@ -58,5 +59,5 @@ def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, s
                                   nll_weight=config.nll_weight, advantage_clip=config.advantage_clip)
         return loss, metrics
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ml.config import ADPAPlusConfig, config_to_dict
 from ml.recipes import adpa, dckd
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
-from ml.recipes.loop import plan
+from ml.recipes.trainer import plan, world_size
 from ml.teacher_signals import cache_key, model_identity
 
 STAGE_FILE = "stage.json"
@@ -41,8 +41,8 @@ def train(config: ADPAPlusConfig, data, output_dir, hooks: Hooks | None = None, 
     """DCKD (`teacher` = pi_dpo) then ADPA (pi_dpo and `teacher_sft` = pi_sft). `resume_from` may be a
     checkpoint of either stage (it lives under output_dir/dckd or output_dir/adpa)."""
     hooks, output_dir = hooks or Hooks(), Path(output_dir)
-    dckd_steps = plan(len(data), config.dckd)[1]
-    total = dckd_steps + plan(len(data), config.adpa)[1]
+    dckd_steps = plan(len(data), config.dckd, world_size())[1]
+    total = dckd_steps + plan(len(data), config.adpa, world_size())[1]
     resume_stage = Path(resume_from).parent.name if resume_from else None
 
     dckd_dir = output_dir / "dckd"

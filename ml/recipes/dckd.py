@@ -6,7 +6,7 @@ from ml.losses.dckd import dckd_loss
 from ml.modeling import check_same_tokenizer, load_tokenizer
 from ml.recipes.batching import collate, forward_pair_logits, scatter_rows
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_student, run_loop
+from ml.recipes.trainer import load_student, main_process_first, run_trainer
 from ml.teacher_signals import check_params, dckd_rows, precompute_dckd
 
 
@@ -25,9 +25,10 @@ def train(config: DCKDConfig, data, output_dir, hooks: Hooks | None = None, *, s
         if teacher is None or cache_dir is None:
             raise ValueError("DCKD needs either precomputed signals or a teacher and a cache_dir")
         check_same_tokenizer(_tokenizer_of(teacher), _tokenizer_of(student), method="DCKD")
-        signals = precompute_dckd(teacher, data, cache_dir=cache_dir, top_k=config.top_k,
-                                  max_length=config.max_length, batch_size=config.batch_size, device=device,
-                                  temperature=config.temperature)
+        with main_process_first():  # several processes: rank 0 fills the cache, the others hit it
+            signals = precompute_dckd(teacher, data, cache_dir=cache_dir, top_k=config.top_k,
+                                      max_length=config.max_length, batch_size=config.batch_size, device=device,
+                                      temperature=config.temperature)
     path = getattr(signals, "path", signals)
     check_params(path, "dckd", temperature=config.temperature, top_k=config.top_k)
     rows = dckd_rows(path)
@@ -59,5 +60,5 @@ def train(config: DCKDConfig, data, output_dir, hooks: Hooks | None = None, *, s
                          alpha_w=config.alpha_w, alpha_l=config.alpha_l, nll_weight=config.nll_weight,
                          temperature=config.temperature)
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from)

@@ -15,7 +15,7 @@ from ml.config import DPOConfig
 from ml.data import PreferencePair
 from ml.modeling import check_same_tokenizer, load_model, render_prompt
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
-from ml.recipes.loop import load_frozen, memory_mb, plan, save_model_dir
+from ml.recipes.trainer import load_frozen, memory_mb, plan, save_model_dir
 
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 

@@ -13,7 +13,7 @@ from ml.losses.common import response_mask
 from ml.modeling import check_same_tokenizer
 from ml.recipes.batching import Encoded, collate, encode, forward_logits
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_frozen, load_student, run_loop
+from ml.recipes.trainer import load_frozen, load_student, run_trainer
 from ml.recipes.sft import as_sft_examples
 
 
@@ -28,7 +28,8 @@ def train(config: KDConfig, data, output_dir, hooks: Hooks | None = None, *, stu
     rows = [(e.prompt, encode(tokenizer, e.prompt, e.response, config.max_length)) for e in examples]
 
     def on_policy(batch_rows, model, step, micro):
-        outputs = generate(model, tokenizer, [prompt for prompt, _ in batch_rows], k=1, temperature=1.0,
+        outputs = generate(getattr(model, "module", model), tokenizer,  # DDP wraps the model in .module
+                           [prompt for prompt, _ in batch_rows], k=1, temperature=1.0,
                            max_new_tokens=config.max_new_tokens, seed=config.seed * 1_000_003 + step * 997 + micro,
                            batch_size=len(batch_rows))
         return [Encoded(enc.prompt_ids, (out[0].token_ids or [tokenizer.eos_token_id])[
@@ -50,5 +51,5 @@ def train(config: KDConfig, data, output_dir, hooks: Hooks | None = None, *, stu
                                 temperature=config.temperature)
         return loss, {**metrics, "on_policy": torch.tensor(float(sampled < config.on_policy_fraction))}
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from)

@@ -5,7 +5,7 @@ from ml.config import REDIConfig
 from ml.losses.redi import redi_loss
 from ml.recipes.batching import collate, encode, forward_logits
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_student, run_loop
+from ml.recipes.trainer import load_student, run_trainer
 
 
 def train(config: REDIConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher=None,
@@ -28,5 +28,5 @@ def train(config: REDIConfig, data, output_dir, hooks: Hooks | None = None, *, s
         return redi_loss(pos_logits, batch["positive"]["labels"].to(pos_logits.device), neg_logits,
                          batch["negative"]["labels"].to(neg_logits.device), alpha=config.alpha)
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from)

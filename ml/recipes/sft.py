@@ -8,7 +8,7 @@ from ml.generation import generate
 from ml.losses.sft import sft_loss
 from ml.recipes.batching import collate, encode, forward_logits
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_frozen, load_student, run_loop
+from ml.recipes.trainer import load_frozen, load_student, run_trainer
 
 
 def as_sft_examples(data) -> list:
@@ -47,5 +47,5 @@ def train(config: SFTConfig, data, output_dir, hooks: Hooks | None = None, *, st
         logits = forward_logits(model, batch)
         return sft_loss(logits, batch["labels"].to(logits.device))
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from)

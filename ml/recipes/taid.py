@@ -9,7 +9,7 @@ from ml.losses.taid import TaidSchedule, taid_loss
 from ml.modeling import check_same_tokenizer
 from ml.recipes.batching import collate, encode, forward_logits
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import load_frozen, load_student, plan, run_loop
+from ml.recipes.trainer import load_frozen, load_student, plan, run_trainer, world_size
 from ml.recipes.sft import as_sft_examples
 
 
@@ -23,7 +23,7 @@ def train(config: TAIDConfig, data, output_dir, hooks: Hooks | None = None, *, s
     pad_id = loaded.tokenizer.pad_token_id
     rows = [encode(loaded.tokenizer, e.prompt, e.response, config.max_length) for e in examples]
     # TaidSchedule climbs toward 1; a config with t_end < 1 caps the t each step uses.
-    _, total_steps = plan(len(rows), config)
+    _, total_steps = plan(len(rows), config, world_size())
     schedule = TaidSchedule(total_steps, t_start=config.t_start, alpha=config.alpha, beta=config.beta)
 
     def make_batch(batch_rows):
@@ -38,6 +38,6 @@ def train(config: TAIDConfig, data, output_dir, hooks: Hooks | None = None, *, s
         mask = response_mask(batch["labels"]).to(student_logits.device)
         return taid_loss(student_logits, teacher_logits, mask, t=min(schedule.t, config.t_end))
 
-    return run_loop(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
-                    output_dir=output_dir, hooks=hooks, resume_from=resume_from, extra=schedule,
-                    after_step=schedule.update)
+    return run_trainer(loaded=loaded, config=config, rows=rows, make_batch=make_batch, step_loss=step_loss,
+                       output_dir=output_dir, hooks=hooks, resume_from=resume_from, extra=schedule,
+                       after_step=schedule.update)

@@ -22,10 +22,11 @@ def _config_field(entry: dict, initial):
         return forms.BooleanField(required=False, **common)
     if entry.get("choices"):
         return forms.ChoiceField(choices=[(c, c) for c in entry["choices"]], **common)
-    if entry["type"] == "int":
-        return forms.IntegerField(**common)
+    if entry["type"] == "int":  # left empty (or absent from an older client's form): the dataclass default
+        return forms.IntegerField(required=False, **common)
     # Floats as text: 5e-7 stays readable (a number input would show 0.0000005) and config_from_dict parses it.
-    return forms.CharField(widget=forms.TextInput(attrs={"inputmode": "decimal", "spellcheck": "false"}), **common)
+    return forms.CharField(widget=forms.TextInput(attrs={"inputmode": "decimal", "spellcheck": "false"}),
+                           required=False, **common)
 
 
 def _flatten(schema: list, values: dict, prefix: str = "") -> list[tuple[str, dict, object]]:
@@ -97,6 +98,8 @@ class RunForm(forms.Form):
         config = {}
         for dotted in self.config_names:
             value = self.cleaned_data.get(CONFIG_PREFIX + dotted)
+            if value is None or value == "":
+                continue  # config_from_dict fills a missing key with its default
             *groups, leaf = dotted.split(".")
             target = config
             for group in groups:

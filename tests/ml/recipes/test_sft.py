@@ -1,4 +1,4 @@
-"""ml/recipes/sft.py and, through it, the shared loop (ml/recipes/loop.py): the loss falls, hooks
+"""ml/recipes/sft.py and, through it, the library trainer (ml/recipes/trainer.py): the loss falls, hooks
 see every step, a stop leaves a resumable checkpoint, and stop + resume equals one straight run."""
 import torch
 from safetensors.torch import load_file
@@ -47,7 +47,7 @@ def test_save_every_steps_writes_checkpoints(pairs, make_config, tiny_student_di
     result = sft.train(make_config("sft", max_steps=4, save_every_steps=2), pairs, tmp_path,
                        student=tiny_student_dir)
     assert [p.name for p in result.checkpoints] == ["checkpoint-2"]
-    assert (result.checkpoints[0] / "trainer_state.pt").exists()
+    assert all((result.checkpoints[0] / f).exists() for f in ("trainer_state.json", "optimizer.pt", "training_state.json"))
 
 
 def test_lora_trains_adapter_and_saves_merged_model(pairs, make_config, tiny_student_dir, tmp_path):

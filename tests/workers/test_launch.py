@@ -1,0 +1,85 @@
+"""workers/launch.py with ml/distributed.py: one run on 2 real CPU processes (torchrun, gloo). Rank 0
+alone reports each step; a cancel reaches both ranks, which stop at the same step with a resumable
+checkpoint, and the resumed 2-process run ends where a straight one does; a rank killed with SIGKILL
+fails the run with LaunchError and leaves no process of the group behind."""
+import os
+import signal
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ml.config import config_to_dict
+from ml.data import PreferencePair
+from ml.demo.configs import build_model, llama_config, save_model_dir
+from ml.demo.tasks import generate_tasks
+from ml.demo.tokenizer import corpus_from_tasks, train_demo_tokenizer
+from ml.recipes.hooks import Hooks
+from tests.ml.recipes.conftest import tiny_config
+from workers.launch import LAUNCH_DIR, LaunchError, train_distributed, wait_for_pids
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    tokenizer = train_demo_tokenizer(corpus_from_tasks(generate_tasks(200, seed=0)))
+    return save_model_dir(build_model(llama_config(tokenizer, "tiny-student"), seed=2), tokenizer,
+                          tmp_path_factory.mktemp("student"))
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return [PreferencePair(t.prompt, t.answer, t.answer[::-1] + " 7") for t in generate_tasks(16, seed=3)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_processes_train_cancel_and_resume_exactly(student_dir, pairs, tmp_path):
+    # Enough steps that the cancel (relayed asynchronously from the supervisor) lands mid-run.
+    steps = 150
+    config = config_to_dict(tiny_config("sft", max_steps=steps, num_processes=2))
+    events = []
+    straight = train_distributed("sft", config, pairs, tmp_path / "a", Hooks(on_progress=events.append),
+                                 num_processes=2, student=student_dir)
+    assert [e.step for e in events] == list(range(1, steps + 1))  # rank 0 only: one event per optimizer step
+    assert straight.steps == steps and not straight.stopped and (straight.final_dir / "model.safetensors").exists()
+    assert events[0].epoch == 0.25  # 16 rows, batch 2 per rank, 2 ranks: 4 steps per epoch
+
+    done = []
+    stopper = Hooks(on_progress=lambda e: done.append(e.step), should_stop=lambda: len(done) >= 2)
+    stopped = train_distributed("sft", config, pairs, tmp_path / "b", stopper, num_processes=2, student=student_dir)
+    assert stopped.stopped and 2 <= stopped.steps < steps and stopped.final_dir.name == f"checkpoint-{stopped.steps}"
+    assert (stopped.final_dir / "training_state.json").exists()
+    resumed = train_distributed("sft", config, pairs, tmp_path / "b", num_processes=2, student=student_dir,
+                                resume_from=stopped.final_dir)
+    assert resumed.steps == steps and [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    a, b = load_file(str(straight.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_killed_rank_fails_the_run_and_leaves_no_process(student_dir, pairs, tmp_path):
+    config = config_to_dict(tiny_config("sft", max_steps=100000, num_processes=2))
+    out = tmp_path / "run"
+    first_step = threading.Event()
+    pids = []
+
+    def kill_rank_one():
+        pids.extend(wait_for_pids(out / LAUNCH_DIR, 2))
+        first_step.wait(120)
+        os.kill(pids[1], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_rank_one, daemon=True)
+    killer.start()
+    with pytest.raises(LaunchError, match="exited with status"):
+        train_distributed("sft", config, pairs, out, Hooks(on_progress=lambda e: first_step.set()),
+                          num_processes=2, student=student_dir)
+    killer.join(5)
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
