@@ -4,7 +4,10 @@ carries every event (pages filter by id); messages are flat JSON:
 - {"event": "evaluation", "id", "status", "stage", "done", "total", "error"}   progress and state
 - {"event": "evaluation_results", "id"}                                        results changed (reload)
 - {"event": "round", "id", "number", "status", "stage", "done", "total", "error"}
-- {"event": "leaderboard", "computed_at"}"""
+- {"event": "leaderboard", "computed_at"}                                       ISO 8601 text
+
+Every value is plain JSON: the channel layer (msgpack) refuses a raw datetime, and that refusal would
+fail the task that published it."""
 from webapp.projects.live import publish
 
 
@@ -36,4 +39,5 @@ def publish_round(loop_round) -> None:
 
 
 def publish_leaderboard(leaderboard) -> None:
-    publish(project_group(leaderboard.project_id), {"event": "leaderboard", "computed_at": leaderboard.computed_at})
+    publish(project_group(leaderboard.project_id), {"event": "leaderboard",
+                                                         "computed_at": leaderboard.computed_at.isoformat()})
