@@ -1,17 +1,23 @@
-"""Live annotation counters. One group per project, `annotation-<project id>`; one message kind,
-also sent on connect:
+"""Live annotation events (group names from webapp/live_groups.py).
+
+`annotation.project.<id>`, every member (annotators included); one message kind, also sent on connect:
     {"event": "annotation.counters", "pending": int, "done": int, "disputed": int}
-pending = open comparisons; done = complete or adjudicated; disputed = waiting for a researcher."""
+pending = open comparisons; done = complete or adjudicated; disputed = waiting for a researcher.
+
+`judging.project.<id>`, researchers only (job errors may quote model paths and tracebacks):
+    {"event": "judge.progress", "job", "status", "done", "total", "error"}
+    {"event": "judge.snapshot", "jobs": [<progress message>, ...]}   sent on connect"""
 import time
 
 from django.db import transaction
 from django.db.models import Count, Q
 
+from webapp import live_groups
 from webapp.projects.live import publish_now
 
 
-def group(project_id: int) -> str:
-    return f"annotation-{project_id}"
+group = live_groups.annotation_project
+judging_group = live_groups.judging_project  # researchers only: judge-job progress and error text
 
 
 def counters(project_id: int) -> dict:

@@ -1,8 +1,9 @@
 """Teacher-as-judge jobs: create one over chosen comparisons (enqueued on the gpu queue after
 commit), and its lifecycle steps (claim, progress, finish, cancel, rerun, reap: webapp.lifecycle). The worker turns each
 comparison into plain items (`judge_job_items`) and stores verdicts through
-services.teacher_judgement_record. Progress goes to the annotation group as
-{"event": "judge.progress", "job", "status", "done", "total", "error"}."""
+services.teacher_judgement_record. Progress goes to the researchers' judging group (events.py):
+{"event": "judge.progress", "job", "status", "done", "total", "error"}, and the judge socket sends
+the recent jobs on connect."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -105,5 +106,11 @@ def progress_message(job: JudgeJob) -> dict:
             "total": job.progress_total, "error": job.error}
 
 
+def judge_jobs_snapshot(*, project, limit: int = 50) -> dict:
+    """The judge socket's catch-up: the newest jobs' state (the page lists the newest first)."""
+    jobs = JudgeJob.objects.filter(project=project).order_by("-pk")[:limit]
+    return {"event": "judge.snapshot", "jobs": [progress_message(job) for job in jobs]}
+
+
 def _publish(job: JudgeJob) -> None:
-    publish(events.group(job.project_id), progress_message(job))
+    publish(events.judging_group(job.project_id), progress_message(job))

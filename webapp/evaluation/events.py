@@ -1,4 +1,4 @@
-"""Live events of evaluations and loop rounds. One group per project, `evaluation.<project_id>`,
+"""Live events of evaluations and loop rounds. One group per project, `evaluation.project.<id>` (webapp/live_groups.py),
 carries every event (pages filter by id); messages are flat JSON:
 
 - {"event": "evaluation", "id", "status", "stage", "done", "total", "error"}   progress and state
@@ -8,11 +8,11 @@ carries every event (pages filter by id); messages are flat JSON:
 
 Every value is plain JSON: the channel layer (msgpack) refuses a raw datetime, and that refusal would
 fail the task that published it."""
+from webapp import live_groups
 from webapp.projects.live import publish
 
 
-def project_group(project_id: int) -> str:
-    return f"evaluation.{project_id}"
+project_group = live_groups.evaluation_project
 
 
 def evaluation_state(evaluation) -> dict:

@@ -1,11 +1,11 @@
-"""Live events of generation jobs. One group per project, `generation-<project id>`; messages:
+"""Live events of generation jobs. One group per project, `generation.project.<id>` (webapp/live_groups.py); messages:
     {"event": "generation.progress", "job": id, "status": str, "done": int, "total": int, "error": str}
     {"event": "generation.snapshot", "jobs": [<progress message>, ...]}  (sent on connect)"""
+from webapp import live_groups
 from webapp.projects.live import publish
 
 
-def group(project_id: int) -> str:
-    return f"generation-{project_id}"
+group = live_groups.generation_project
 
 
 def progress_message(job) -> dict:

@@ -1,8 +1,8 @@
 """Live events of training runs: the channel group names and every message's schema live here, so
 the worker (publisher), the consumers (relay + snapshot) and static/training/*.js agree on one shape.
 
-Groups: `training.run.<id>` (one run's page: status, metric points, log lines) and
-`training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
+Groups (named by webapp/live_groups.py): `training.run.<id>` (one run's page: status, metric points,
+log lines) and `training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
 - run.snapshot  {run, points, log, more}          sent on connect; `points` only after the client's step,
                                                   at most SNAPSHOT_PAGE of them; `more` says run.points
                                                   pages follow (a 20,000-step history is megabytes, past
@@ -13,6 +13,7 @@ Groups: `training.run.<id>` (one run's page: status, metric points, log lines) a
 - run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
 - runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
 """
+from webapp import live_groups
 from webapp.lifecycle import JobStatus
 from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, TrainingRun
 
@@ -20,12 +21,8 @@ from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, Tra
 SNAPSHOT_PAGE = 1000
 
 
-def run_group(run_id: int) -> str:
-    return f"training.run.{run_id}"
-
-
-def project_group(project_id: int) -> str:
-    return f"training.project.{project_id}"
+run_group = live_groups.training_run
+project_group = live_groups.training_project
 
 
 def point_payload(point: MetricPoint) -> dict:
