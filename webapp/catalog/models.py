@@ -1,7 +1,10 @@
 """Model versions and prompts. A model version points at weights by local path or hub id +
-revision; lineage links it to its parent version and the training run that produced it."""
+revision; lineage links it to its parent version and the training run that produced it. A GGUF
+conversion is the job that turns a .gguf file into a model directory and registers it."""
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+
+from webapp.lifecycle import Job
 
 
 class ModelRole(models.TextChoices):
@@ -29,6 +32,8 @@ class ModelVersion(models.Model):
     snapshot = models.ForeignKey("annotation.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions")
     method = models.CharField(max_length=20, blank=True)
     config = models.JSONField(default=dict, blank=True)
+    weights_hash = models.JSONField(default=dict, blank=True, help_text="sha256 of the weight, config and tokenizer "
+                                    "files with their sizes/mtimes (ml.modeling.weights_hash): hashed once, reused after.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -84,3 +89,24 @@ class Prompt(models.Model):
 
     def __str__(self):
         return (self.text or str(self.messages))[:80]
+
+
+class GGUFConversion(Job):
+    """A .gguf file being dequantized into a model directory (safetensors, tokenizer, chat template)
+    on the gpu queue; on success it registers `model_version` under `name`."""
+
+    RERUN_HINT = "Convert it again with Rerun."
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="gguf_conversions")
+    name = models.CharField(max_length=200)
+    role = models.CharField(max_length=20, choices=ModelRole.choices)
+    stage_of_teacher = models.CharField(max_length=10, choices=TeacherStage.choices, default=TeacherStage.BASE)
+    gguf_path = models.CharField(max_length=500)
+    target_dir = models.CharField(max_length=500, blank=True)
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta(Job.Meta):
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} from {self.gguf_path}"
