@@ -83,7 +83,7 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
         return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"]
     if server == "granian":
         return ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--no-ws", "--log-level", "warning", "webapp.asgi:application"]
+                "--log-level", "warning", "--no-access-log", "webapp.asgi:application"]
     return ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
 
@@ -170,7 +170,8 @@ async def load(base, slug, cookies, args):
 
 
 # What py-spy's stacks are charged to: the first rule (leaf to root) that a frame matches.
-PARTS = [("select-and-lease", ("comparison_next_for", "_lease_next", "_held_renew")), ("progress", ("annotator_progress",)),
+PARTS = [("select-and-lease", ("comparison_next_for", "comparison_next_id_for")),
+         ("payload + progress", ("annotator_progress", "annotation_state")),
          ("payload", ("comparison_payload",)), ("counters (Redis/DB)", ("counters_recent", "counters_changed", "publish_now")),
          ("submit write", ("judgement_record", "_status_refresh", "comparison_offered")), ("undo write", ("judgement_undo",)),
          ("membership", ("permissions.py",)), ("session", ("sessions/",)), ("auth (user)", ("contrib/auth",)),

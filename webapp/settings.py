@@ -101,6 +101,8 @@ TEMPLATES = [
     },
 ]
 ASGI_APPLICATION = "webapp.asgi.application"
+# Threads per web server process running requests (each waits on PostgreSQL part of the time).
+HTTP_THREADS = _env_int("DISTILLERY_HTTP_THREADS", 8, minimum=1)
 WSGI_APPLICATION = None
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded("database_url")
