@@ -11,6 +11,8 @@ import abc
 import argparse
 import os
 import queue
+import signal
+import sys
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -234,8 +236,28 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default=os.environ.get("PLAYGROUND_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PLAYGROUND_PORT", "7860")))
     args = parser.parse_args(argv)
-    build_app().queue().launch(server_name=args.host, server_port=args.port, auth=django_auth,
-                               auth_message="Log in with your Distillery account.")
+    app = build_app().queue()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # ours before launch: a Ctrl-C during start-up stops too
+        signal.signal(sig, lambda *_: stop.set())
+    app.launch(server_name=args.host, server_port=args.port, auth=django_auth, prevent_thread_lock=True,
+               auth_message="Log in with your Distillery account.")
+    serve_until_stopped(app, stop)
+
+
+def serve_until_stopped(app, stop: threading.Event, *, grace: float = 1.5) -> None:
+    """Waits for one Ctrl-C (or SIGTERM), then stops within `grace` seconds. Gradio's own handler
+    waits for open browser streams and running generations (10 s and more), so people pressed
+    Ctrl-C again; nothing is lost by not waiting: answers not yet sent to the queue were never stored."""
+    while not stop.wait(0.5):
+        pass
+    print("Stopping the playground…", flush=True)
+    closer = threading.Thread(target=app.close, daemon=True)
+    closer.start()
+    closer.join(grace)
+    connections.close_all()
+    sys.stdout.flush()
+    os._exit(0)  # generation and stream threads would otherwise hold the interpreter open
 
 
 if __name__ == "__main__":
