@@ -149,8 +149,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 WORKER_HEARTBEAT_SECONDS = _env_int("DISTILLERY_WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
 RUN_STALE_AFTER_SECONDS = _env_int("DISTILLERY_RUN_STALE_AFTER_SECONDS", 90, minimum=5)
-# Generation, judge and evaluation jobs beat only when a batch finishes, so they get a longer grace.
-JOB_STALE_AFTER_SECONDS = _env_int("DISTILLERY_JOB_STALE_AFTER_SECONDS", 900, minimum=5)
+# Every other job kind (generation, judge, evaluation, loop round, GGUF conversion) beats from a
+# thread while it works (webapp.lifecycle.JobBeat); its grace also covers a slow database.
+JOB_STALE_AFTER_SECONDS = _env_int("DISTILLERY_JOB_STALE_AFTER_SECONDS", 120, minimum=5)
 
 # Where model versions, checkpoints, teacher-signal caches and uploads live.
 DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()

@@ -138,3 +138,28 @@ def test_advantage_signal_is_dpo_minus_sft_log_prob_of_each_token(tiny_demo_dir)
         assert row["advantage"] == pytest.approx([t - s for t, s in zip(row["teacher_logp"], own["teacher_logp"])], abs=2e-4)
     same = token_signals(teacher, student, prompts, answers, dpo=teacher, sft=teacher)
     assert all(a == 0 for row in same for a in row["advantage"])
+
+
+def test_implicit_judge_evaluation_loads_pi_dpo_and_pi_sft_once(project, researcher, tiny_demo_dir, monkeypatch):
+    """B18: the implicit-reward judge and the advantage signals share one load of π_dpo and π_sft."""
+    from workers.tasks.gpu import evaluation as task_module
+
+    teacher, student = register_demo_models(project, tiny_demo_dir)
+    pi_dpo, pi_sft = teacher, student  # any two models of one vocabulary stand in for the teacher's stages
+    prompt_set = import_demo_prompts(project, tiny_demo_dir)
+    loads = []
+
+    def counting_load(source, **kwargs):
+        loads.append(source)
+        return load_model(source, **kwargs)
+
+    monkeypatch.setattr(task_module, "load_model", counting_load)
+    evaluation = services.evaluation_create(
+        project=project, name="implicit", teacher=teacher, model_versions=[student], prompt_set=prompt_set,
+        judges=["teacher"], created_by=researcher,
+        config={"split": "eval", "prompt_limit": 3, "teacher_judge": "implicit", "teacher_dpo_id": pi_dpo.id,
+                "teacher_sft_id": pi_sft.id, "max_new_tokens": 4, "n_boot": 50})
+    assert run_evaluation(evaluation.id) == "succeeded", Evaluation.objects.get(pk=evaluation.id).error
+    # teacher, then π_dpo and π_sft once each (judge + signals), then the candidate: four loads, not six
+    assert loads == [teacher.source, pi_dpo.source, pi_sft.source, student.source]
+    assert Judgement.objects.filter(comparison__evaluation=evaluation, source="teacher").count() == 3

@@ -2,10 +2,10 @@
 preference snapshot into plain ml.data pairs, calls the method's recipe with hooks bridged to a
 RunRecorder (throttled metric points, heartbeat, live events, the cancel flag), and stores how it
 ended through webapp services: cancelled with a resumable checkpoint, failed with its traceback, or
-succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo first train one from
-π_sft on the snapshot (β=0.01), cached under DATA_DIR/cache/teacher-dpo/<content hash>; an ADPA+ run
-reuses an earlier run's DCKD stage when its inputs hash the same (teacher signals and student
-generations are cached by content hash inside ml.teacher_signals)."""
+succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo first get one trained
+from π_sft on the snapshot (β=0.01) from the stage cache (ml.pipeline: built once per content hash,
+atomically); an ADPA+ run reuses an earlier run's DCKD stage found by key in the stage index (teacher
+signals and student generations are cached by content hash inside ml.teacher_signals)."""
 import dataclasses
 import os
 import socket
@@ -16,20 +16,24 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
-from ml.config import DPOConfig, TrainingConfig, config_from_dict, config_to_dict
+from ml.config import config_from_dict
 from ml.data import PreferencePair
 from ml.modeling import model_ref
-from ml.recipes import adpa_plus, recipe_for
+from ml.pipeline import (TEACHER_DPO_BETA, StageCancelled, checkpoint_step, dckd_stage_publish, dckd_stage_reuse,
+                         stage_offsets, teacher_dpo_stage)
+from ml.recipes import recipe_for
 from ml.recipes.hooks import Hooks, TrainResult
-from ml.recipes.loop import plan
-from ml.teacher_signals import cache_key, model_identity
 from webapp.training import services
 from webapp.training.models import TrainingRun
 from webapp.training.progress import RunRecorder
 from workers.checkpoint_evaluator import CheckpointEvaluator
 
-TEACHER_DPO_BETA = 0.01  # ALGORITHMS.md §3: the teacher's DPO stage
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
+
+
+def _stages() -> Path:
+    """The stage cache and its index (ml.pipeline), shared by every gpu worker on this data dir."""
+    return settings.DATA_DIR / "cache" / "stages"
 
 
 @shared_task(name="workers.tasks.gpu.training.train_run")
@@ -84,8 +88,10 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     if run.method in NEEDS_PI_DPO and pi_dpo is None:
         return TrainResult(final_dir=None, steps=0, metrics={}, stopped=True)  # cancelled during π_dpo
     if run.method == "adpa_plus":
-        _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir, recorder)
-    checkpoints = _CheckpointScanner(run, out_dir, config, len(pairs), evaluator)
+        dckd_inputs = {"student": _ref(run.student), "teacher": pi_dpo, "out_dir": out_dir, "index_root": _stages()}
+        if (reused := dckd_stage_reuse(config, pairs, **dckd_inputs)) is not None:
+            recorder.stage(f"reusing the DCKD stage of {reused} (same inputs)")
+    checkpoints = _CheckpointScanner(run, out_dir, evaluator)
 
     def on_progress(event):
         recorder.progress(**dataclasses.asdict(event))
@@ -98,6 +104,8 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
                                     resume_from=run.resume_from.path if run.resume_from else None,
                                     **_models(run, pi_dpo, out_dir))
     checkpoints.scan(force=True)
+    if run.method == "adpa_plus":
+        dckd_stage_publish(config, pairs, **dckd_inputs)
     return result
 
 
@@ -120,56 +128,41 @@ def _models(run: TrainingRun, pi_dpo: str | None, out_dir: Path) -> dict:
 
 
 def _teacher_dpo(run: TrainingRun, config, pairs: list, recorder: RunRecorder) -> str | None:
-    """π_dpo's directory: the run's own, or one trained from π_sft on this snapshot (cached by
-    the content hash of π_sft's files, the pairs and the DPO config). None when cancelled."""
+    """π_dpo's directory: the run's own, or the stage cache's (ml.pipeline.teacher_dpo_stage: keyed by
+    π_sft's files, the pairs and the DPO config; a second run asking meanwhile waits, then reuses it).
+    None when cancelled."""
     if run.teacher_dpo is not None:
         return _ref(run.teacher_dpo)
     base = run.teacher_sft or run.teacher
-    first_stage = config.dckd if run.method == "adpa_plus" else config  # batching etc. as the run's own
-    shared = {f.name: getattr(first_stage, f.name) for f in dataclasses.fields(TrainingConfig)}
-    dpo_config = DPOConfig(**{**shared, "save_every_steps": 0}, beta=TEACHER_DPO_BETA)
-    key = cache_key("stage/teacher-dpo", models={"teacher": model_identity(_ref(base))}, data=pairs,
-                    params=config_to_dict(dpo_config))
-    stage_dir = settings.DATA_DIR / "cache" / "teacher-dpo" / key
-    if not (stage_dir / "final").is_dir():
-        recorder.stage(f"teacher DPO of {base.name} (β={TEACHER_DPO_BETA}) → π_dpo")
-        progress = lambda e: recorder.stage(f"teacher DPO step {e.step}/{e.total_steps}", quiet=True)  # noqa: E731
-        result = recipe_for("dpo")(dpo_config, pairs, stage_dir / "work", Hooks(progress, recorder.should_stop),
-                                   student=_ref(base))
-        if result.stopped:
-            return None
-        os.replace(result.final_dir, stage_dir / "final")  # atomic: a half-trained π_dpo is never a hit
-    else:
-        recorder.stage(f"π_dpo for {base.name} found in the stage cache ({key[:12]})")
-    services.teacher_dpo_register(run=run, base=base, source=stage_dir / "final")
-    return str(stage_dir / "final")
+    recorder.stage(f"teacher DPO of {base.name} (β={TEACHER_DPO_BETA}) → π_dpo, from the stage cache or trained now")
+    progress = lambda e: recorder.stage(f"teacher DPO step {e.step}/{e.total_steps}", quiet=True)  # noqa: E731
+    waits = []
 
+    def waiting():  # another worker builds the same π_dpo: say so once, then wait quietly
+        recorder.stage("waiting for another worker's π_dpo build (same inputs)", quiet=bool(waits))
+        waits.append(1)
 
-def _reuse_dckd_stage(run, config, pairs, pi_dpo, out_dir: Path, recorder: RunRecorder) -> None:
-    """Links an earlier run's finished DCKD stage into this run when its inputs hash the same, so
-    ADPA+ skips straight to ADPA (ml.recipes.adpa_plus checks the same key in stage.json)."""
-    own = out_dir / "dckd"
-    if own.exists():
-        return
-    key = adpa_plus.dckd_stage_key(config, pairs, student=_ref(run.student), teacher=pi_dpo)
-    for marker in sorted((settings.DATA_DIR / "runs").glob("*/dckd/" + adpa_plus.STAGE_FILE)):
-        if adpa_plus.stage_done(marker.parent, key):
-            own.mkdir(parents=True)
-            os.symlink(marker.parent.resolve() / "final", own / "final")
-            (own / adpa_plus.STAGE_FILE).write_text(marker.read_text())
-            recorder.stage(f"reusing the DCKD stage of run {marker.parent.parent.name} (same inputs)")
-            return
+    try:
+        stage = teacher_dpo_stage(_ref(base), pairs, config, root=_stages(), on_wait=waiting,
+                                  hooks=Hooks(progress, recorder.should_stop))
+    except StageCancelled:
+        return None
+    if stage.path is None:
+        return None
+    recorder.stage(f"π_dpo for {base.name} {'trained' if stage.built else 'found in the stage cache'} ({stage.path.parent.name[:12]})")
+    services.teacher_dpo_register(run=run, base=base, source=stage.path)
+    return str(stage.path)
 
 
 class _CheckpointScanner:
-    """Registers checkpoint directories as the recipe writes them. Scans happen between optimizer
-    steps in the training thread, so a directory seen with its state file is complete."""
+    """Registers checkpoint directories as the recipe writes them, on the run's one step axis
+    (ml.pipeline.checkpoint_step). Scans happen between optimizer steps in the training thread, so a
+    directory seen with its state file is complete."""
 
-    MARKERS = ("training_state.json", "rng_state.pth")  # written last by ml.recipes.loop / HF Trainer
+    MARKERS = ("training_state.json", "rng_state.pth")  # written last by ml.recipes.trainer / HF Trainer
 
-    def __init__(self, run, out_dir: Path, config, num_rows: int, evaluator=None):
+    def __init__(self, run, out_dir: Path, evaluator=None):
         self.run, self.out_dir, self.seen, self.last, self.evaluator = run, out_dir, set(), 0.0, evaluator
-        self.adpa_offset = plan(num_rows, config.dckd)[1] if run.method == "adpa_plus" else 0
 
     def scan(self, *, force: bool = False):
         if not force and time.monotonic() - self.last < 1.0:
@@ -178,7 +171,7 @@ class _CheckpointScanner:
         for path in self.out_dir.glob("**/checkpoint-*"):
             if path in self.seen or not any((path / m).exists() for m in self.MARKERS):
                 continue
-            step = int(path.name.rsplit("-", 1)[-1]) + (self.adpa_offset if path.parent.name == "adpa" else 0)
+            step = checkpoint_step(path, stage_offsets(self.out_dir))
             services.checkpoint_record(run=self.run, step=step, path=path)
             self.seen.add(path)
             if self.evaluator is not None:
