@@ -1,3 +1,4 @@
+"""The evaluation app; its `loop_counts` feeds the project home (webapp/projects/selectors.py)."""
 from django.apps import AppConfig
 
 
@@ -7,3 +8,8 @@ class EvaluationConfig(AppConfig):
 
     def ready(self):
         from webapp.evaluation import receivers  # noqa: F401  (connects the human-verdict listener)
+
+    def loop_counts(self, project) -> dict:
+        from webapp.evaluation.models import Evaluation
+
+        return {"evaluations": Evaluation.objects.filter(project=project).count()}
