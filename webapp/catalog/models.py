@@ -48,6 +48,14 @@ class ModelVersion(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def stage_label(self) -> str:
+        """What lists show as its stage: a teacher's (base, π_sft, π_dpo); for a student or reference
+        trained here, the method that made it (a trained student is not "Base")."""
+        if self.role != ModelRole.TEACHER and self.method:
+            return "after " + self.method.replace("_plus", "+").upper()
+        return self.get_stage_display()
+
 
 class Split(models.TextChoices):
     TRAIN = "train", "Train"

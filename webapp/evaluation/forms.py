@@ -3,6 +3,7 @@ evaluation to the annotators, and the loop's next round. Choices are limited to 
 from django import forms
 
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet, TeacherStage
+from webapp.catalog.selectors import weights_available
 
 JUDGE_CHOICES = [("teacher", "Teacher-judge"), ("oracle", "Oracle (demo tasks)"), ("humans", "Humans (blind, via the queue)")]
 TEACHER_JUDGE_CHOICES = [("generative", "Generative: asks the teacher A or B, both orders"),
@@ -39,7 +40,11 @@ class EvaluationForm(forms.Form):
         self.fields["teacher_sft"].queryset = teachers.exclude(stage=TeacherStage.DPO)
         self.fields["teacher"].initial = teachers.first()
         self.fields["prompt_set"].initial = self.fields["prompt_set"].queryset.first()
-        self.fields["model_versions"].initial = list(versions.exclude(role=ModelRole.TEACHER))
+        # Pre-check only students a worker can load: one that cannot would fail the whole evaluation.
+        candidates = list(versions.exclude(role=ModelRole.TEACHER))
+        self.fields["model_versions"].initial = [mv for mv in candidates if weights_available(mv)]
+        self.fields["model_versions"].label_from_instance = (
+            lambda mv: f"{mv.name} · {mv.stage_label}" + ("" if weights_available(mv) else " (weights not found here)"))
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
