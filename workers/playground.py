@@ -38,7 +38,7 @@ from transformers import TextIteratorStreamer  # noqa: E402
 
 from ml.modeling import load_model, render_prompt  # noqa: E402
 from webapp.catalog.models import ModelRole, ModelVersion  # noqa: E402
-from webapp.evaluation.loop_services import playground_pair_submit  # noqa: E402
+from webapp.evaluation.playground import playground_pair_submit  # noqa: E402
 from webapp.projects.models import Project, Role  # noqa: E402
 from webapp.projects.permissions import has_role  # noqa: E402
 from webapp.projects.selectors import projects_for  # noqa: E402

@@ -1,23 +1,20 @@
-"""Writes for the closed loop and the playground: starting a "next round" (the latest student answers
-fresh prompts; its comparisons with the teacher enter the annotation queue ordered by teacher-student
-disagreement), the round job's claim/progress/finish steps, and a pair of playground answers sent
-to the queue by hand."""
+"""Writes for the closed loop: starting a "next round" (the latest student answers fresh prompts; its
+comparisons with the teacher enter the annotation queue ordered by teacher-student disagreement) and
+the round job's claim/progress/finish steps. The playground's writes live in playground.py."""
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from webapp import lifecycle
 from webapp.annotation.models import ComparisonSource
-from webapp.catalog.models import ModelRole, Prompt, PromptSet
-from webapp.catalog.services import prompt_content_hash
+from webapp.catalog.models import ModelRole
 from webapp.celery import enqueue
 from webapp.evaluation import events
 from webapp.evaluation.models import LoopRound
 from webapp.lifecycle import JobStatus
-from webapp.evaluation.services import generation_record, pair_comparison_store
+from webapp.evaluation.services import pair_comparison_store
 
 ROUND_TASK = "workers.tasks.gpu.loop.run_round"
-PLAYGROUND_SET = "playground"
 
 
 def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int, created_by=None) -> LoopRound:
@@ -109,27 +106,3 @@ def loop_comparison_store(*, loop_round: LoopRound, prompt, teacher_generation, 
     return pair_comparison_store(project=loop_round.project, prompt=prompt, first=teacher_generation,
                                  second=student_generation, source=ComparisonSource.LOOP, priority=disagreement,
                                  loop_round=loop_round)
-
-
-@transaction.atomic
-def playground_pair_submit(*, project, prompt_text: str, teacher, student, teacher_text: str, student_text: str,
-                           token_counts: tuple[int, int] = (0, 0), temperature: float = 0.0):
-    """Stores a playground prompt (in the project's "playground" prompt set), the two answers and an
-    open comparison, so the pair appears in the annotation queue."""
-    prompt_text = prompt_text.strip()
-    if not prompt_text:
-        raise ValidationError("Write a prompt first.")
-    if not teacher_text.strip() or not student_text.strip():
-        raise ValidationError("Both models must have answered before the pair can be sent.")
-    if teacher.project_id != project.pk or student.project_id != project.pk:
-        raise ValidationError("Both models must belong to the project.")
-    prompt_set, _ = PromptSet.objects.get_or_create(project=project, name=PLAYGROUND_SET,
-                                                    defaults={"description": "Prompts typed in the playground"})
-    digest = prompt_content_hash(text=prompt_text)
-    prompt, _ = Prompt.objects.get_or_create(prompt_set=prompt_set, content_hash=digest,
-                                             defaults={"text": prompt_text, "split": "train", "tags": ["playground"]})
-    generations = [generation_record(prompt=prompt, model_version=mv, text=text, token_count=count,
-                                     origin="playground", temperature=temperature)
-                   for mv, text, count in ((teacher, teacher_text, token_counts[0]), (student, student_text, token_counts[1]))]
-    return pair_comparison_store(project=project, prompt=prompt, first=generations[0], second=generations[1],
-                                 source=ComparisonSource.PLAYGROUND)
