@@ -28,3 +28,18 @@ def job_action_view(model, action, *, done: str, back: str, url_kwarg: str = "jo
         return redirect(back, slug=project.slug, **({back_kwarg: job.pk} if back_kwarg else {}))
 
     return view
+
+
+def form_create(request, form, create, *, done, then):
+    """The create half of a list-and-create page: on a valid POST, `create(cleaned_data)` makes the
+    job (a ValidationError it raises lands on the form), `done(job)` is the success message and
+    `then(job)` the response. Returns that response, or None: render the page (with the form's errors)."""
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        job = create(form.cleaned_data)
+    except ValidationError as exc:
+        form.add_error(None, exc)
+        return None
+    messages.success(request, done(job))
+    return then(job)

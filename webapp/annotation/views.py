@@ -16,6 +16,7 @@ from webapp.annotation import exports, judging, quality, selectors, services, sn
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
 from webapp.generation.models import Generation
+from webapp.job_views import form_create
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 
@@ -46,16 +47,14 @@ def comparisons_build(request, project):
 @project_view(Role.RESEARCHER)
 def judge_jobs(request, project):
     form = JudgeJobForm(request.POST or None, project=project)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            job = judging.judge_job_create(project=project, created_by=request.user, teacher=data["teacher"], method=data["method"],
-                                           reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data))
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Judge job {job.pk} queued: {job.progress_total} comparisons.")
-            return redirect("judge_jobs", slug=project.slug)
+    created = form_create(
+        request, form, lambda data: judging.judge_job_create(
+            project=project, created_by=request.user, teacher=data["teacher"], method=data["method"],
+            reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data)),
+        done=lambda job: f"Judge job {job.pk} queued: {job.progress_total} comparisons.",
+        then=lambda job: redirect("judge_jobs", slug=project.slug))
+    if created:
+        return created
     page = Paginator(JudgeJob.objects.filter(project=project).select_related("teacher"), 25).get_page(request.GET.get("page"))
     return render(request, "annotation/judge.html", {"project": project, "role": request.role, "form": form,
                                                       "jobs": page, "page": page})
@@ -100,14 +99,12 @@ def adjudicate(request, project, comparison_id):
 @project_view(Role.RESEARCHER)
 def snapshot_list(request, project):
     form = SnapshotForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            snapshot = snapshots.snapshot_freeze(project=project, created_by=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Froze {snapshot.name}: {snapshot.pair_count} pairs, hash {snapshot.content_hash[:12]}.")
-            return redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk)
+    created = form_create(
+        request, form, lambda data: snapshots.snapshot_freeze(project=project, created_by=request.user, **data),
+        done=lambda snapshot: f"Froze {snapshot.name}: {snapshot.pair_count} pairs, hash {snapshot.content_hash[:12]}.",
+        then=lambda snapshot: redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk))
+    if created:
+        return created
     return render(request, "annotation/snapshots.html", {"project": project, "role": request.role, "form": form,
                                                           "snapshots": selectors.snapshots_for(project=project)})
 

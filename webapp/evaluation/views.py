@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from webapp.evaluation import integrity, loop_services, selectors, services
 from webapp.evaluation.forms import EvaluationForm, NextRoundForm, SendToHumansForm
 from webapp.evaluation.models import Evaluation, LoopRound
+from webapp.job_views import form_create
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 
@@ -24,14 +25,13 @@ def _source(request) -> str:
 @project_view(Role.RESEARCHER)
 def evaluation_list(request, project):
     form = EvaluationForm(request.POST or None, project=project)
-    if request.method == "POST" and form.is_valid():
-        try:
-            evaluation = services.evaluation_create(project=project, created_by=request.user, **form.service_kwargs())
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Evaluation “{evaluation.name}” queued.")
-            return redirect("evaluation_detail", slug=project.slug, evaluation_id=evaluation.id)
+    created = form_create(
+        request, form, lambda data: services.evaluation_create(project=project, created_by=request.user,
+                                                               **form.service_kwargs()),
+        done=lambda evaluation: f"Evaluation “{evaluation.name}” queued.",
+        then=lambda evaluation: redirect("evaluation_detail", slug=project.slug, evaluation_id=evaluation.id))
+    if created:
+        return created
     return render(request, "evaluation/list.html", {
         "project": project, "role": request.role, "form": form,
         "evaluations": selectors.evaluations_for(project=project)})
@@ -59,6 +59,7 @@ def evaluation_side_by_side(request, project, evaluation_id):
                "family": request.GET.get("family", ""), "search": request.GET.get("q", "")}
     rows = selectors.side_by_side_rows(evaluation=evaluation, **filters)
     page = Paginator(rows, 20).get_page(request.GET.get("page"))
+    selectors.side_by_side_diffs(page)  # B25: diff the shown page only
     signals = {str(c["output"].id): c["output"].signals for row in page for c in row["candidates"]}
     signal = request.GET.get("signal", "teacher_logp")
     return render(request, "evaluation/side_by_side.html", {
@@ -133,14 +134,12 @@ def loop_round_rerun(request, project, round_id):
 @project_view(Role.RESEARCHER)
 def loop_rounds(request, project):
     form = NextRoundForm(request.POST or None, project=project, latest_student=selectors.latest_student(project=project))
-    if request.method == "POST" and form.is_valid():
-        try:
-            loop_round = loop_services.loop_round_start(project=project, created_by=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Round {loop_round.number} started.")
-            return redirect("evaluation_loop", slug=project.slug)
+    created = form_create(
+        request, form, lambda data: loop_services.loop_round_start(project=project, created_by=request.user, **data),
+        done=lambda loop_round: f"Round {loop_round.number} started.",
+        then=lambda loop_round: redirect("evaluation_loop", slug=project.slug))
+    if created:
+        return created
     rounds = selectors.loop_rounds(project=project)
     chart = {"labels": [f"round {r.number}" for r in rounds], "judgements": [r.judgements_in for r in rounds],
              "student": [r.stats.get("student_oracle_accuracy") for r in rounds],

@@ -1,7 +1,6 @@
 """Generation pages: start a job (queued on the gpu queue), watch its live progress bar, browse its
 outputs per prompt, cancel it."""
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -9,6 +8,7 @@ from django.views.decorators.http import require_POST
 from webapp.generation import selectors, services
 from webapp.generation.forms import GenerationJobForm
 from webapp.generation.models import GenerationJob
+from webapp.job_views import form_create
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 
@@ -18,14 +18,12 @@ JOBS_PER_PAGE = 25
 @project_view(Role.RESEARCHER)
 def generation_jobs(request, project):
     form = GenerationJobForm(request.POST or None, project=project)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = services.generation_job_create(project=project, created_by=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Generation job {job.pk} queued: {job.progress_total} prompt × model answers, k={job.k}.")
-            return redirect("generation_job_detail", slug=project.slug, job_id=job.pk)
+    created = form_create(
+        request, form, lambda data: services.generation_job_create(project=project, created_by=request.user, **data),
+        done=lambda job: f"Generation job {job.pk} queued: {job.progress_total} prompt × model answers, k={job.k}.",
+        then=lambda job: redirect("generation_job_detail", slug=project.slug, job_id=job.pk))
+    if created:
+        return created
     page = Paginator(selectors.jobs_for(project=project), JOBS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "generation/jobs.html", {"project": project, "role": request.role, "form": form,
                                                      "jobs": page, "page": page})
