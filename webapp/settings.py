@@ -153,6 +153,12 @@ RUN_STALE_AFTER_SECONDS = _env_int("DISTILLERY_RUN_STALE_AFTER_SECONDS", 90, min
 # thread while it works (webapp.lifecycle.JobBeat); its grace also covers a slow database.
 JOB_STALE_AFTER_SECONDS = _env_int("DISTILLERY_JOB_STALE_AFTER_SECONDS", 120, minimum=5)
 
+# The gpu workers' generation backend (ml.backends): "hf" (default), "vllm" (CUDA hosts with the vllm
+# wheel) or "auto" (vLLM where it can run). Only workers act on it; the web process imports no backend.
+GENERATION_BACKEND = os.environ.get("DISTILLERY_GENERATION_BACKEND", "hf").strip().lower() or "hf"
+if GENERATION_BACKEND not in ("hf", "vllm", "auto"):
+    raise ImproperlyConfigured(f"DISTILLERY_GENERATION_BACKEND={GENERATION_BACKEND!r}: use hf, vllm or auto")
+
 # Where model versions, checkpoints, teacher-signal caches and uploads live.
 DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()
 DEMO_DIR = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR_DIR / "demo")).resolve()

@@ -6,9 +6,9 @@ import os
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from ml.generation import generate
-from ml.modeling import load_model
+from ml.backends import generator_for
 from webapp.generation import selectors, services
 from webapp.generation.models import GenerationJob
 from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
@@ -46,10 +46,11 @@ def _generate(job, attempt: int) -> str:
         for start in range(0, len(prompts), CHUNK):
             chunk = [p for p in prompts[start:start + CHUNK] if p[0] not in stored]
             if chunk:
-                loaded = loaded or load_model(version.source, revision=version.revision or None)
-                outputs = generate(loaded.model, loaded.tokenizer, [messages or text for _, text, messages in chunk],
-                                   k=job.k, temperature=job.temperature, top_p=job.top_p,
-                                   max_new_tokens=job.max_new_tokens, seed=job.seed + start)
+                loaded = loaded or generator_for(version.source, revision=version.revision or None,
+                                                 backend=settings.GENERATION_BACKEND)  # HF, or vLLM on GPU hosts
+                outputs = loaded.generate([messages or text for _, text, messages in chunk],
+                                          k=job.k, temperature=job.temperature, top_p=job.top_p,
+                                          max_new_tokens=job.max_new_tokens, seed=job.seed + start)
                 services.generations_store(job=job, model_version=version, prompt_ids=[p[0] for p in chunk],
                                            outputs=[[_plain(o) for o in samples] for samples in outputs],
                                            seed=job.seed + start)
