@@ -132,8 +132,8 @@ def _outcomes(verdicts: dict) -> dict:
 
 
 def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=False, family="", search="") -> list:
-    """One row per prompt: the teacher's answer and each candidate's answer with its verdicts, word
-    diff against the teacher and heatmap signals. Filters: judge sources that disagree on some
+    """One row per prompt: the teacher's answer and each candidate's answer with its verdicts and
+    heatmap signals (the word diffs come from `side_by_side_diffs`, for the page shown only). Filters: judge sources that disagree on some
     candidate, a candidate that lost by some source, task family, text search (prompt or answers)."""
     outputs = (EvaluationOutput.objects.filter(evaluation=evaluation)
                .select_related("generation", "model_version", "prompt").order_by("prompt_id", "model_version_id"))
@@ -155,8 +155,7 @@ def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=Fal
             outcomes = _outcomes(verdicts)
             candidates.append({"output": output, "verdicts": verdicts, "outcomes": outcomes,
                                "lost": any(v == 0.0 for v in outcomes.values()),
-                               "disagree": len(set(outcomes.values())) > 1,
-                               "diff": word_diff(teacher.generation.text if teacher else "", output.generation.text)})
+                               "disagree": len(set(outcomes.values())) > 1})
         row = {"prompt": prompt, "family": prompt.metadata.get("family", ""), "teacher": teacher,
                "candidates": candidates}
         if disagreements and not any(c["disagree"] for c in candidates):
@@ -170,6 +169,15 @@ def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=Fal
             continue
         rows.append(row)
     return rows
+
+
+def side_by_side_diffs(rows) -> None:
+    """Adds each candidate's word diff against the teacher to the given rows (one page of them:
+    diffing every row before paging cost seconds on a large evaluation)."""
+    for row in rows:
+        reference = row["teacher"].generation.text if row["teacher"] else ""
+        for candidate in row["candidates"]:
+            candidate["diff"] = word_diff(reference, candidate["output"].generation.text)
 
 
 def evaluation_families(*, evaluation: Evaluation) -> list:
