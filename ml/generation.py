@@ -54,7 +54,8 @@ class SampledLogps(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.pending is not None:
             self._take(input_ids[:, -1])
-        logprobs = torch.log_softmax(scores.float() / self.scale, dim=-1)  # (N,V)
+        scaled = scores.float() if self.scale == 1.0 else scores.float() / self.scale  # no copy at T=1
+        logprobs = torch.log_softmax(scaled, dim=-1)  # (N,V)
         if self.top_k:
             values, ids = logprobs.topk(self.top_k, dim=-1)
             self.top.append((ids.cpu(), values.cpu()))
