@@ -1,13 +1,12 @@
 """Evaluation and agreement statistics: win rates and Bradley-Terry scores with bootstrap confidence
 intervals, oracle task accuracy per family, token-level KL from teacher to student, response length
-summaries, and chance-corrected agreement between raters (Cohen's kappa, Krippendorff's alpha).
-Plain numpy/scipy on plain lists; only the KL functions touch torch, imported inside them so that
+summaries. Chance-corrected agreement between raters (Cohen's κ, Krippendorff's α) lives in
+ml/agreement.py (standard library only, shared with the web process). Plain numpy/scipy on plain lists; only the KL functions touch torch, imported inside them so that
 a process without torch (a web page showing annotator agreement) can still use the rest."""
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Hashable, Optional, Sequence
 
-import krippendorff
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
@@ -209,34 +208,3 @@ def length_stats(lengths: Sequence, *, tokenizer=None) -> LengthStats:
     return LengthStats(mean=float(counts.mean()), median=float(np.median(counts)),
                        p90=float(np.percentile(counts, 90)), n=int(counts.size))
 
-
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa for two raters' nominal labels on the same items: (p_o - p_e) / (1 - p_e).
-    NaN when chance agreement is certain (both raters used one and the same label throughout)."""
-    if len(a) != len(b):
-        raise ValueError(f"raters labelled different numbers of items ({len(a)} vs {len(b)})")
-    if not a:
-        raise ValueError("cohen_kappa needs at least one item")
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    count_a, count_b = Counter(a), Counter(b)
-    expected = sum(count_a[label] * count_b[label] for label in count_a) / n**2
-    if expected == 1.0:
-        return float("nan")
-    return (observed - expected) / (1.0 - expected)
-
-
-def krippendorff_alpha(ratings: Sequence[Sequence]) -> float:
-    """Krippendorff's alpha for nominal data. ratings (raters x units), None or NaN where a rater
-    did not rate a unit; labels may be any hashables (strings, ints). Units with fewer than two
-    ratings carry no information and are ignored (as the statistic defines)."""
-    def missing(x) -> bool:
-        return x is None or (isinstance(x, float) and np.isnan(x))
-
-    labels = {x: i for i, x in enumerate(dict.fromkeys(x for row in ratings for x in row if not missing(x)))}
-    if len(labels) == 0:
-        raise ValueError("krippendorff_alpha needs at least one rating")
-    codes = np.array([[np.nan if missing(x) else labels[x] for x in row] for row in ratings], dtype=float)
-    if len(labels) == 1:
-        return float("nan")  # one value in the whole data: no disagreement possible, alpha undefined
-    return float(krippendorff.alpha(reliability_data=codes, level_of_measurement="nominal"))

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ml.metrics import (bradley_terry, cohen_kappa, krippendorff_alpha, length_stats, model_token_kl,
+from ml.metrics import (bradley_terry, length_stats, model_token_kl,
                         oracle_accuracy, token_kl, win_rate)
 
 
@@ -103,31 +103,6 @@ def test_length_stats_numbers_and_texts():
     # mean 20/5 = 4; median 3; p90 at rank 0.9 * 4 = 3.6 -> 4 + 0.6 * (10 - 4) = 7.6.
     assert (stats.mean, stats.median, stats.p90, stats.n) == (4.0, 3.0, pytest.approx(7.6), 5)
     assert length_stats(["cat dog", "sun"]).mean == 1.5  # whitespace words without a tokenizer
-
-
-def test_cohen_kappa_textbook_example():
-    # Wikipedia's example: 20 yes/yes, 5 yes/no, 10 no/yes, 15 no/no. p_o = 0.7, p_e = 0.5 -> 0.4.
-    a = ["y"] * 20 + ["y"] * 5 + ["n"] * 10 + ["n"] * 15
-    b = ["y"] * 20 + ["n"] * 5 + ["y"] * 10 + ["n"] * 15
-    assert cohen_kappa(a, b) == pytest.approx(0.4)
-    assert cohen_kappa(a, a) == pytest.approx(1.0)
-    assert math.isnan(cohen_kappa(["y", "y"], ["y", "y"]))
-
-
-def test_krippendorff_alpha_worked_examples():
-    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal example with
-    # 4 observers, 12 units and missing values: alpha = 0.743.
-    n = None
-    ratings = [[1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
-               [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
-               [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
-               [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n]]
-    assert krippendorff_alpha(ratings) == pytest.approx(0.743, abs=5e-4)
-    # Same paper, two observers on 10 binary units: alpha = 0.095; string labels work the same.
-    binary = [[0, 1, 0, 0, 0, 0, 0, 0, 1, 0], [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]]
-    assert krippendorff_alpha(binary) == pytest.approx(0.095, abs=5e-4)
-    as_text = [["a" if x else "b" for x in row] for row in binary]
-    assert krippendorff_alpha(as_text) == pytest.approx(krippendorff_alpha(binary))
 
 
 def test_model_token_kl_is_zero_for_one_model_and_positive_for_two(tiny_teacher_dir, tiny_student_dir):

@@ -1,44 +1,15 @@
-"""Agreement and annotator quality, computed in the web process with the standard library and numpy
-(ml.metrics pulls torch, which the web side never imports; tests check these numbers against
-ml.metrics and the krippendorff package). Nominal Cohen's κ per annotator pair, Krippendorff's α
-over everyone, human-vs-teacher agreement, and each annotator's position and length bias."""
+"""Agreement and annotator quality for the quality pages: nominal Cohen's κ per annotator pair,
+Krippendorff's α over everyone, human-vs-teacher agreement, and each annotator's position and length
+bias. κ and α themselves come from ml/agreement.py, their one implementation (standard library only,
+so the web process may import it, as it does ml.config)."""
 import math
 from collections import Counter
 from itertools import combinations
 
-import numpy as np
+from ml.agreement import cohen_kappa, krippendorff_alpha
 
-
-def cohen_kappa(a: list, b: list) -> float:
-    """(p_o − p_e) / (1 − p_e) over items both raters labelled; NaN when chance agreement is certain."""
-    if len(a) != len(b) or not a:
-        raise ValueError("cohen_kappa needs two equally long, non-empty label lists")
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    count_a, count_b = Counter(a), Counter(b)
-    expected = sum(count_a[label] * count_b[label] for label in count_a) / n**2
-    return float("nan") if expected == 1.0 else (observed - expected) / (1.0 - expected)
-
-
-def krippendorff_alpha(units: dict) -> float:
-    """Nominal α = 1 − D_o / D_e. `units` maps a unit to the labels it received (one per rater);
-    units with fewer than two labels carry no pairing information and are left out."""
-    units = {u: labels for u, labels in units.items() if len(labels) >= 2}
-    values = sorted({x for labels in units.values() for x in labels}, key=str)
-    if len(values) < 2:
-        return float("nan")
-    index = {v: i for i, v in enumerate(values)}
-    coincidence = np.zeros((len(values), len(values)))  # o_ck
-    for labels in units.values():
-        counts = np.zeros(len(values))
-        for x in labels:
-            counts[index[x]] += 1
-        coincidence += (np.outer(counts, counts) - np.diag(counts)) / (len(labels) - 1)
-    n_c = coincidence.sum(axis=1)
-    n = n_c.sum()
-    observed = coincidence.sum() - np.trace(coincidence)  # disagreeing pairs (δ = 1 off the diagonal)
-    expected = (n * n - (n_c**2).sum()) / (n - 1)
-    return float("nan") if expected == 0 else float(1.0 - observed / expected)
+__all__ = ["cohen_kappa", "krippendorff_alpha", "pairwise_kappas", "share_with_ci", "annotator_biases",
+           "human_teacher_agreement", "majority"]
 
 
 def pairwise_kappas(labels_by_rater: dict) -> list[dict]:

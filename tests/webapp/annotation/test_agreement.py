@@ -1,41 +1,26 @@
-"""The web side's own κ and α (numpy only) against hand-worked values and against ml.metrics and
-the krippendorff package, which the web process may not import."""
+"""The quality pages' agreement numbers: κ and α are ml/agreement.py's (one implementation, which the
+web process may import: standard library only), checked here on the web side's label shapes."""
 import math
 
 import pytest
 
-from ml import metrics
+import ml.agreement
 from webapp.annotation import agreement
 
 
-def test_kappa_hand_worked():
-    # 10 items, 7 agreements (p_o = 0.7); a says x 5 times, b says x 6 times:
-    # p_e = (5*6 + 5*4) / 100 = 0.5, κ = (0.7 - 0.5) / 0.5 = 0.4
-    a = list("xxxxxyyyyy")
-    b = list("xxxxyyyyxx")
-    assert sum(x == y for x, y in zip(a, b)) == 7
-    assert agreement.cohen_kappa(a, b) == pytest.approx(0.4)
-    assert agreement.cohen_kappa(a, b) == pytest.approx(metrics.cohen_kappa(a, b))
-    assert math.isnan(agreement.cohen_kappa(["x", "x"], ["x", "x"]))
+def test_one_implementation_of_kappa_and_alpha():
+    assert agreement.cohen_kappa is ml.agreement.cohen_kappa
+    assert agreement.krippendorff_alpha is ml.agreement.krippendorff_alpha
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_alpha_matches_ml_metrics(seed):
-    import random
-
-    rng = random.Random(seed)
-    raters, units = 4, 30
-    table = [[rng.choice(["a", "b", "tie", None]) for _ in range(units)] for _ in range(raters)]
-    by_unit = {u: [row[u] for row in table if row[u] is not None] for u in range(units)}
-    expected = metrics.krippendorff_alpha(table)
-    assert agreement.krippendorff_alpha(by_unit) == pytest.approx(expected, abs=1e-9)
-
-
-def test_alpha_hand_worked_perfect_and_opposed():
-    assert agreement.krippendorff_alpha({1: ["a", "a"], 2: ["b", "b"]}) == pytest.approx(1.0)
-    # Two units, each split a/b: coincidences o_ab = o_ba = 2, n = 4, n_a = n_b = 2;
-    # D_o = 4/4 = 1, D_e = (4*4 - 8) / (4 * 3) = 2/3 -> α = 1 - 1 / (2/3) = -0.5
-    assert agreement.krippendorff_alpha({1: ["a", "b"], 2: ["a", "b"]}) == pytest.approx(-0.5)
+def test_pairwise_kappas_and_human_teacher_agreement():
+    # a/b agree on 7 of 10 items; a says x 5 times, b 6 times: p_e = (5*6 + 5*4)/100 = 0.5, κ = 0.4
+    a, b = list("xxxxxyyyyy"), list("xxxxyyyyxx")
+    rows = agreement.pairwise_kappas({"ann": dict(enumerate(a)), "bea": dict(enumerate(b)), "solo": {99: "x"}})
+    assert rows == [{"a": "ann", "b": "bea", "n": 10, "kappa": pytest.approx(0.4)}]
+    report = agreement.human_teacher_agreement(dict(enumerate(a)), dict(enumerate(b)))
+    assert report["n"] == 10 and report["agreement"] == pytest.approx(0.7) and report["kappa"] == pytest.approx(0.4)
+    assert math.isnan(agreement.krippendorff_alpha({1: ["a", "a"]}))
 
 
 def test_bias_shares_and_ci():
