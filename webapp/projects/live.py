@@ -1,6 +1,7 @@
-"""Shared plumbing for live events over Channels. Each feature keeps its own `events.py` that owns
-its group names and message schema; this module only publishes after commit and provides the base
-consumer that checks the project role on connect and relays group messages to the browser."""
+"""Shared plumbing for live events over Channels. Group names come from webapp/live_groups.py (one
+scheme, with the role each group is for); each feature's `events.py` owns its message schema. This
+module only publishes after commit and provides the base consumer that checks the project role on
+connect, sends the catch-up, and relays group messages to the browser."""
 import json
 
 from asgiref.sync import async_to_sync
