@@ -152,6 +152,8 @@ RUN_STALE_AFTER_SECONDS = _env_int("DISTILLERY_RUN_STALE_AFTER_SECONDS", 90, min
 # Every other job kind (generation, judge, evaluation, loop round, GGUF conversion) beats from a
 # thread while it works (webapp.lifecycle.JobBeat); its grace also covers a slow database.
 JOB_STALE_AFTER_SECONDS = _env_int("DISTILLERY_JOB_STALE_AFTER_SECONDS", 120, minimum=5)
+# Human verdicts on an evaluation refit its win rates at most once per this many seconds (debounced).
+EVALUATION_REFRESH_DELAY_SECONDS = _env_int("DISTILLERY_EVALUATION_REFRESH_DELAY_SECONDS", 5, minimum=1)
 
 # The gpu workers' generation backend (ml.backends): "hf" (default), "vllm" (CUDA hosts with the vllm
 # wheel) or "auto" (vLLM where it can run). Only workers act on it; the web process imports no backend.

@@ -61,17 +61,17 @@ def next_item(request, project):
 def submit(request, project):
     try:
         body = _body(request)
-        comparison = services.comparison_offered(project=project, comparison_id=_comparison_id(body), annotator=request.user)
-        if comparison is None:
-            return _error(NOT_OFFERED, 404)
         flags, rationale = body.get("flags"), body.get("rationale")
-        judgement, created = services.judgement_record(
-            comparison=comparison, annotator=request.user, ranking=body.get("ranking"), both_bad=body.get("both_bad") is True,
-            rationale=rationale if isinstance(rationale, str) else "", flags=[f for f in flags if isinstance(f, str)] if isinstance(flags, list) else [],
-            time_spent_ms=_ms(body.get("time_spent_ms")))
+        written = services.judgement_submit(
+            project=project, comparison_id=_comparison_id(body), annotator=request.user, ranking=body.get("ranking"),
+            both_bad=body.get("both_bad") is True, rationale=rationale if isinstance(rationale, str) else "",
+            flags=[f for f in flags if isinstance(f, str)] if isinstance(flags, list) else [], time_spent_ms=_ms(body.get("time_spent_ms")))
     except ValidationError as exc:
         message = " ".join(exc.messages)
         return _error(message, 409 if "already judged" in message else 400)
+    if written is None:
+        return _error(NOT_OFFERED, 404)
+    judgement, created = written
     return JsonResponse({"judgement": judgement.pk, "created": created, "verdict": judgement.verdict}, status=201 if created else 200)
 
 

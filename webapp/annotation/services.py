@@ -2,12 +2,14 @@
 judgements (one per annotator and comparison, safe under double submission: the comparison row is
 locked and the unique constraint has the last word), skips, teacher-judge verdicts, adjudication of
 disputes, and the comparison's status that follows from its judgements."""
+import json
 import random
 from collections import defaultdict
 from datetime import timedelta
+from types import SimpleNamespace
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -124,13 +126,59 @@ def judgement_record(*, comparison: Comparison, annotator, ranking, both_bad: bo
                      flags=(), time_spent_ms=None) -> tuple[Judgement, bool]:
     """Stores one human judgement; returns (judgement, created). A repeated submission of the same
     verdict returns the first one; a different verdict for an already judged item is refused."""
-    with transaction.atomic():
-        locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
-        positions = dict(ComparisonItem.objects.filter(comparison=locked).values_list("generation_id", "position"))
+    return _judgement_write(comparison.pk, None, annotator, ranking, both_bad=both_bad, rationale=rationale, flags=flags,
+                            time_spent_ms=time_spent_ms)
+
+
+def judgement_submit(*, project, comparison_id: int, annotator, ranking, both_bad: bool = False, rationale: str = "",
+                     flags=(), time_spent_ms=None) -> tuple[Judgement, bool] | None:
+    """judgement_record for a submission through the annotation queue: None (and nothing written)
+    unless the comparison was offered to this annotator (see comparison_offered)."""
+    return _judgement_write(comparison_id, project.pk, annotator, ranking, both_bad=both_bad, rationale=rationale, flags=flags,
+                            time_spent_ms=time_spent_ms)
+
+
+_T = {"c": Comparison._meta.db_table, "a": Assignment._meta.db_table, "j": Judgement._meta.db_table,
+      "s": Skip._meta.db_table, "i": ComparisonItem._meta.db_table}
+_LOCKED_FIELDS = ["id", "project_id", "kind", "required_annotations", "status", "evaluation_id"]  # model order: Model.from_db
+# The comparison locked, with its candidates' positions (the hot path: every verdict of every
+# annotator). A statement's snapshot predates the lock it waited for, so what others may have
+# written meanwhile (their judgement on a double submit, a lease) is read by the next statement.
+_LOCK_SQL = f"""
+SELECT {", ".join("c." + f for f in _LOCKED_FIELDS)},
+       (SELECT json_agg(json_build_array(i.generation_id, i.position)) FROM {_T['i']} i WHERE i.comparison_id = c.id)
+  FROM {_T['c']} c WHERE c.id = %(id)s AND (%(project)s::bigint IS NULL OR c.project_id = %(project)s) FOR UPDATE OF c"""
+# Their judgement if any, and whether the queue offered them the comparison (see comparison_offered).
+_MINE_SQL = f"""
+SELECT (SELECT j.id FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annotator_id = %(me)s),
+       (%(project)s::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM {_T['a']} a WHERE a.comparison_id = %(id)s AND a.annotator_id = %(me)s)
+        OR EXISTS (SELECT 1 FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annotator_id = %(me)s)
+        OR EXISTS (SELECT 1 FROM {_T['s']} s WHERE s.comparison_id = %(id)s AND s.annotator_id = %(me)s))"""
+# The lease is done with; the comparison's human verdicts (this one included) decide its status.
+_AFTER_SQL = f"""
+WITH done AS (DELETE FROM {_T['a']} WHERE comparison_id = %(id)s AND annotator_id = %(me)s)
+SELECT verdict, ranking, is_adjudication FROM {_T['j']} WHERE comparison_id = %(id)s AND source = 'human'"""
+
+
+def _judgement_write(comparison_id, project_id, annotator, ranking, *, both_bad, rationale, flags, time_spent_ms):
+    with transaction.atomic(), connection.cursor() as cursor:
+        params = {"id": comparison_id, "project": project_id, "me": annotator.pk}
+        cursor.execute(_LOCK_SQL, params)
+        row = cursor.fetchone()
+        if row is not None:
+            cursor.execute(_MINE_SQL, params)
+            existing_id, offered = cursor.fetchone()
+        if row is None or not offered:
+            if project_id is None:
+                raise Comparison.DoesNotExist(f"comparison {comparison_id} does not exist")
+            return None
+        locked = Comparison.from_db(connection.alias, _LOCKED_FIELDS, row[:-1])
+        positions = dict(_json(row[-1]) or [])
         groups = ranking_for(list(positions), ranking, both_bad=both_bad)
         verdict = verdict_of(positions, groups, both_bad=both_bad, kind=locked.kind)
-        existing = Judgement.objects.filter(comparison=locked, annotator=annotator).first()
-        if existing is not None:
+        if existing_id is not None:
+            existing = Judgement.objects.get(pk=existing_id)
             if existing.verdict != verdict or existing.ranking != groups:
                 raise ValidationError("You already judged this comparison differently; undo it first to change it.")
             return existing, False
@@ -140,9 +188,13 @@ def judgement_record(*, comparison: Comparison, annotator, ranking, both_bad: bo
             comparison=locked, source=JudgementSource.HUMAN, annotator=annotator, verdict=verdict, ranking=groups,
             shown_order=shown_order(locked.pk, annotator.pk, sorted(positions)), rationale=rationale.strip()[:5000],
             flags=sorted({f for f in flags if f in FLAGS}), time_spent_ms=time_spent_ms)
-        Assignment.objects.filter(comparison=locked, annotator=annotator).delete()
-        _status_refresh(locked)
+        cursor.execute(_AFTER_SQL, {"id": locked.pk, "me": annotator.pk})
+        _status_refresh(locked, [SimpleNamespace(verdict=v, ranking=_json(r), is_adjudication=a) for v, r, a in cursor.fetchall()])
     return judgement, True
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def comparison_offered(*, project, comparison_id: int, annotator) -> Comparison | None:
@@ -193,10 +245,12 @@ def human_label(judgement) -> str:
     return judgement.verdict
 
 
-def _status_refresh(comparison: Comparison) -> None:
+def _status_refresh(comparison: Comparison, judgements=None) -> None:
     """open until enough people judged; then complete if they agree, disputed if not. An
-    adjudication settles it. Called with the comparison row locked."""
-    judgements = list(Judgement.objects.filter(comparison=comparison, source=JudgementSource.HUMAN))
+    adjudication settles it. Called with the comparison row locked (and, when the caller has them,
+    its human judgements)."""
+    if judgements is None:
+        judgements = list(Judgement.objects.filter(comparison=comparison, source=JudgementSource.HUMAN))
     if any(j.is_adjudication for j in judgements):
         status = ComparisonStatus.ADJUDICATED
     elif len(judgements) < comparison.required_annotations:
@@ -205,7 +259,7 @@ def _status_refresh(comparison: Comparison) -> None:
         status = ComparisonStatus.COMPLETE if len({human_label(j) for j in judgements}) == 1 else ComparisonStatus.DISPUTED
     if status != comparison.status:
         comparison.status = status
-        comparison.save(update_fields=["status"])
+        Comparison.objects.filter(pk=comparison.pk).update(status=status)
     events.counters_changed(comparison.project_id)
 
 
