@@ -223,6 +223,13 @@ def config_from_dict(method: str, data: dict | None = None, *, coerce_strings: b
     return _build(METHODS[method], data or {}, "", coerce_strings)
 
 
+def num_processes_of(config) -> int:
+    """How many processes a run of this config asks for (ADPA+: the larger of its two stages)."""
+    if isinstance(config, ADPAPlusConfig):
+        return max(config.dckd.num_processes, config.adpa.num_processes)
+    return config.num_processes
+
+
 def config_to_dict(config) -> dict:
     """Plain (JSON-ready) dict of a config, nested configs as nested dicts; inverse of config_from_dict."""
     return dataclasses.asdict(config)

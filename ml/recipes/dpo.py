@@ -15,7 +15,7 @@ from ml.config import DPOConfig
 from ml.data import PreferencePair
 from ml.modeling import check_same_tokenizer, load_model, render_prompt
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
-from ml.recipes.trainer import load_frozen, memory_mb, plan, save_model_dir
+from ml.recipes.trainer import agreed_stop, load_frozen, memory_mb, plan, save_model_dir
 
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -40,7 +40,7 @@ class HooksCallback(TrainerCallback):
         self._last_time, self._last_tokens = now, tokens
         self.history.append({"step": event.step, "loss": event.loss, "lr": event.lr, **metrics})
         self.hooks.on_progress(event)
-        if self.hooks.should_stop():
+        if agreed_stop(self.hooks):  # every rank of a multi-process run stops at the same step
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True

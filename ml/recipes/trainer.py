@@ -54,6 +54,19 @@ def main_process_first():
         yield
 
 
+def agreed_stop(hooks: Hooks) -> bool:
+    """hooks.should_stop(), agreed by every rank (any one asking stops all): a rank leaving the loop
+    alone would leave the others waiting forever in the next gradient all-reduce."""
+    stop = bool(hooks.should_stop())
+    if world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        on_gpu = torch.distributed.get_backend() == "nccl"
+        flag = torch.tensor([1.0 if stop else 0.0],
+                            device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+        torch.distributed.all_reduce(flag)  # sum over ranks
+        stop = float(flag) > 0
+    return stop
+
+
 def load_student(source, config, *, device=None) -> LoadedModel:
     """The trainable student: a path/hub id (loaded, LoRA-wrapped when config.lora) or a LoadedModel.
     Seeded first so LoRA's random init is reproducible. Weights stay float32 even on CUDA (the Trainer
@@ -180,7 +193,7 @@ class RecipeTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.step_loss, self.num_rows, self.start_epoch = step_loss, num_rows, start_epoch
         self.extra, self.recipe_config, self.history = extra, recipe_config, history
-        self.meter, self._micro_of = StepMeter(), (-1, 0)
+        self.meter, self._micro_of, self._num_params = StepMeter(), (-1, 0), None
 
     def _get_train_sampler(self, train_dataset=None):
         return EpochPermutation(self.num_rows, self.args.seed, self.start_epoch)
@@ -195,6 +208,26 @@ class RecipeTrainer(Trainer):
         loss, metrics = self.step_loss(model, {**inputs, "step": step, "micro": micro})
         self.meter.add(loss, metrics, inputs["num_tokens"])
         return (loss, None) if return_outputs else loss
+
+    def floating_point_ops(self, inputs) -> int:
+        # 6 x tokens x parameters, as the library estimates it, but counting the parameters once: the
+        # library walks every module on every micro-batch to recount them.
+        if self._num_params is None:
+            self._num_params = self.accelerator.unwrap_model(self.model).num_parameters(exclude_embeddings=True)
+        return 6 * int(inputs.get("num_tokens", 0)) * self._num_params
+
+    def _clip_grad_norm(self, model):
+        # torch's own clip for a plain or DDP model (its gradients are already all-reduced):
+        # accelerate's DTensor-aware path costs several ms a step on a small model. FSDP, DeepSpeed
+        # and fp16 (which must unscale first) keep the library's path.
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or self.args.fp16:
+            return super()._clip_grad_norm(model)
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if grad_norm is None:  # max_grad_norm = 0: no clipping, and no extra pass to measure the norm
+            return None
+        return super()._get_grad_norm(model, grad_norm)
 
     def _save(self, output_dir=None, state_dict=None):
         if not self.args.should_save:
@@ -252,18 +285,11 @@ class HooksCallback(TrainerCallback):
                 metrics=means, tokens_per_s=tokens / elapsed, lr=lr, memory_mb=memory_mb()))
         if self.save_every and state.global_step % self.save_every == 0 and state.global_step < state.max_steps:
             control.should_save = True
-        if state.global_step < state.max_steps and self._agreed_stop(trainer.accelerator):
+        if state.global_step < state.max_steps and agreed_stop(self.hooks):
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True
         return control
-
-    def _agreed_stop(self, accelerator) -> bool:
-        stop = bool(self.hooks.should_stop())
-        if accelerator.num_processes > 1:  # one rank stopping alone would hang the others in all-reduce
-            flag = torch.tensor([1.0 if stop else 0.0], device=accelerator.device)
-            stop = float(accelerator.reduce(flag, reduction="sum")) > 0
-        return stop
 
 
 def training_arguments(config, output_dir: Path, total_steps: int) -> TrainingArguments:

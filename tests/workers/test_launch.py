@@ -1,7 +1,9 @@
 """workers/launch.py with ml/distributed.py: one run on 2 real CPU processes (torchrun, gloo). Rank 0
 alone reports each step; a cancel reaches both ranks, which stop at the same step with a resumable
 checkpoint, and the resumed 2-process run ends where a straight one does; a rank killed with SIGKILL
-fails the run with LaunchError and leaves no process of the group behind."""
+fails the run with LaunchError and leaves no process of the group behind; and the gpu task, given a
+run whose config asks for 2 processes, launches the group, stores rank 0's points once per step,
+registers its checkpoints and the new model version."""
 import os
 import signal
 import threading
@@ -83,3 +85,43 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(student_dir, pairs, t
                           num_processes=2, student=student_dir)
     killer.join(5)
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+@pytest.fixture
+def two_process_run(django_user_model, tiny_demo_dir, settings, tmp_path, embedded_services, monkeypatch):
+    from celery import Celery
+
+    from tests.webapp.training.conftest import make_snapshot
+    from webapp.catalog.services import model_version_register
+    from webapp.projects.services import project_create
+    from webapp.training import services
+
+    private = Celery("distillery-unconsumed")  # enqueued where no worker reads: this test runs the task itself
+    private.config_from_object("django.conf:settings", namespace="CELERY")
+    private.conf.broker_url = embedded_services["redis_url"].rsplit("/", 1)[0] + "/8"
+    monkeypatch.setattr("webapp.celery.app", private)
+    settings.DATA_DIR = tmp_path / "data"
+    user = django_user_model.objects.create_user(username="rhea-researcher", password="pw-123456789")
+    project = project_create(name="Launch Tests", created_by=user)
+    student = model_version_register(project=project, name="tiny-student", role="student",
+                                     source=str(tiny_demo_dir / "student"))
+    config = {"batch_size": 2, "grad_accum": 1, "max_length": 64, "learning_rate": 1e-3, "warmup_ratio": 0.0,
+              "lr_scheduler": "constant", "max_steps": 6, "save_every_steps": 3, "num_processes": 2}
+    return services.run_create(project=project, created_by=user, method="sft", config=config,
+                               snapshot=make_snapshot(project, student, tiny_demo_dir), student=student)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gpu_task_runs_a_two_process_run(two_process_run):
+    from webapp.catalog.models import ModelVersion
+    from webapp.lifecycle import JobStatus
+    from webapp.training.models import Checkpoint, MetricPoint, TrainingRun
+    from workers.tasks.gpu.training import train_run
+
+    assert train_run(two_process_run.id) == "succeeded"
+    run = TrainingRun.objects.get(id=two_process_run.id)
+    assert run.status == JobStatus.SUCCEEDED and run.step == 6
+    assert list(MetricPoint.objects.filter(run=run).order_by("step").values_list("step", flat=True)) == list(range(1, 7))
+    assert {(3, False), (6, True)} <= set(Checkpoint.objects.filter(run=run).values_list("step", "is_final"))
+    assert ModelVersion.objects.get(produced_by=run).config["num_processes"] == 2
+    assert "launching 2 processes" in run.log_tail

@@ -16,7 +16,7 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
-from ml.config import config_from_dict
+from ml.config import config_from_dict, config_to_dict, num_processes_of
 from ml.data import PreferencePair
 from ml.modeling import model_ref
 from ml.pipeline import (TEACHER_DPO_BETA, StageCancelled, checkpoint_step, dckd_stage_publish, dckd_stage_reuse,
@@ -27,6 +27,7 @@ from webapp.training import services
 from webapp.training.models import TrainingRun
 from webapp.training.progress import RunRecorder
 from workers.checkpoint_evaluator import CheckpointEvaluator
+from workers.launch import train_distributed
 
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
 
@@ -99,10 +100,14 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
 
     recorder.stage(f"training ({run.get_method_display()})" + (f", resuming at step {run.resume_from.step}"
                                                               if run.resume_from else ""))
-    result = recipe_for(run.method)(config, pairs, out_dir, Hooks(on_progress=on_progress,
-                                                                   should_stop=recorder.should_stop),
-                                    resume_from=run.resume_from.path if run.resume_from else None,
-                                    **_models(run, pi_dpo, out_dir))
+    hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
+    resume_from = run.resume_from.path if run.resume_from else None
+    if (processes := num_processes_of(config)) > 1:  # one run on several GPUs: a child process group
+        result = train_distributed(run.method, config_to_dict(config), pairs, out_dir, hooks,
+                                   num_processes=processes, resume_from=resume_from, **_models(run, pi_dpo, out_dir))
+    else:
+        result = recipe_for(run.method)(config, pairs, out_dir, hooks, resume_from=resume_from,
+                                        **_models(run, pi_dpo, out_dir))
     checkpoints.scan(force=True)
     if run.method == "adpa_plus":
         dckd_stage_publish(config, pairs, **dckd_inputs)
