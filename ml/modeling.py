@@ -6,6 +6,8 @@ directory's content hash computed once and then recognised from its file sizes a
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +147,48 @@ def check_same_tokenizer(tok_a: PreTrainedTokenizerBase, tok_b: PreTrainedTokeni
         )
 
 
+SIDECAR = ".distillery-hashes"  # per model directory: name -> [size, mtime_ns, sha256] (no hashed suffix)
+_FILE_HASHES: dict = {}  # in-process fallback for read-only model directories
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(source) -> dict:
+    """sha256 of each weight, config and tokenizer file of a model directory (name -> hex digest),
+    each file read once ever: digests are kept in a sidecar file in the directory (and in this
+    process when the directory is read-only) and reused while a file's size and mtime are unchanged,
+    so a second process does not spend ~17 s re-hashing a 15 GB model. {} for a hub id."""
+    path = Path(source)
+    if not path.is_dir():
+        return {}
+    sidecar = path / SIDECAR
+    try:
+        known = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    result, changed = {}, False
+    for name, (size, mtime_ns) in weights_fingerprint(path).items():
+        entry = known.get(name) or _FILE_HASHES.get((str(path.resolve()), name))
+        if not (isinstance(entry, list) and entry[:2] == [size, mtime_ns]):
+            entry, changed = [size, mtime_ns, _sha256_file(path / name)], True
+        _FILE_HASHES[(str(path.resolve()), name)] = entry
+        result[name] = entry[2]
+    if changed or set(known) != set(result):
+        try:
+            partial = sidecar.with_name(f"{SIDECAR}.{os.getpid()}")
+            partial.write_text(json.dumps({n: _FILE_HASHES[(str(path.resolve()), n)] for n in result}))
+            os.replace(partial, sidecar)
+        except OSError:
+            pass  # a read-only directory (a mounted hub cache): the in-process entries still hold
+    return result
+
+
 def weights_fingerprint(source) -> dict:
     """Cheap identity of a model directory's files: name -> [size, mtime_ns] (a stat per file, no
     reads). {} for a hub id. Rewriting a file changes its mtime, so a stale hash is never reused."""
@@ -157,7 +201,7 @@ def weights_fingerprint(source) -> dict:
 
 def weights_hash(source, *, revision: str | None = None, stored: dict | None = None) -> dict:
     """{"sha256", "fingerprint", "revision"} of a model: for a local directory the sha256 over its
-    weight, config and tokenizer files (name and content); for a hub id, of the id and revision.
+    weight, config and tokenizer files' digests (file_hashes); for a hub id, of the id and revision.
 
     Pass the dict stored from an earlier call as `stored`: when the files' fingerprint is unchanged
     it is returned as is, without reading a byte, so a 15 GB model is hashed once, not per process."""
@@ -165,12 +209,8 @@ def weights_hash(source, *, revision: str | None = None, stored: dict | None = N
     if stored and stored.get("fingerprint") == fingerprint and stored.get("revision") == revision \
             and stored.get("sha256"):
         return stored
-    digest = hashlib.sha256()
-    if not fingerprint:
-        digest.update(f"hub:{source}@{revision or ''}".encode())
-    for name in fingerprint:
-        digest.update(name.encode() + b"\0")
-        with open(Path(source) / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return {"sha256": digest.hexdigest(), "fingerprint": fingerprint, "revision": revision}
+    if fingerprint:
+        blob = json.dumps(file_hashes(source), sort_keys=True)
+    else:
+        blob = f"hub:{source}@{revision or ''}"
+    return {"sha256": hashlib.sha256(blob.encode()).hexdigest(), "fingerprint": fingerprint, "revision": revision}

@@ -4,7 +4,6 @@ ids and probabilities at every position of each chosen and rejected response; fo
 own greedy response to each prompt and, at each of its states, pi_dpo's top-K ids with the advantages
 A = log pi_dpo - log pi_sft. Files are safetensors (int32 ids, float16 values, rows concatenated with
 offsets) named by a content hash of everything that determines them, so a second call is a cache hit."""
-import functools
 import hashlib
 import json
 import os
@@ -17,12 +16,11 @@ from safetensors.torch import save_file
 
 from ml.generation import generate
 from ml.losses.adpa import SFT_PROB_FLOOR, adpa_advantages
-from ml.modeling import LoadedModel, check_same_tokenizer, load_model
+from ml.modeling import LoadedModel, check_same_tokenizer, file_hashes, load_model
 from ml.recipes.batching import Encoded, collate, encode, encode_prompt, fit, forward_logits
 
 SIGNALS_VERSION = 2  # bump when the file layout or the maths changes: old caches then miss
 # 2: DCKD's teacher side at the run's temperature, ADPA's floor on every probability (issue 10 B20, B21)
-HASHED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 
 
 @dataclass(frozen=True)
@@ -38,29 +36,16 @@ class SignalFile:
     size_bytes: int  # the whole file (payload, token ids, offsets, header)
 
 
-@functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_identity(model) -> dict:
     """What makes a model's outputs what they are: for a local directory the sha256 of its weight,
-    config and tokenizer files; for a hub id, the id and revision."""
+    config and tokenizer files (ml.modeling.file_hashes: read once, then reused from a sidecar while
+    sizes and mtimes hold, so each process does not re-hash the model); for a hub id, the id and revision."""
     source = model.source if isinstance(model, LoadedModel) else str(model)
     revision = model.revision if isinstance(model, LoadedModel) else None
     path = Path(source)
     if not path.is_dir():
         return {"source": source, "revision": revision}
-    files = {}
-    for file in sorted(path.iterdir()):
-        if file.is_file() and file.name.endswith(HASHED_SUFFIXES):
-            stat = file.stat()
-            files[file.name] = _file_sha256(str(file), stat.st_size, stat.st_mtime_ns)
-    return {"files": files, "revision": revision}
+    return {"files": file_hashes(path), "revision": revision}
 
 
 def cache_key(kind: str, *, models: dict, data: list, params: dict) -> str:

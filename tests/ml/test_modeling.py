@@ -80,3 +80,57 @@ def test_render_prompt_without_template(demo_tokenizer):
     assert render_prompt(bare, "plain text") == "plain text"
     with pytest.raises(ValueError, match="chat_template"):
         render_prompt(bare, [{"role": "user", "content": "hi"}])
+
+
+def test_weights_are_hashed_once_then_reused_from_the_sidecar(tiny_teacher_dir, tmp_path, monkeypatch):
+    """The first call reads every file and leaves a sidecar; a later call (another process, emulated by
+    clearing the in-process cache) reuses it without reading the weights; rewriting a file re-hashes
+    it. weights_hash with a stored hash returns it untouched while the fingerprint holds."""
+    import hashlib
+    import shutil
+
+    from ml import modeling
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_teacher_dir, model_dir)
+    first = modeling.file_hashes(model_dir)
+    weights = model_dir / "model.safetensors"
+    assert first["model.safetensors"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (model_dir / modeling.SIDECAR).is_file()
+    modeling._FILE_HASHES.clear()
+    monkeypatch.setattr(modeling, "_sha256_file", lambda path: pytest.fail(f"re-read {path}"))
+    assert modeling.file_hashes(model_dir) == first
+    stored = modeling.weights_hash(model_dir)
+    assert modeling.weights_hash(model_dir, stored=stored) is stored
+    monkeypatch.undo()
+    weights.write_bytes(weights.read_bytes() + b"")  # same bytes, new mtime: hashed again, same digest
+    (model_dir / "config.json").write_text('{"changed": true}')  # new content: the model hash changes
+    again = modeling.weights_hash(model_dir, stored=stored)
+    assert again is not stored and again["sha256"] != stored["sha256"]
+    assert modeling.file_hashes(model_dir)["model.safetensors"] == first["model.safetensors"]
+
+
+def test_a_read_only_model_dir_is_hashed_without_a_sidecar(tiny_teacher_dir, tmp_path):
+    """A model dir it cannot write (a mounted hub cache) still gets its hashes (root can write anyway)."""
+    import os
+    import shutil
+
+    from ml import modeling
+
+    model_dir = tmp_path / "ro"
+    shutil.copytree(tiny_teacher_dir, model_dir)
+    (model_dir / modeling.SIDECAR).unlink(missing_ok=True)
+    os.chmod(model_dir, 0o555)
+    try:
+        hashes = modeling.file_hashes(model_dir)
+    finally:
+        os.chmod(model_dir, 0o755)
+    assert "model.safetensors" in hashes and (os.geteuid() == 0 or not (model_dir / modeling.SIDECAR).exists())
+
+
+def test_model_ref_carries_a_pinned_revision(tiny_teacher_dir):
+    from ml.modeling import model_ref, split_model_ref
+
+    assert model_ref("org/name", "abc") == "org/name@abc" and split_model_ref("org/name@abc") == ("org/name", "abc")
+    assert model_ref(str(tiny_teacher_dir), "abc") == str(tiny_teacher_dir)  # a local directory has no revision
+    assert split_model_ref("org/name", "v1") == ("org/name", "v1")
