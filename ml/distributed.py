@@ -50,7 +50,17 @@ def _load_data(method: str, path):
     return load_sft_examples(path)
 
 
-def _device():
+def world_size() -> int:
+    """Processes of this run (torchrun / accelerate launch set WORLD_SIZE; 1 for a plain process)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def rank_device() -> str:
+    """This rank's device: its own GPU (LOCAL_RANK) when CUDA is there, else the CPU."""
     import torch
 
     if torch.cuda.is_available():
@@ -83,7 +93,7 @@ def main(argv=None) -> int:
     hooks = Hooks(on_progress=on_progress, should_stop=cancel_file.exists)
     models = {k: v for k, v in spec["models"].items() if v is not None}
     result = recipe_for(spec["method"])(config, data, spec["output_dir"], hooks, resume_from=spec["resume_from"],
-                                        device=_device(), **models)
+                                        device=rank_device(), **models)
     if rank == 0:
         partial = Path(spec["result_file"] + ".partial")
         partial.write_text(json.dumps(result_to_dict(result)))

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ml.config import METHODS, ConfigError, config_from_dict
 from ml.data import load_preference_pairs, load_sft_examples
+from ml.distributed import is_main_process, rank_device, world_size
 from ml.recipes import recipe_for
 from ml.recipes.hooks import Hooks
 
@@ -75,9 +76,15 @@ def run(args) -> int:
         bar.refresh()
 
     train = recipe_for(args.method)
-    result = train(config, data, args.out, Hooks(on_progress=on_progress), student=args.student,
-                   resume_from=args.resume_from, **recipe_kwargs(args))
+    # Under `torchrun` / `accelerate launch` every rank runs this command: each on its own device,
+    # rank 0 alone reporting (python -m ml.distributed is the supervised form of the same).
+    launched = world_size() > 1
+    result = train(config, data, args.out, Hooks(on_progress=on_progress if is_main_process() else lambda e: None),
+                   student=args.student, resume_from=args.resume_from,
+                   device=rank_device() if launched else None, **recipe_kwargs(args))
     bar.close()
+    if not is_main_process():
+        return 0
     print(json.dumps({"final_dir": str(result.final_dir), "steps": result.steps, "stopped": result.stopped,
                       "checkpoints": [str(c) for c in result.checkpoints], "metrics": result.metrics}, indent=2))
     return 0

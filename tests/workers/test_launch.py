@@ -46,7 +46,7 @@ def _alive(pid: int) -> bool:
 
 def test_two_processes_train_cancel_and_resume_exactly(student_dir, pairs, tmp_path):
     # Enough steps that the cancel (relayed asynchronously from the supervisor) lands mid-run.
-    steps = 150
+    steps = 80
     config = config_to_dict(tiny_config("sft", max_steps=steps, num_processes=2))
     events = []
     straight = train_distributed("sft", config, pairs, tmp_path / "a", Hooks(on_progress=events.append),
