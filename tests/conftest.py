@@ -67,6 +67,12 @@ def _point_at_redis(url: str) -> None:
     channel_layers.backends.clear()
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
+    from asgiref.local import Local
+    from django.core.cache import caches
+
+    settings.CACHES["shared"]["LOCATION"] = url  # sessions and memberships (webapp/settings.py)
+    caches.__dict__.pop("settings", None)
+    caches._connections = Local(caches.thread_critical)
 
 
 def _test_database_url(embedded_services) -> str:

@@ -138,6 +138,16 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Sessions and project memberships are read on every request: cached in Redis (shared by every web
+# process, so a logout or a role change is seen everywhere at once), sessions backed by the database.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "distillery",
+               "TIMEOUT": 300},
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "shared"
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"

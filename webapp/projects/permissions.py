@@ -1,10 +1,14 @@
 """Role checks for every view and socket. Roles nest: admin ⊃ researcher ⊃ annotator; a Django
 superuser counts as admin everywhere. Non-members get 404 (a project's existence is not leaked),
-members without the needed role get 403."""
+members without the needed role get 403. Memberships are cached in the shared (Redis) cache and
+cleared on every change (membership_cached)."""
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
+from django.db.models.signals import post_delete, post_save, pre_delete
+from django.dispatch import receiver
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -38,6 +42,55 @@ def _checked(role: str | None, project: Project, needed: str) -> str:
     return role
 
 
+MEMBERSHIP_TTL = 60  # seconds; a safety net only: every change through the ORM clears the entry at once
+
+
+def _membership_key(user_id: int, slug: str) -> str:
+    return f"membership:{user_id}:{slug}"
+
+
+def membership_cached(user_id: int, slug: str) -> Membership | None:
+    """The user's membership of the project with this slug (its project loaded), from the shared
+    cache: the check every project view and API call makes. Memberships and projects saved or
+    deleted clear their entries (signals below) in every web process's view of the cache; a bulk
+    `.update()` that bypasses signals is seen within MEMBERSHIP_TTL."""
+    cache, key = caches["shared"], _membership_key(user_id, slug)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached or None  # False: known not to be a member
+    membership = Membership.objects.select_related("project").filter(project__slug=slug, user_id=user_id).first()
+    cache.set(key, membership or False, MEMBERSHIP_TTL)
+    return membership
+
+
+@receiver(post_save, sender=Membership, dispatch_uid="membership-cache-save")
+@receiver(post_delete, sender=Membership, dispatch_uid="membership-cache-delete")
+def _membership_changed(sender, instance: Membership, **kwargs):
+    slug = Project.objects.filter(pk=instance.project_id).values_list("slug", flat=True).first()
+    if slug is not None:  # None: the project is being deleted, and its own signals clear its members
+        caches["shared"].delete(_membership_key(instance.user_id, slug))
+
+
+@receiver(post_save, sender=Project, dispatch_uid="membership-cache-project-save")
+def _project_saved(sender, instance: Project, **kwargs):
+    _forget_members(instance, list(Membership.objects.filter(project_id=instance.pk).values_list("user_id", flat=True)))
+
+
+@receiver(pre_delete, sender=Project, dispatch_uid="membership-cache-project-pre-delete")
+def _project_deleting(sender, instance: Project, **kwargs):
+    instance._member_ids = list(Membership.objects.filter(project_id=instance.pk).values_list("user_id", flat=True))
+    _forget_members(instance, instance._member_ids)
+
+
+@receiver(post_delete, sender=Project, dispatch_uid="membership-cache-project-delete")
+def _project_deleted(sender, instance: Project, **kwargs):
+    _forget_members(instance, getattr(instance, "_member_ids", []))  # again: a request may have cached it meanwhile
+
+
+def _forget_members(project: Project, user_ids) -> None:
+    caches["shared"].delete_many([_membership_key(u, project.slug) for u in user_ids])
+
+
 def project_view(needed: str = Role.ANNOTATOR):
     """Decorator for views taking `slug`: logs in, loads the project, checks the role, and sets
     `request.project` and `request.role`."""
@@ -46,9 +99,8 @@ def project_view(needed: str = Role.ANNOTATOR):
         @login_required
         @wraps(view)
         def wrapper(request, slug, *args, **kwargs):
-            membership = (None if request.user.is_superuser else
-                          Membership.objects.select_related("project").filter(project__slug=slug, user=request.user).first())
-            # One query on the hot path (a member); otherwise the project alone, for the 404/403 choice.
+            membership = None if request.user.is_superuser else membership_cached(request.user.pk, slug)
+            # No query on the hot path (a member, cached); otherwise the project alone, for the 404/403 choice.
             project = membership.project if membership else get_object_or_404(Project, slug=slug)
             request.role = _checked(membership.role if membership else role_of(request.user, project), project, needed)
             request.project = project
