@@ -1,13 +1,13 @@
 """`python -m ml generate`: answer the prompts of a jsonl file with a model (k samples each) and
-write one jsonl row per prompt with its generations, token ids and token log-probs."""
+write one jsonl row per prompt with its generations, token ids and token log-probs (and the top-K
+alternatives per token with --top-logprobs K). --backend hf|vllm|auto as DISTILLERY_GENERATION_BACKEND."""
 import argparse
 import json
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ml.generation import generate
-from ml.modeling import load_model
+from ml.backends import generator_for
 
 
 def add_parser(subparsers) -> None:
@@ -22,16 +22,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-logprobs", type=int, default=0, help="also keep the K likeliest tokens per step")
+    parser.add_argument("--backend", default=None, help="hf, vllm or auto (default: $DISTILLERY_GENERATION_BACKEND or hf)")
     parser.set_defaults(func=run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     rows = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
-    loaded = load_model(args.model, revision=args.revision)
+    generator = generator_for(args.model, revision=args.revision, backend=args.backend)
     with tqdm(total=len(rows), desc="generating") as bar:
-        outputs = generate(
-            loaded.model,
-            loaded.tokenizer,
+        outputs = generator.generate(
             [row["prompt"] for row in rows],
             k=args.k,
             temperature=args.temperature,
@@ -39,6 +39,7 @@ def run_generate(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
             batch_size=args.batch_size,
+            top_logprobs=args.top_logprobs,
             on_progress=lambda done, total: bar.update(done - bar.n),
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,12 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
                         help="file holding the generative judge's str.format template with {prompt}, "
                              "{first}, {second}, {first_label}, {second_label}")
     parser.add_argument("--answer-tokens", nargs=2, default=["A", "B"], metavar=("FIRST", "SECOND"),
-                        help="single tokens the generative judge answers with (default A B)")
+                        help="what the generative judge's answer starts with (default A B); each must be one "
+                             "token where the model begins its turn")
+    parser.add_argument("--warn-below", type=float, default=0.5,
+                        help="generative judge: flag and log batches whose answer mass is below this")
+    parser.add_argument("--refuse-below", type=float, default=None,
+                        help="generative judge: stop with an error when the answer mass is below this")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="auto",
@@ -78,7 +83,8 @@ def build_judge(kind: str, args, *, teacher=None):
     if kind == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
     template = args.template.read_text(encoding="utf-8") if args.template else DEFAULT_JUDGE_TEMPLATE
-    return GenerativeJudge(teacher.model, teacher.tokenizer, template, answer_tokens=tuple(args.answer_tokens))
+    return GenerativeJudge(teacher.model, teacher.tokenizer, template, answer_tokens=tuple(args.answer_tokens),
+                           warn_below=getattr(args, "warn_below", 0.5), refuse_below=getattr(args, "refuse_below", None))
 
 
 def _items(rows: list[dict], path) -> list[JudgeItem]:
