@@ -7,6 +7,7 @@ import collections
 import logging
 import threading
 import time
+import warnings
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -15,6 +16,10 @@ from webapp.training import services
 from webapp.training.models import MetricPoint
 
 CAPTURED_LOGGERS = ("ml", "transformers", "trl", "workers", "webapp.training", "py.warnings")
+# Deprecation notices the pinned libraries raise about their own internals (TrainingArguments'
+# gradient_checkpointing rename and the like): addressed to their developers, not to someone
+# reading a run's log, where they buried the lines that matter. Other warnings stay.
+QUIET_LIBRARIES = r"(transformers|trl|accelerate|peft|torch|datasets|huggingface_hub)(\.|$)"
 
 
 def heartbeat_interval() -> float:
@@ -60,6 +65,10 @@ class RunRecorder:
     # --- context: heartbeat thread + log capture ------------------------------------------
     def __enter__(self):
         self.cancel = services.run_cancel_requested(run_id=self.run_id)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=QUIET_LIBRARIES)
         logging.getLogger().addHandler(self._handler)
         self._thread = threading.Thread(target=self._beat_loop, name=f"run-{self.run_id}-heartbeat", daemon=True)
         self._thread.start()
@@ -69,6 +78,7 @@ class RunRecorder:
         self._stop.set()
         self._thread.join(timeout=10)
         logging.getLogger().removeHandler(self._handler)
+        self._warnings.__exit__(*exc)
         self.flush()
         return False
 
