@@ -73,6 +73,9 @@ def _point_at_redis(url: str) -> None:
     settings.CACHES["shared"]["LOCATION"] = url  # sessions and memberships (webapp/settings.py)
     caches.__dict__.pop("settings", None)
     caches._connections = Local(caches.thread_critical)
+    from webapp.shared_cache import shared_cache
+
+    shared_cache.cache_clear()
 
 
 def _test_database_url(embedded_services) -> str:

@@ -145,7 +145,7 @@ CACHES = {
     "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "distillery",
                "TIMEOUT": 300},
 }
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "webapp.shared_cache"  # Django's cached_db sessions on one Redis client per process
 SESSION_CACHE_ALIAS = "shared"
 
 CELERY_BROKER_URL = REDIS_URL

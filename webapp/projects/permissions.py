@@ -5,7 +5,6 @@ cleared on every change (membership_cached)."""
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
@@ -13,6 +12,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from webapp.projects.models import ROLE_RANK, Membership, Project, Role
+from webapp.shared_cache import shared_cache
 
 
 def role_of(user, project: Project) -> str | None:
@@ -54,7 +54,7 @@ def membership_cached(user_id: int, slug: str) -> Membership | None:
     cache: the check every project view and API call makes. Memberships and projects saved or
     deleted clear their entries (signals below) in every web process's view of the cache; a bulk
     `.update()` that bypasses signals is seen within MEMBERSHIP_TTL."""
-    cache, key = caches["shared"], _membership_key(user_id, slug)
+    cache, key = shared_cache(), _membership_key(user_id, slug)
     cached = cache.get(key)
     if cached is not None:
         return cached or None  # False: known not to be a member
@@ -68,7 +68,7 @@ def membership_cached(user_id: int, slug: str) -> Membership | None:
 def _membership_changed(sender, instance: Membership, **kwargs):
     slug = Project.objects.filter(pk=instance.project_id).values_list("slug", flat=True).first()
     if slug is not None:  # None: the project is being deleted, and its own signals clear its members
-        caches["shared"].delete(_membership_key(instance.user_id, slug))
+        shared_cache().delete(_membership_key(instance.user_id, slug))
 
 
 @receiver(post_save, sender=Project, dispatch_uid="membership-cache-project-save")
@@ -88,7 +88,7 @@ def _project_deleted(sender, instance: Project, **kwargs):
 
 
 def _forget_members(project: Project, user_ids) -> None:
-    caches["shared"].delete_many([_membership_key(u, project.slug) for u in user_ids])
+    shared_cache().delete_many([_membership_key(u, project.slug) for u in user_ids])
 
 
 def project_view(needed: str = Role.ANNOTATOR):
