@@ -1,5 +1,6 @@
 """ml/recipes/sft.py and, through it, the library trainer (ml/recipes/trainer.py): the loss falls, hooks
 see every step, a stop leaves a resumable checkpoint, and stop + resume equals one straight run."""
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -68,3 +69,24 @@ def test_sequence_level_kd_trains_on_teacher_generations(pairs, make_config, tin
     config = make_config("sft", max_steps=2, target="teacher", max_new_tokens=4)
     result = sft.train(config, pairs, tmp_path, student=tiny_student_dir, teacher=tiny_teacher_dir)
     assert result.steps == 2
+
+
+def test_gradient_checkpointing_from_the_library_gives_the_same_steps(pairs, make_config, tiny_student_dir,
+                                                                      tmp_path):
+    # The Trainer recomputes activations in the backward pass; the maths (and so the losses) must not change.
+    plain = sft.train(make_config("sft", max_steps=3), pairs, tmp_path / "a", student=tiny_student_dir)
+    recomputed = sft.train(make_config("sft", max_steps=3, gradient_checkpointing=True), pairs, tmp_path / "b",
+                           student=tiny_student_dir)
+    assert [h["loss"] for h in recomputed.history] == pytest.approx([h["loss"] for h in plain.history], rel=1e-5)
+
+
+def test_grad_accumulation_matches_one_big_batch(pairs, make_config, tiny_student_dir, tmp_path):
+    # The seeded order gives the one accumulated step (2 micro-batches of 2) the rows of the first two plain
+    # steps (batch 2); at lr ~0 those two see the same weights, so the step reports the mean of their losses.
+    accumulated = sft.train(make_config("sft", max_steps=1, grad_accum=2), pairs, tmp_path / "a",
+                            student=tiny_student_dir)
+    assert accumulated.steps == 1 and accumulated.history[0]["step"] == 1
+    halves = sft.train(make_config("sft", max_steps=2, learning_rate=1e-12), pairs, tmp_path / "b",
+                       student=tiny_student_dir)
+    expected = (halves.history[0]["loss"] + halves.history[1]["loss"]) / 2
+    assert accumulated.history[0]["loss"] == pytest.approx(expected, rel=1e-4)
