@@ -11,6 +11,7 @@
   const { groupOf, lineChart, dataset } = window.DistilleryCharts;
   const root = document.getElementById("run-page");
   const $ = (id) => document.getElementById(id);
+  const UNSMOOTHED = new Set(["lr"]);  // a schedule, not a noisy measurement: smoothing would only delay it
   const HIDDEN = new Set(["num_tokens"]);  // TRL's running token count: the tokens axis of the comparison shows it
   const state = { lastStep: -1, points: [], charts: {}, series: {}, raw: {}, smooth: {}, smoothing: 0,
                   run: null, redraw: false, messages: 0 };
@@ -56,14 +57,16 @@
     if (!cache || cache.w !== w || cache.out.length > raw.length) cache = state.smooth[key] = { w, acc: 0, out: [] };
     for (let i = cache.out.length; i < raw.length; i++) {
       cache.acc = w * cache.acc + (1 - w) * raw[i].y;
-      cache.out.push({ x: raw[i].x, y: cache.acc / (1 - Math.pow(w, i + 1)) });
+      // 12 significant digits: a constant series stays exactly constant (no 1e-16 wiggle for the
+      // autoscaled axis to zoom into).
+      cache.out.push({ x: raw[i].x, y: Number((cache.acc / (1 - Math.pow(w, i + 1))).toPrecision(12)) });
     }
     return cache.out;
   }
 
   function shownData(key) {
     // slice(): a new array each time, so the chart (and its decimation) re-reads every point.
-    return (state.smoothing > 0 ? smoothed(key) : state.raw[key]).slice();
+    return (state.smoothing > 0 && !UNSMOOTHED.has(key) ? smoothed(key) : state.raw[key]).slice();
   }
 
   function addPoints(points) {
