@@ -90,3 +90,12 @@ def test_grad_accumulation_matches_one_big_batch(pairs, make_config, tiny_studen
                        student=tiny_student_dir)
     expected = (halves.history[0]["loss"] + halves.history[1]["loss"]) / 2
     assert accumulated.history[0]["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_checkpoint_of_the_old_home_loop_is_refused_with_a_clear_error(pairs, make_config, tiny_student_dir,
+                                                                         tmp_path):
+    old = tmp_path / "checkpoint-2"
+    old.mkdir()
+    (old / "trainer_state.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="old home loop"):
+        sft.train(make_config("sft", max_steps=4), pairs, tmp_path / "out", student=tiny_student_dir, resume_from=old)
