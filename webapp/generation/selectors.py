@@ -35,3 +35,13 @@ def job_prompts_answered(*, job, model_version) -> set[int]:
     rows = (Generation.objects.filter(job=job, model_version=model_version).values("prompt_id")
             .annotate(n=Count("id")).filter(n__gte=job.k).values_list("prompt_id", flat=True))
     return set(rows)
+
+
+def job_outputs_after(*, job, after: int = 0, limit: int = 50) -> list[dict]:
+    """The job's generations stored after generation id `after`, oldest first, at most `limit`, as
+    plain data for the live page (texts are inserted as text there, never as HTML)."""
+    rows = (Generation.objects.filter(job=job, pk__gt=after).order_by("id")
+            .select_related("model_version", "prompt")[:limit])
+    return [{"id": g.pk, "prompt_id": g.prompt_id, "model": g.model_version.name, "sample": g.sample_index,
+             "tokens": g.token_count, "text": g.text,
+             "prompt": g.prompt.text or " / ".join(m["content"] for m in g.prompt.messages or [])} for g in rows]

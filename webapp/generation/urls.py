@@ -8,6 +8,7 @@ from webapp.job_views import job_action_view
 urlpatterns = [
     path("p/<slug:slug>/generation/", views.generation_jobs, name="generation_jobs"),
     path("p/<slug:slug>/generation/<int:job_id>/", views.generation_job_detail, name="generation_job_detail"),
+    path("p/<slug:slug>/generation/<int:job_id>/outputs.json", views.generation_job_outputs, name="generation_job_outputs"),
     path("p/<slug:slug>/generation/<int:job_id>/cancel", views.generation_job_cancel, name="generation_job_cancel"),
     path("p/<slug:slug>/generation/<int:job_id>/rerun", job_action_view(
         GenerationJob, lambda job: services.generation_job_rerun(job=job), back="generation_job_detail",
