@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from webapp.annotation import services
 from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonStatus, Judgement,
-                                      PreferenceSnapshot, Skip)
+                                      PreferenceSnapshot, Skip, Verdict)
 from webapp.catalog.models import Prompt
 from webapp.generation.models import Generation
 
@@ -137,10 +137,32 @@ def comparison_payload(*, comparison: Comparison, annotator) -> dict:
     return annotation_state(project=comparison.project, annotator=annotator, comparison_id=comparison.pk, pending=0)["comparison"]
 
 
-def disputed_comparisons(*, project):
-    return (Comparison.objects.filter(project=project, status=ComparisonStatus.DISPUTED)
-            .select_related("prompt").prefetch_related("items__generation__model_version", "judgements__annotator")
-            .order_by("-priority", "id"))
+def disputed_comparisons(*, project, limit: int = 50) -> list[Comparison]:
+    """The disputes queue. Each judgement gets `in_columns`: its verdict in the terms of the page's
+    columns (1, 2 ... in canonical position order, each labelled by its model), never in the
+    letters that annotator happened to be shown, nor as raw generation ids."""
+    comparisons = list(Comparison.objects.filter(project=project, status=ComparisonStatus.DISPUTED)
+                       .select_related("prompt").prefetch_related("items__generation__model_version", "judgements__annotator")
+                       .order_by("-priority", "id")[:limit])
+    for comparison in comparisons:
+        items = sorted(comparison.items.all(), key=lambda item: item.position)
+        for judgement in comparison.judgements.all():
+            judgement.in_columns = verdict_in_columns(judgement, items)
+    return comparisons
+
+
+def verdict_in_columns(judgement: Judgement, items: list[ComparisonItem]) -> str:
+    """'1 (teacher-7b) is better', 'tie', 'both bad', or a ranking such as '3 > 1 = 2 > 4'."""
+    column = {item.generation_id: index + 1 for index, item in enumerate(items)}
+    if judgement.verdict == Verdict.BOTH_BAD:
+        return "both bad"
+    if judgement.verdict == Verdict.TIE:
+        return "tie"
+    if judgement.verdict in (Verdict.A, Verdict.B) and len(items) == 2:
+        winner = items[0] if judgement.verdict == Verdict.A else items[1]
+        return f"{column[winner.generation_id]} ({winner.generation.model_version.name}) is better"
+    groups = [" = ".join(str(column.get(g, "?")) for g in sorted(group, key=lambda g: column.get(g, 0))) for group in judgement.ranking]
+    return " > ".join(groups) or judgement.get_verdict_display()
 
 
 def comparisons_overview(*, project):

@@ -77,7 +77,7 @@ def _judge_scope(project, data):
 def quality_page(request, project):
     return render(request, "annotation/quality.html", {"project": project, "role": request.role,
                                                         "report": quality.quality_report(project=project),
-                                                        "disputed": selectors.disputed_comparisons(project=project)[:50]})
+                                                        "disputed": selectors.disputed_comparisons(project=project)})
 
 
 @require_POST

@@ -63,3 +63,20 @@ def test_judge_job_from_the_page(client_for, project, pairwise, world, researche
     response = client_for(researcher).post(f"/p/{project.slug}/judge/", {
         "teacher": world["teacher"].pk, "method": "implicit_reward", "beta": 0.01, "scope": "all"})
     assert "needs π_sft" in response.content.decode() and JudgeJob.objects.count() == 1
+
+
+def test_disputes_show_verdicts_in_the_columns_terms(client_for, project, pairwise, annotator, second_annotator, researcher):
+    """Issue 10 B23: under columns "1. teacher-7b" and "2. student-1b", each verdict names a column
+    (not the letter that annotator was shown, not raw generation ids)."""
+    comparison = pairwise[0]
+    Comparison.objects.filter(pk=comparison.pk).update(required_annotations=2)
+    a, b = [i.generation_id for i in comparison.items.order_by("position")]
+    services.judgement_record(comparison=comparison, annotator=annotator, ranking=[[a], [b]])
+    services.judgement_record(comparison=comparison, annotator=second_annotator, ranking=[[b], [a]])
+    page = client_for(researcher).get(f"/p/{project.slug}/quality/").content.decode()
+    dispute = page[page.index(f'id="dispute-{comparison.pk}"'):]
+    dispute = dispute[:dispute.index("</ul>")]
+    assert "1. teacher-7b" in dispute and "2. student-1b" in dispute
+    assert 'ann-annotator: <span class="verdict">1 (teacher-7b) is better</span>' in dispute
+    assert 'bea-annotator: <span class="verdict">2 (student-1b) is better</span>' in dispute
+    assert "A is better" not in dispute and f"[[{a}]" not in dispute and f"[[{b}]" not in dispute
