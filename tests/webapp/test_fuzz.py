@@ -161,17 +161,24 @@ def test_annotation_api_never_500s_and_rejections_write_nothing(client, annotato
 
 
 @pytest.mark.django_db
-def test_next_and_run_json_endpoints_never_500(client, annotator, researcher, project, fuzz_world):
+def test_json_endpoints_and_pages_never_500_on_any_query(client, annotator, researcher, project, fuzz_world):
     from webapp.training.models import TrainingRun
 
     student = ModelVersion.objects.get(project=project, role="student")
     run_id = TrainingRun.objects.create(project=project, name="r", method="dpo", student=student).pk
 
+    prompt_set = PromptSet.objects.filter(project=project).first()
+
     @FUZZ
-    @given(query=st.dictionaries(st.sampled_from(["after", "page", "x", "comparison", "step"]),
-                                 st.text(max_size=20), max_size=3),
+    @given(query=st.dictionaries(st.sampled_from(["after", "page", "x", "comparison", "step", "source", "sort", "q",
+                                                  "runs", "model", "filter"]),
+                                 st.text(max_size=20) | st.integers().map(str), max_size=3),
            path=st.sampled_from(["annotate/api/next", f"training/runs/{run_id}/points.json",
-                                 f"training/runs/{run_id}/monitor.json", "training/runs/999999/points.json"]))
+                                 f"training/runs/{run_id}/monitor.json", "training/runs/999999/points.json",
+                                 # pages whose query parameters (pagination, filters) are parsed too
+                                 "", "catalog/", f"catalog/prompts/{prompt_set.pk}/", "generation/", "judge/",
+                                 "quality/", "snapshots/", "evaluations/", "leaderboard/", "loop/", "training/",
+                                 "training/compare/", f"training/runs/{run_id}/", "annotate/"]))
     def run(query, path):
         client.force_login(researcher)
         response = client.get(f"/p/{project.slug}/{path}", query)
