@@ -11,6 +11,7 @@ Stage cache layout, under one `root` (e.g. DATA_DIR/cache/stages):
 A build runs while holding the lock and ends with one rename of its output to final/, so a
 half-built stage is never a hit, and a second worker waits for the first and then reuses its output.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -75,6 +76,45 @@ def cached_stage(root, kind: str, key: str, build: Callable[[Path], Path | None]
         lock.release()
 
 
+# --- π_dpo: the teacher's DPO stage --------------------------------------------------------------
+
+TEACHER_DPO_BETA = 0.01  # ALGORITHMS.md §3: the teacher's DPO stage
+
+
+def teacher_dpo_config(run_config):
+    """The DPO config of the teacher stage: the run's batching and schedule (for ADPA+ its DCKD
+    stage's), β=0.01, no intermediate checkpoints."""
+    from ml.config import DPOConfig, TrainingConfig
+
+    first_stage = getattr(run_config, "dckd", run_config)
+    shared = {f.name: getattr(first_stage, f.name) for f in dataclasses.fields(TrainingConfig)}
+    return DPOConfig(**{**shared, "save_every_steps": 0}, beta=TEACHER_DPO_BETA)
+
+
+def teacher_dpo_key(base: str, pairs: list, dpo_config) -> str:
+    """Content hash of π_sft's files (and pinned revision), the pairs and the DPO config."""
+    from ml.config import config_to_dict
+    from ml.teacher_signals import cache_key, model_identity
+
+    return cache_key("stage/teacher-dpo", models={"teacher": model_identity(base)}, data=pairs,
+                     params=config_to_dict(dpo_config))
+
+
+def teacher_dpo_stage(base: str, pairs: list, run_config, *, root, hooks, on_wait=lambda: None) -> StageResult:
+    """π_dpo trained from `base` (π_sft) on `pairs`, from the stage cache under `root` or built now
+    (once, even when two workers ask at once). path is None when hooks.should_stop() stopped it."""
+    from ml.recipes import recipe_for
+
+    dpo_config = teacher_dpo_config(run_config)
+    key = teacher_dpo_key(base, pairs, dpo_config)
+
+    def build(work_dir: Path) -> Path | None:
+        result = recipe_for("dpo")(dpo_config, pairs, work_dir, hooks, student=base)
+        return None if result.stopped else Path(result.final_dir)
+
+    return cached_stage(root, "teacher-dpo", key, build, should_stop=hooks.should_stop, on_wait=on_wait)
+
+
 # --- ADPA+: the DCKD stage index and the run's step axis ---------------------------------------
 
 def stage_publish(root, kind: str, key: str, path) -> None:
@@ -96,6 +136,36 @@ def stage_lookup(root, kind: str, key: str) -> Path | None:
     return path if (path / "final").is_dir() else None
 
 
+def dckd_stage_reuse(config, pairs: list, *, student: str, teacher: str, out_dir, index_root) -> Path | None:
+    """Before an ADPA+ run: links a finished DCKD stage with the same inputs (published by an earlier
+    run) into out_dir/dckd, so the recipe skips to ADPA. Returns the stage reused, or None."""
+    from ml.recipes import adpa_plus
+
+    own = Path(out_dir) / "dckd"
+    if own.exists():
+        return None
+    key = adpa_plus.dckd_stage_key(config, pairs, student=student, teacher=teacher)
+    found = stage_lookup(index_root, "dckd", key)
+    if found is None or not adpa_plus.stage_done(found, key):
+        return None
+    own.mkdir(parents=True)
+    os.symlink(found.resolve() / "final", own / "final")
+    (own / adpa_plus.STAGE_FILE).write_text((found / adpa_plus.STAGE_FILE).read_text())
+    return found
+
+
+def dckd_stage_publish(config, pairs: list, *, student: str, teacher: str, out_dir, index_root) -> bool:
+    """After an ADPA+ run (any outcome): publishes its DCKD stage when it finished, for later runs."""
+    from ml.recipes import adpa_plus
+
+    own = Path(out_dir) / "dckd"
+    key = adpa_plus.dckd_stage_key(config, pairs, student=student, teacher=teacher)
+    if own.is_symlink() or (own / "final").is_symlink() or not adpa_plus.stage_done(own, key):
+        return False  # not finished, or itself a reuse (the original stays the published one)
+    stage_publish(index_root, "dckd", key, own)
+    return True
+
+
 def checkpoint_step(checkpoint_dir, offsets: dict[str, int]) -> int:
     """The run-wide step of a `checkpoint-<n>` directory: n plus the offset of the stage folder it is
     in (ADPA+ writes dckd/checkpoint-* from 0, then adpa/checkpoint-* from 0 again)."""
@@ -103,9 +173,13 @@ def checkpoint_step(checkpoint_dir, offsets: dict[str, int]) -> int:
     return int(path.name.rsplit("-", 1)[-1]) + offsets.get(path.parent.name, 0)
 
 
-def adpa_plus_offsets(dckd_steps: int) -> dict[str, int]:
-    """ADPA+'s second stage starts where DCKD's steps end."""
-    return {"dckd": 0, "adpa": dckd_steps}
+def stage_offsets(out_dir) -> dict[str, int]:
+    """Step offsets of a run's stage folders: ADPA+'s adpa/ starts where its finished DCKD stage ended
+    (the step count the recipe wrote into dckd/stage.json); single-stage runs have none."""
+    marker = Path(out_dir) / "dckd" / "stage.json"
+    if not marker.exists():
+        return {}
+    return {"adpa": int(json.loads(marker.read_text()).get("steps", 0))}
 
 
 # --- teacher-as-judge: k-way ranking ------------------------------------------------------------
