@@ -48,7 +48,15 @@ def test_run_from_the_form_shows_checkpoint_evaluations_live(page, client, asgi_
     run = TrainingRun.objects.get(project=project)
     assert (run.eval_prompt_set, run.eval_every_steps, run.eval_sample_size) == (heldout, EVAL_EVERY, 8)
 
-    page.wait_for_function("() => document.querySelectorAll('#monitor-table tbody tr').length >= 1", timeout=120_000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.wait_for_function("() => document.querySelectorAll('#monitor-table tbody tr').length >= 1", timeout=120_000)
+    except Exception:
+        run.refresh_from_db()
+        raise AssertionError(f"no evaluation shown: run {run.status} step {run.step} stage {run.stage!r} error "
+                             f"{run.error!r}; stored {CheckpointEvaluation.objects.filter(run=run).count()}; "
+                             f"page errors {errors}")
     page.wait_for_function("() => document.querySelectorAll('#monitor-table tbody tr').length >= 4", timeout=240_000)
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # arrived live
     assert _rows(page) == ["0", "20", "40", "60"]
