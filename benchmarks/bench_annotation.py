@@ -9,7 +9,7 @@ think) / <= 25 ms (human think) at 50 annotators; 0 errors.
 
     python -m benchmarks.bench_annotation [--annotators 50] [--duration 60] [--server uvicorn --workers 2]
     python -m benchmarks.bench_annotation --profile var/annotation.spy   # py-spy on the server, by part
-    python -m benchmarks.bench_annotation --curve [--trees /tmp/old,.] [--write-doc]
+    python -m benchmarks.bench_annotation --curve [--trees /tmp/old:daphne,.:granian] [--write-doc]
 
 --curve steps the annotators (--steps 10,50,100,200) at both think settings (0.5-2 s, 5-20 s), each
 step a fresh database and server, for every source tree in --trees (e.g. a `git worktree` of an
@@ -173,7 +173,7 @@ async def load(base, slug, cookies, args):
 PARTS = [("select-and-lease", ("comparison_next_for", "comparison_next_id_for")),
          ("payload + progress", ("annotator_progress", "annotation_state")),
          ("payload", ("comparison_payload",)), ("counters (Redis/DB)", ("counters_recent", "counters_changed", "publish_now")),
-         ("submit write", ("judgement_record", "_status_refresh", "comparison_offered")), ("undo write", ("judgement_undo",)),
+         ("submit write", ("judgement_record", "judgement_submit", "_judgement_write", "_status_refresh", "comparison_offered")), ("undo write", ("judgement_undo",)),
          ("membership", ("permissions.py",)), ("session", ("sessions/",)), ("auth (user)", ("contrib/auth",)),
          ("JSON", ("json", "JsonResponse", "orjson")), ("middleware", ("middleware",)),
          ("Django request handling", ("django/core/handlers", "django/urls", "django/http")),
@@ -260,19 +260,19 @@ def curve(args) -> None:
     """Every (tree, think, annotators) step in its own child process (its own Django, its own
     tree's code), so old and new code run under the same load generator in one run."""
     rows = []
-    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    trees = [(Path(t.partition(":")[0]).resolve(), t.partition(":")[2] or args.server) for t in args.trees.split(",")]
     for think in ("fast", "human"):
         for n in (int(s) for s in args.steps.split(",")):
-            for tree in trees:
+            for tree, server in trees:
                 out = Path(tempfile.mkstemp(suffix=".json")[1])
                 lo, hi = THINK[think]
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--annotators", str(n), "--duration", str(args.duration),
                        "--comparisons", str(args.comparisons), "--think-min", str(lo), "--think-max", str(hi),
-                       "--server", args.server, "--workers", str(args.workers), "--json-out", str(out)]
+                       "--server", server, "--workers", str(args.workers), "--json-out", str(out)]
                 subprocess.run(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), check=False, stdout=subprocess.DEVNULL)
                 result = json.loads(out.read_text() or "{}") if out.stat().st_size else {"failed": True}
-                rows.append((tree, think, n, result))
-                print(_row(tree, trees, think, n, result), flush=True)
+                rows.append(((tree, server), think, n, result))
+                print(_row((tree, server), trees, think, n, result), flush=True)
     table = _table(rows, trees)
     print(table)
     if args.write_doc:
@@ -283,12 +283,13 @@ def curve(args) -> None:
         doc.write_text(f"{head}{DOC_START}\n{table}\n{DOC_END}{tail}" if rest else text + f"\n{DOC_START}\n{table}\n{DOC_END}\n")
 
 
-def _label(tree, trees):
+def _label(tree_server, trees):
+    tree, server = tree_server
     if len(trees) == 1:
-        return "this tree"
+        return f"this tree, {server}"
     commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
-    return f"{commit}{'+changes' if dirty.strip() else ''}"
+    return f"{commit}{'+changes' if dirty.strip() else ''}, {server}"
 
 
 def _row(tree, trees, think, n, r):
@@ -322,7 +323,8 @@ def main():
     parser.add_argument("--json-out", type=Path, help="write the figures as JSON (used by --curve)")
     parser.add_argument("--curve", action="store_true", help="step the annotators at both think settings")
     parser.add_argument("--steps", default="10,50,100,200")
-    parser.add_argument("--trees", default=".", help="comma-separated source trees to measure side by side (--curve)")
+    parser.add_argument("--trees", default=".", help="comma-separated source trees to measure side by side (--curve), "
+                        "each optionally with its server: /tmp/old:daphne,.:granian")
     parser.add_argument("--write-doc", action="store_true", help="write the --curve table into docs/benchmarks.md")
     args = parser.parse_args()
     if args.curve:

@@ -115,17 +115,18 @@ def start_asgi_server(env: dict, log_path: Path):
 
     port = free_port()
     log = open(log_path, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    from webapp.launcher import web_command  # the server `make run` runs
+
+    proc = subprocess.Popen(web_command("127.0.0.1", port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     return f"http://127.0.0.1:{port}", proc
 
 
 @pytest.fixture(scope="session")
 def asgi_server(service_env, tmp_path_factory):
-    """A real daphne process (HTTP + WebSockets) on the test database. Tests using it need
+    """A real ASGI server process (HTTP + WebSockets; the one `make run` runs) on the test database. Tests using it need
     `transactional_db` so their rows are committed and visible to the server."""
-    url, proc = start_asgi_server(service_env, tmp_path_factory.mktemp("logs") / "daphne.log")
+    url, proc = start_asgi_server(service_env, tmp_path_factory.mktemp("logs") / "web.log")
     yield url
     proc.terminate()
     proc.wait(timeout=20)

@@ -68,10 +68,24 @@ def _relay(name: str, stream) -> None:
             sys.stdout.flush()
 
 
+def web_command(host: str, port: int, server: str | None = None) -> list[str]:
+    """The ASGI server (HTTP + WebSockets). granian by default: its HTTP layer is Rust, and it
+    served the annotation API with the least CPU per request (docs/benchmarks.md);
+    DISTILLERY_WEB_SERVER=daphne runs daphne instead."""
+    server = server or os.environ.get("DISTILLERY_WEB_SERVER", "granian")
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "webapp.asgi:application"]
+    if server != "granian":
+        raise SystemExit(f"DISTILLERY_WEB_SERVER={server!r}: use granian or daphne")
+    workers = os.environ.get("DISTILLERY_WEB_WORKERS", "1")
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port), "--workers", workers,
+            "--log-level", "warning", "webapp.asgi:application"]
+
+
 def _children(env: dict) -> dict[str, subprocess.Popen]:
     celery = [sys.executable, "-m", "celery", "-A", "webapp.celery"]
     commands = {
-        "web": [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(PORT), "webapp.asgi:application"],
+        "web": web_command(HOST, PORT),
         "worker-gpu": [*celery, "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1", "--pool", "solo",
                        "-n", "gpu@%h", "--loglevel", "INFO"],
         "worker": [*celery, "worker", "-Q", "default", "--concurrency", "2", "-n", "default@%h", "--loglevel", "INFO"],

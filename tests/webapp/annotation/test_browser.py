@@ -78,3 +78,28 @@ def test_keyboard_only_annotation_with_undo(transactional_db, asgi_server, page,
     assert judgements[last].verdict == "tie"
     assert Judgement.objects.count() == 5
     assert page.inner_text("#mine") == "5"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_kway_page_hides_the_pairwise_buttons(transactional_db, asgi_server, page, project, annotator):
+    """Issue 10 B22: a k-way item shows the ranking help, not the pairwise buttons (a display:flex
+    rule used to override their `hidden`); a pairwise item shows the buttons again."""
+    world = off_loop(lambda: make_world(project, prompts=2))
+    off_loop(lambda: comparisons_build(project=project, mode="kway", priority=1.0, limit=1,
+                                       generations=Generation.objects.filter(job=world["job"])))
+    off_loop(lambda: comparisons_build(project=project, mode="teacher_student", limit=1,
+                                       generations=Generation.objects.filter(job=world["job"])))
+    page.goto(f"{asgi_server}/login/")
+    page.fill("input[name=username]", annotator.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{asgi_server}/")
+    page.goto(f"{asgi_server}/p/{project.slug}/annotate/")
+    page.wait_for_selector("#item:not([hidden]) .candidate")
+    assert page.get_attribute("#annotate", "data-kind") == "kway"
+    assert page.is_visible("#kway-controls")
+    assert not any(page.is_visible(f"#{b}") for b in ("pairwise-controls", "btn-a", "btn-b", "btn-tie", "btn-bad"))
+    page.click("#skip-btn")
+    page.wait_for_function("document.querySelector('#annotate').dataset.kind === 'pairwise'")
+    assert page.is_visible("#btn-a") and not page.is_visible("#kway-controls")
