@@ -118,3 +118,28 @@ class GGUFConversion(Job):
 
     def __str__(self):
         return f"{self.name} from {self.gguf_path}"
+
+
+class PromptImport(Job):
+    """A large prompt file imported on the default queue (webapp/catalog/prompt_imports.py): the
+    upload is saved under the data dir, validated and stored by a worker while the page shows its
+    stage; like an import in the page, it stores all of the file or none of it."""
+
+    RERUN_HINT = "Upload the file again."
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="prompt_imports")
+    prompt_set_name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=300)
+    path = models.CharField(max_length=500, help_text="The saved upload; deleted once imported.")
+    size_bytes = models.BigIntegerField(default=0)
+    default_split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
+    errors = models.JSONField(default=list, blank=True, help_text="Line-numbered problems; nothing imported then.")
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    prompt_set = models.ForeignKey(PromptSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta(Job.Meta):
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"import of {self.filename}"

@@ -10,7 +10,7 @@ from django.db import IntegrityError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webapp.catalog import importers, selectors
+from webapp.catalog import importers, prompt_imports, selectors
 from webapp.catalog.forms import ModelVersionForm, PromptUploadForm
 from webapp.catalog.models import PromptSet
 from webapp.catalog.services import model_version_register, prompt_content_hash
@@ -46,6 +46,11 @@ def prompt_upload(request, project):
     context = {"project": project, "role": request.role, "form": form}
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
+        if upload.size > prompt_imports.BACKGROUND_BYTES:  # big files import on a worker, the page shows progress
+            job = prompt_imports.prompt_import_start(project=project, upload=upload, created_by=request.user,
+                                                     prompt_set_name=form.cleaned_data["prompt_set"],
+                                                     default_split=form.cleaned_data["default_split"])
+            return redirect("prompt_import_detail", slug=project.slug, import_id=job.pk)
         result = importers.parse_upload(upload.read(), filename=upload.name, default_split=form.cleaned_data["default_split"])
         context.update(result=result, filename=upload.name)
         if result.ok:
