@@ -226,3 +226,93 @@ class JobBeat:
         self._stop.set()
         self._thread.join(timeout=10)
         return False
+
+
+class JobKind:
+    """One kind's lifecycle steps bound to its model, its task and its live event (`publish(job)`),
+    so each app's services are one line per step and every kind behaves the same."""
+
+    def __init__(self, model, *, task: str, publish):
+        self.model, self.task, self.publish = model, task, publish
+
+    def claim(self, pk: int, *, worker: str = "", **fields) -> int | None:
+        attempt = job_claim(self.model, pk=pk, worker=worker, **fields)
+        self.publish(self.model.objects.get(pk=pk))  # running, or cancelled while it was queued
+        return attempt
+
+    def progress(self, job, *, attempt: int, **progress) -> str:
+        signal = job_progress(self.model, pk=job.pk, attempt=attempt, **progress)
+        job.refresh_from_db()
+        self.publish(job)
+        return signal
+
+    def finish(self, job, *, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "", **fields) -> bool:
+        finished = job_finish(self.model, pk=job.pk, attempt=attempt, status=status, error=error, **fields)
+        job.refresh_from_db()
+        self.publish(job)
+        return finished
+
+    def cancel(self, job, **fields) -> str:
+        outcome = job_cancel(self.model, pk=job.pk, **fields)
+        job.refresh_from_db()
+        self.publish(job)
+        return outcome
+
+    def rerun(self, job, **fields):
+        """failed / cancelled → queued, the task enqueued after commit; ValidationError otherwise."""
+        from django.core.exceptions import ValidationError
+        from django.db import transaction
+        from django.utils.text import capfirst
+
+        from webapp.celery import enqueue
+
+        with transaction.atomic():
+            if not job_rerun(self.model, pk=job.pk, **fields):
+                raise ValidationError(f"{capfirst(self.model._meta.verbose_name)} {job.pk} is {job.status}; only failed "
+                                      "or cancelled jobs can be rerun.")
+            enqueue(self.task, job.pk)
+            job.refresh_from_db()
+            self.publish(job)
+        return job
+
+    def reap(self) -> int:
+        ids = jobs_reap_stale(self.model)
+        for job in self.model.objects.filter(pk__in=ids):
+            self.publish(job)
+        return len(ids)
+
+
+class Stopped(Exception):
+    """Raised from inside a job's work when job_progress said CANCEL or LOST, to leave it at once."""
+
+    def __init__(self, signal: str):
+        super().__init__(signal)
+        self.signal = signal
+
+
+def stop_unless_go(signal: str) -> None:
+    if signal != GO:
+        raise Stopped(signal)
+
+
+def job_run(kind: JobKind, job, attempt: int, work) -> str:
+    """Runs a claimed job's `work()` with a heartbeat thread and ends it by how it went: succeeded,
+    cancelled (work raised Stopped(CANCEL)), failed with the error's text (any other exception, logged
+    with its traceback), or nothing at all when the claim was lost (Stopped(LOST): the job is no
+    longer this worker's). `work` returns extra columns to store on success (or None). Returns the
+    outcome as a word, for the task's result."""
+    import logging
+
+    try:
+        with JobBeat(kind.model, pk=job.pk, attempt=attempt):
+            fields = work() or {}
+    except Stopped as stop:
+        if stop.signal == CANCEL:
+            kind.finish(job, attempt=attempt, status=JobStatus.CANCELLED)
+            return "cancelled"
+        return "claim lost"
+    except Exception as exc:  # the job's page shows why instead of a job stuck in "running"
+        logging.getLogger("workers").exception("%s %s failed", kind.model.__name__, job.pk)
+        kind.finish(job, attempt=attempt, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return "succeeded" if kind.finish(job, attempt=attempt, **fields) else "claim lost"

@@ -96,8 +96,8 @@ KINDS = {
     "evaluation": Kind(
         Evaluation, lambda w: Evaluation.objects.create(project=w.project, name="e", prompt_set=w.prompt_set, teacher=w.teacher),
         lambda pk: evaluation_services.evaluation_claim(evaluation_id=pk),
-        lambda row, a, d, t: evaluation_services.evaluation_progress(evaluation=row, attempt=a, stage="answers", done=d, total=t),
-        lambda row, a, s: evaluation_services.evaluation_finish(evaluation=row, attempt=a, status=s),
+        lambda row, a, d, t: evaluation_services.JOBS.progress(row, attempt=a, stage="answers", done=d, total=t),
+        lambda row, a, s: evaluation_services.JOBS.finish(row, attempt=a, status=s),
         lambda row: evaluation_services.evaluation_cancel(evaluation=row),
         lambda row: evaluation_services.evaluation_rerun(evaluation=row),
         evaluation_services.evaluations_reap_stale, evaluation_services.RUN_TASK),

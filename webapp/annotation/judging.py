@@ -11,7 +11,6 @@ from webapp import lifecycle
 from webapp.annotation import events
 from webapp.annotation.models import Comparison, ComparisonItem, JudgeJob, JudgeMethod
 from webapp.celery import enqueue
-from webapp.lifecycle import JobStatus
 from webapp.projects.live import publish
 
 TASK = "workers.tasks.gpu.judging.run_judge_job"
@@ -43,10 +42,8 @@ def judge_job_create(*, project, created_by, teacher, method: str, comparisons, 
 
 def judge_job_claim(*, job_id: int, worker: str = "") -> tuple[JudgeJob, int] | None:
     """queued → running (webapp.lifecycle): the job and this claim's attempt, or None."""
-    attempt = lifecycle.job_claim(JudgeJob, pk=job_id, worker=worker)
-    job = JudgeJob.objects.select_related("teacher", "reference").get(pk=job_id)
-    _publish(job)
-    return None if attempt is None else (job, attempt)
+    attempt = JOBS.claim(job_id, worker=worker)
+    return None if attempt is None else (JudgeJob.objects.select_related("teacher", "reference").get(pk=job_id), attempt)
 
 
 def judge_job_items(*, job: JudgeJob, ids: list[int]) -> list[dict]:
@@ -60,45 +57,13 @@ def judge_job_items(*, job: JudgeJob, ids: list[int]) -> list[dict]:
             for cid in ids if cid in comparisons and len(candidates.get(cid, [])) >= 2]
 
 
-def judge_job_progress(*, job: JudgeJob, attempt: int, done: int) -> str:
-    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
-    signal = lifecycle.job_progress(JudgeJob, pk=job.pk, attempt=attempt, done=done)
-    job.refresh_from_db()
-    _publish(job)
-    return signal
-
-
-def judge_job_finish(*, job: JudgeJob, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
-    """Ends this attempt; a reaped, cancelled or re-claimed job is left as it is (returns False)."""
-    finished = lifecycle.job_finish(JudgeJob, pk=job.pk, attempt=attempt, status=status, error=error)
-    job.refresh_from_db()
-    _publish(job)
-    return finished
-
-
 def judge_job_cancel(*, job: JudgeJob) -> str:
-    outcome = lifecycle.job_cancel(JudgeJob, pk=job.pk)
-    job.refresh_from_db()
-    _publish(job)
-    return outcome
+    return JOBS.cancel(job)
 
 
 def judge_job_rerun(*, job: JudgeJob) -> JudgeJob:
     """failed / cancelled → queued; the rerun judges every comparison again (replacing this judge's verdicts)."""
-    with transaction.atomic():
-        if not lifecycle.job_rerun(JudgeJob, pk=job.pk, progress_done=0):
-            raise ValidationError(f"Judge job {job.pk} is {job.status}; only failed or cancelled jobs can be rerun.")
-        enqueue(TASK, job.pk)
-        job.refresh_from_db()
-        _publish(job)
-    return job
-
-
-def judge_jobs_reap_stale() -> int:
-    ids = lifecycle.jobs_reap_stale(JudgeJob)
-    for job in JudgeJob.objects.filter(pk__in=ids):
-        _publish(job)
-    return len(ids)
+    return JOBS.rerun(job, progress_done=0)
 
 
 def progress_message(job: JudgeJob) -> dict:
@@ -114,3 +79,9 @@ def judge_jobs_snapshot(*, project, limit: int = 50) -> dict:
 
 def _publish(job: JudgeJob) -> None:
     publish(events.judging_group(job.project_id), progress_message(job))
+
+
+JOBS = lifecycle.JobKind(JudgeJob, task=TASK, publish=_publish)
+judge_job_progress = JOBS.progress  # (job=, attempt=, done=) → lifecycle.GO / CANCEL / LOST
+judge_job_finish = JOBS.finish  # (job=, attempt=, status=, error=) → False when the job is no longer ours
+judge_jobs_reap_stale = JOBS.reap

@@ -11,7 +11,6 @@ from webapp.catalog.models import ModelRole
 from webapp.celery import enqueue
 from webapp.evaluation import events
 from webapp.evaluation.models import LoopRound
-from webapp.lifecycle import JobStatus
 from webapp.evaluation.services import pair_comparison_store
 
 ROUND_TASK = "workers.tasks.gpu.loop.run_round"
@@ -45,38 +44,29 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
     raise ValidationError("Could not number the round; try again.")
 
 
+JOBS = lifecycle.JobKind(LoopRound, task=ROUND_TASK, publish=events.publish_round)
+
+
 def loop_round_claim(*, round_id: int, worker: str = "") -> int | None:
     """queued → running (webapp.lifecycle): this claim's attempt, or None."""
-    attempt = lifecycle.job_claim(LoopRound, pk=round_id, worker=worker, stage="starting")
-    if attempt is not None:
-        events.publish_round(LoopRound.objects.get(pk=round_id))
-    return attempt
+    return JOBS.claim(round_id, worker=worker, stage="starting")
 
 
 def loop_round_progress(*, loop_round: LoopRound, attempt: int, stage: str, done: int, total: int) -> str:
     """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
-    signal = lifecycle.job_progress(LoopRound, pk=loop_round.pk, attempt=attempt, stage=stage, done=done, total=total)
-    loop_round.stage, loop_round.progress_done, loop_round.progress_total = stage[:100], done, total
-    events.publish_round(loop_round)
-    return signal
+    return JOBS.progress(loop_round, attempt=attempt, stage=stage, done=done, total=total)
 
 
 def loop_round_finish(*, loop_round: LoopRound, attempt: int, stats: dict | None = None, error: str = "",
                       status: str | None = None) -> bool:
-    """Ends this attempt (failed when `error`); a reaped or re-claimed round is left as it is (False)."""
-    status = status or (JobStatus.FAILED if error else JobStatus.SUCCEEDED)
+    """Ends this attempt (failed when `error`), merging `stats`; a reaped or re-claimed round is left as it is."""
+    status = status or (lifecycle.JobStatus.FAILED if error else lifecycle.JobStatus.SUCCEEDED)
     extra = {"stats": {**loop_round.stats, **stats}} if stats is not None else {}
-    finished = lifecycle.job_finish(LoopRound, pk=loop_round.pk, attempt=attempt, status=status, error=error, **extra)
-    loop_round.refresh_from_db()
-    events.publish_round(loop_round)
-    return finished
+    return JOBS.finish(loop_round, attempt=attempt, status=status, error=error, **extra)
 
 
 def loop_round_cancel(*, loop_round: LoopRound) -> str:
-    outcome = lifecycle.job_cancel(LoopRound, pk=loop_round.pk)
-    loop_round.refresh_from_db()
-    events.publish_round(loop_round)
-    return outcome
+    return JOBS.cancel(loop_round)
 
 
 def loop_round_rerun(*, loop_round: LoopRound) -> LoopRound:
@@ -84,20 +74,11 @@ def loop_round_rerun(*, loop_round: LoopRound) -> LoopRound:
     with transaction.atomic():
         if LoopRound.objects.filter(project=loop_round.project_id, status__in=lifecycle.ACTIVE).exclude(pk=loop_round.pk).exists():
             raise ValidationError("A round is already in progress; wait for it to finish.")
-        if not lifecycle.job_rerun(LoopRound, pk=loop_round.pk, stage="queued (rerun)"):
-            raise ValidationError(f"Round {loop_round.number} is {loop_round.status}; only failed or cancelled "
-                                  "rounds can be rerun.")
-        enqueue(ROUND_TASK, loop_round.pk)
-        loop_round.refresh_from_db()
-        events.publish_round(loop_round)
-    return loop_round
+        return JOBS.rerun(loop_round, stage="queued (rerun)")
 
 
 def loop_rounds_reap_stale() -> int:
-    ids = lifecycle.jobs_reap_stale(LoopRound)
-    for loop_round in LoopRound.objects.filter(pk__in=ids):
-        events.publish_round(loop_round)
-    return len(ids)
+    return JOBS.reap()
 
 
 def loop_comparison_store(*, loop_round: LoopRound, prompt, teacher_generation, student_generation,

@@ -51,57 +51,24 @@ def evaluation_create(*, project, name: str, teacher, model_versions, prompt_set
     return evaluation
 
 
+JOBS = lifecycle.JobKind(Evaluation, task=RUN_TASK, publish=events.publish_evaluation)  # progress, finish
+evaluations_reap_stale = JOBS.reap
+
+
 def evaluation_claim(*, evaluation_id: int, worker: str = "") -> int | None:
     """queued → running (webapp.lifecycle): this claim's attempt, or None (a redelivered task, or
     cancelled meanwhile, finds nothing to claim)."""
-    attempt = lifecycle.job_claim(Evaluation, pk=evaluation_id, worker=worker, stage="starting")
-    if attempt is not None:
-        events.publish_evaluation(Evaluation.objects.get(pk=evaluation_id))
-    return attempt
-
-
-def evaluation_progress(*, evaluation: Evaluation, attempt: int, stage: str, done: int, total: int) -> str:
-    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
-    signal = lifecycle.job_progress(Evaluation, pk=evaluation.pk, attempt=attempt, stage=stage, done=done, total=total)
-    evaluation.stage, evaluation.progress_done, evaluation.progress_total = stage[:100], done, total
-    events.publish_evaluation(evaluation)
-    return signal
-
-
-def evaluation_finish(*, evaluation: Evaluation, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
-    """Ends this attempt; a reaped, cancelled or re-claimed evaluation is left as it is (False)."""
-    extra = {} if error else {"stage": ""}
-    finished = lifecycle.job_finish(Evaluation, pk=evaluation.pk, attempt=attempt, status=status, error=error, **extra)
-    evaluation.refresh_from_db()
-    events.publish_evaluation(evaluation)
-    return finished
+    return JOBS.claim(evaluation_id, worker=worker, stage="starting")
 
 
 def evaluation_cancel(*, evaluation: Evaluation) -> bool:
     """A queued evaluation is cancelled at once; a running one stops at its next batch (cooperative)."""
-    outcome = lifecycle.job_cancel(Evaluation, pk=evaluation.pk)
-    evaluation.refresh_from_db()
-    events.publish_evaluation(evaluation)
-    return bool(outcome)
+    return bool(JOBS.cancel(evaluation))
 
 
 def evaluation_rerun(*, evaluation: Evaluation) -> Evaluation:
     """failed / cancelled → queued; answers already stored are reused, the judging runs again."""
-    with transaction.atomic():
-        if not lifecycle.job_rerun(Evaluation, pk=evaluation.pk, stage="queued (rerun)"):
-            raise ValidationError(f"Evaluation {evaluation.name} is {evaluation.status}; only failed or cancelled "
-                                  "evaluations can be rerun.")
-        enqueue(RUN_TASK, evaluation.pk)
-        evaluation.refresh_from_db()
-        events.publish_evaluation(evaluation)
-    return evaluation
-
-
-def evaluations_reap_stale() -> int:
-    ids = lifecycle.jobs_reap_stale(Evaluation)
-    for evaluation in Evaluation.objects.filter(pk__in=ids):
-        events.publish_evaluation(evaluation)
-    return len(ids)
+    return JOBS.rerun(evaluation, stage="queued (rerun)")
 
 
 def generation_record(*, prompt, model_version, text: str, token_count: int, token_logps=None, origin: str,

@@ -8,7 +8,6 @@ from webapp import lifecycle
 from webapp.celery import enqueue
 from webapp.generation import events
 from webapp.generation.models import Generation, GenerationJob
-from webapp.lifecycle import JobStatus
 
 TASK = "workers.tasks.gpu.generation.run_generation_job"
 
@@ -42,21 +41,16 @@ def job_prompts(job):
     return prompts
 
 
+JOBS = lifecycle.JobKind(GenerationJob, task=TASK, publish=events.job_progress)
+generation_job_progress = JOBS.progress  # (job=, attempt=, done=, total=) → lifecycle.GO / CANCEL / LOST
+generation_job_finish = JOBS.finish  # (job=, attempt=, status=, error=) → False when the job is no longer ours
+generation_jobs_reap_stale = JOBS.reap
+
+
 def generation_job_claim(*, job_id: int, worker: str = "") -> tuple[GenerationJob, int] | None:
-    """queued → running (webapp.lifecycle): the job and this claim's attempt, or None when another
-    worker has it, it is done, or it was cancelled."""
-    attempt = lifecycle.job_claim(GenerationJob, pk=job_id, worker=worker)
-    job = GenerationJob.objects.get(pk=job_id)
-    events.job_progress(job)
-    return None if attempt is None else (job, attempt)
-
-
-def generation_job_progress(*, job: GenerationJob, attempt: int, done: int, total: int) -> str:
-    """Progress with a heartbeat; returns lifecycle.GO, CANCEL or LOST."""
-    signal = lifecycle.job_progress(GenerationJob, pk=job.pk, attempt=attempt, done=done, total=total)
-    job.refresh_from_db()
-    events.job_progress(job)
-    return signal
+    """queued → running (webapp.lifecycle): the job and this claim's attempt, or None."""
+    attempt = JOBS.claim(job_id, worker=worker)
+    return None if attempt is None else (GenerationJob.objects.get(pk=job_id), attempt)
 
 
 def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, outputs: list, seed: int) -> int:
@@ -69,35 +63,11 @@ def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, ou
     return len(Generation.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500))
 
 
-def generation_job_finish(*, job: GenerationJob, attempt: int, status: str = JobStatus.SUCCEEDED, error: str = "") -> bool:
-    """Ends this attempt; a reaped, cancelled or re-claimed job is left as it is (returns False)."""
-    finished = lifecycle.job_finish(GenerationJob, pk=job.pk, attempt=attempt, status=status, error=error)
-    job.refresh_from_db()
-    events.job_progress(job)
-    return finished
-
-
 def generation_job_cancel(*, job: GenerationJob) -> str:
     """Queued jobs stop at once; running ones at the next batch (cooperative)."""
-    outcome = lifecycle.job_cancel(GenerationJob, pk=job.pk)
-    job.refresh_from_db()
-    events.job_progress(job)
-    return outcome
+    return JOBS.cancel(job)
 
 
 def generation_job_rerun(*, job: GenerationJob) -> GenerationJob:
     """failed / cancelled → queued again; the answers already stored are kept (not generated twice)."""
-    with transaction.atomic():
-        if not lifecycle.job_rerun(GenerationJob, pk=job.pk):
-            raise ValidationError(f"Generation job {job.pk} is {job.status}; only failed or cancelled jobs can be rerun.")
-        enqueue(TASK, job.pk)
-        job.refresh_from_db()
-        events.job_progress(job)
-    return job
-
-
-def generation_jobs_reap_stale() -> int:
-    ids = lifecycle.jobs_reap_stale(GenerationJob)
-    for job in GenerationJob.objects.filter(pk__in=ids):
-        events.job_progress(job)
-    return len(ids)
+    return JOBS.rerun(job)

@@ -3,17 +3,18 @@ of job whose worker went silent past that kind's grace (webapp.lifecycle), and s
 from celery import shared_task
 
 from webapp import lifecycle
-from webapp.annotation.judging import judge_jobs_reap_stale
-from webapp.catalog.models import GGUFConversion
-from webapp.evaluation.loop_services import loop_rounds_reap_stale
-from webapp.evaluation.services import evaluations_reap_stale
-from webapp.generation.services import generation_jobs_reap_stale
+from webapp.annotation import judging
+from webapp.catalog.models import GGUFConversion, PromptImport
+from webapp.evaluation import loop_services
+from webapp.evaluation import services as evaluation_services
+from webapp.generation import services as generation_services
 from webapp.training.services import runs_reap_stale
 
-REAPERS = {"training_runs": runs_reap_stale, "generation_jobs": generation_jobs_reap_stale,
-           "judge_jobs": judge_jobs_reap_stale, "evaluations": evaluations_reap_stale,
-           "loop_rounds": loop_rounds_reap_stale,
-           "gguf_conversions": lambda: len(lifecycle.jobs_reap_stale(GGUFConversion))}
+REAPERS = {"training_runs": runs_reap_stale, "generation_jobs": generation_services.JOBS.reap,
+           "judge_jobs": judging.JOBS.reap, "evaluations": evaluation_services.JOBS.reap,
+           "loop_rounds": loop_services.JOBS.reap,
+           "gguf_conversions": lambda: len(lifecycle.jobs_reap_stale(GGUFConversion)),
+           "prompt_imports": lambda: len(lifecycle.jobs_reap_stale(PromptImport))}
 
 
 @shared_task(name="workers.tasks.maintenance.reap_stale_runs")

@@ -5,7 +5,6 @@ heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length,
 and the project's Bradley-Terry leaderboard are computed.
 The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
 trigger run on the default queue (workers.tasks.evaluation)."""
-import logging
 import os
 import socket
 from dataclasses import asdict
@@ -21,20 +20,11 @@ from ml.token_heatmaps import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import Evaluation
-from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
+from webapp.lifecycle import job_run, stop_unless_go
 from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
-log = logging.getLogger(__name__)
 VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
 ORACLE_JUDGE = "oracle:demo-tasks"
-
-
-class Stopped(Exception):
-    """The evaluation was cancelled from the UI (CANCEL), or its claim was lost (LOST): stop between batches."""
-
-    def __init__(self, signal: str):
-        super().__init__(signal)
-        self.signal = signal
 
 
 @shared_task(name="workers.tasks.gpu.evaluation.run_evaluation")
@@ -43,37 +33,23 @@ def run_evaluation(evaluation_id: int) -> str:
     if attempt is None:
         return "not claimed (already running, finished or cancelled)"
     evaluation = Evaluation.objects.select_related("teacher", "project", "prompt_set").get(pk=evaluation_id)
-    try:
-        with JobBeat(Evaluation, pk=evaluation_id, attempt=attempt):
-            _evaluate(evaluation, Progress(evaluation, attempt))
-    except Stopped as stop:
-        if stop.signal == CANCEL:
-            services.evaluation_finish(evaluation=evaluation, attempt=attempt, status=JobStatus.CANCELLED)
-            return "cancelled"
-        return "claim lost"
-    except Exception as error:  # the message is for the researcher; the traceback for the log
-        log.exception("evaluation %s failed", evaluation_id)
-        services.evaluation_finish(evaluation=evaluation, attempt=attempt, status=JobStatus.FAILED,
-                                   error=f"{type(error).__name__}: {error}")
-        return "failed"
-    if services.evaluation_finish(evaluation=evaluation, attempt=attempt):
+    outcome = job_run(services.JOBS, evaluation, attempt, lambda: _evaluate(evaluation, Progress(evaluation, attempt)))
+    if outcome == "succeeded":
         refresh_leaderboard(evaluation.project_id)
-    return "succeeded"
+    return outcome
 
 
 class Progress:
     """Counts work units across stages and publishes them (throttled by batch, not by time); stops
-    the job (Stopped) when a cancel was asked or the claim was lost."""
+    the job (lifecycle.Stopped) when a cancel was asked or the claim was lost."""
 
     def __init__(self, evaluation, attempt: int):
         self.evaluation, self.attempt, self.total, self.base = evaluation, attempt, 0, 0
 
     def stage(self, name: str):
         def on_progress(done: int, _total: int) -> None:
-            signal = services.evaluation_progress(evaluation=self.evaluation, attempt=self.attempt, stage=name,
-                                                  done=self.base + done, total=self.total)
-            if signal != GO:
-                raise Stopped(signal)
+            stop_unless_go(services.JOBS.progress(self.evaluation, attempt=self.attempt, stage=name,
+                                                  done=self.base + done, total=self.total))
         return on_progress
 
     def advance(self, units: int) -> None:
@@ -188,7 +164,7 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     return stats
 
 
-def _evaluate(evaluation: Evaluation, progress: Progress) -> None:
+def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
     config = evaluation.config
     prompts = selectors.evaluation_prompts(evaluation=evaluation)
     if not prompts:
@@ -211,3 +187,4 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> None:
     services.evaluation_results_store(evaluation=evaluation, results={
         "models": stats, "teacher_judge": getattr(judge, "identity", None), "prompts": len(prompts)})
     refresh_results(evaluation.id)
+    return {"stage": ""}  # finished: nothing is in progress any more

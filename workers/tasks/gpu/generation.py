@@ -10,8 +10,7 @@ from django.conf import settings
 
 from ml.backends import generator_for
 from webapp.generation import selectors, services
-from webapp.generation.models import GenerationJob
-from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
+from webapp.lifecycle import job_run, stop_unless_go
 
 CHUNK = 16  # prompts per stored chunk: small enough for a lively progress bar
 
@@ -22,22 +21,10 @@ def run_generation_job(job_id: int) -> str:
     if claim is None:
         return "not claimed"
     job, attempt = claim
-    try:
-        with JobBeat(GenerationJob, pk=job.pk, attempt=attempt):
-            outcome = _generate(job, attempt)
-    except Exception as exc:  # a failed job shows why on its page instead of hanging in "running"
-        services.generation_job_finish(job=job, attempt=attempt, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        raise
-    if outcome == GO:
-        services.generation_job_finish(job=job, attempt=attempt)
-        return "succeeded"
-    if outcome == CANCEL:
-        services.generation_job_finish(job=job, attempt=attempt, status=JobStatus.CANCELLED)
-        return "cancelled"
-    return "claim lost"  # reaped meanwhile: the job is no longer ours to write
+    return job_run(services.JOBS, job, attempt, lambda: _generate(job, attempt))
 
 
-def _generate(job, attempt: int) -> str:
+def _generate(job, attempt: int) -> None:
     prompts = list(services.job_prompts(job).values_list("id", "text", "messages"))
     versions, total, done = list(job.model_versions.all()), len(prompts) * job.model_versions.count(), 0
     for version in versions:
@@ -55,11 +42,8 @@ def _generate(job, attempt: int) -> str:
                                            outputs=[[_plain(o) for o in samples] for samples in outputs],
                                            seed=job.seed + start)
             done += len(prompts[start:start + CHUNK])
-            signal = services.generation_job_progress(job=job, attempt=attempt, done=done, total=total)
-            if signal != GO:
-                return signal
+            stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total))
         del loaded
-    return GO
 
 
 def _plain(output) -> dict:

@@ -13,8 +13,7 @@ from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, Likelihoo
 from ml.modeling import load_model
 from ml.pipeline import rank_by_mean_win
 from webapp.annotation import judging, services
-from webapp.annotation.models import JudgeJob
-from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
+from webapp.lifecycle import job_run, stop_unless_go
 
 CHUNK = 8  # comparisons per stored chunk
 
@@ -25,22 +24,10 @@ def run_judge_job(job_id: int) -> str:
     if claim is None:
         return "not claimed"
     job, attempt = claim
-    try:
-        with JobBeat(JudgeJob, pk=job.pk, attempt=attempt):
-            outcome = _judge_all(job, attempt)
-    except Exception as exc:  # the job page shows why instead of a job stuck in "running"
-        judging.judge_job_finish(job=job, attempt=attempt, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        raise
-    if outcome == GO:
-        judging.judge_job_finish(job=job, attempt=attempt)
-        return "succeeded"
-    if outcome == CANCEL:
-        judging.judge_job_finish(job=job, attempt=attempt, status=JobStatus.CANCELLED)
-        return "cancelled"
-    return "claim lost"
+    return job_run(judging.JOBS, job, attempt, lambda: _judge_all(job, attempt))
 
 
-def _judge_all(job, attempt: int) -> str:
+def _judge_all(job, attempt: int) -> None:
     judge, done = _judge(job), 0
     for start in range(0, len(job.comparison_ids), CHUNK):
         items = judging.judge_job_items(job=job, ids=job.comparison_ids[start:start + CHUNK])
@@ -50,10 +37,7 @@ def _judge_all(job, attempt: int) -> str:
         for item in items:
             _store(job, item, [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item])
         done += len(job.comparison_ids[start:start + CHUNK])
-        signal = judging.judge_job_progress(job=job, attempt=attempt, done=done)
-        if signal != GO:
-            return signal
-    return GO
+        stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done))
 
 
 def _judge(job):

@@ -4,7 +4,6 @@ position 0) whose queue priority is the teacher-student disagreement (ml.pipelin
 the mean per-token KL(teacher || student) over the student's answer), so people see the student's
 weakest answers first. The round records the student's and teacher's oracle accuracy on those
 prompts. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
-import logging
 import os
 import socket
 
@@ -15,20 +14,10 @@ from ml.modeling import load_model
 from ml.pipeline import disagreement_priority, greedy_answers, oracle_task
 from ml.token_heatmaps import token_signals
 from webapp.evaluation import selectors
-from webapp.evaluation.loop_services import loop_comparison_store, loop_round_claim, loop_round_finish, loop_round_progress
+from webapp.evaluation.loop_services import JOBS, loop_comparison_store, loop_round_claim, loop_round_progress
 from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import generation_record
-from webapp.lifecycle import CANCEL, GO, JobBeat, JobStatus
-
-log = logging.getLogger(__name__)
-
-
-class Stopped(Exception):
-    """A cancel was asked (CANCEL) or the claim was lost (LOST)."""
-
-    def __init__(self, signal: str):
-        super().__init__(signal)
-        self.signal = signal
+from webapp.lifecycle import job_run, stop_unless_go
 
 
 @shared_task(name="workers.tasks.gpu.loop.run_round")
@@ -37,20 +26,7 @@ def run_round(round_id: int) -> str:
     if attempt is None:
         return "not claimed"
     loop_round = LoopRound.objects.select_related("project", "student", "teacher", "prompt_set").get(pk=round_id)
-    try:
-        with JobBeat(LoopRound, pk=round_id, attempt=attempt):
-            stats = _run(loop_round, attempt)
-    except Stopped as stop:
-        if stop.signal == CANCEL:
-            loop_round_finish(loop_round=loop_round, attempt=attempt, status=JobStatus.CANCELLED)
-            return "cancelled"
-        return "claim lost"
-    except Exception as error:
-        log.exception("loop round %s failed", round_id)
-        loop_round_finish(loop_round=loop_round, attempt=attempt, error=f"{type(error).__name__}: {error}")
-        return "failed"
-    loop_round_finish(loop_round=loop_round, attempt=attempt, stats=stats)
-    return "succeeded"
+    return job_run(JOBS, loop_round, attempt, lambda: {"stats": {**loop_round.stats, **_run(loop_round, attempt)}})
 
 
 def _input(prompt):
@@ -67,9 +43,8 @@ def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
     loaded = load_model(model_version.source, revision=model_version.revision or None)
 
     def on_progress(done, _total):
-        signal = loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done, total=total)
-        if signal != GO:
-            raise Stopped(signal)
+        stop_unless_go(loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done,
+                                           total=total))
 
     outputs = greedy_answers(loaded, [_input(p) for p in prompts], max_new_tokens=64, batch_size=16,
                              on_progress=on_progress)
