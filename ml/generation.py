@@ -2,7 +2,7 @@
 grouped by length into left-padded batches, k samples per prompt, and for every generated token its
 log-probability under the model's temperature-scaled distribution (and, when asked, the top-K
 alternatives). Only those numbers are kept: a logits processor reads each step's distribution and
-drops it before the next, so memory never grows with vocabulary x length. Sampling settings are
+drops it at the next, so memory never grows with vocabulary x length. Sampling settings are
 exactly the arguments given: a checkpoint's own generation_config (repetition penalty, top-k, ...)
 never applies. Progress and cooperative stopping go through plain callbacks."""
 from __future__ import annotations
@@ -35,31 +35,32 @@ class GenerationOutput:
 
 
 class SampledLogps(LogitsProcessor):
-    """Records log p(token) of each sampled token under softmax(raw logits / temperature), keeping
-    one (N,V) step at a time: at step t it holds step t's log-probs until step t+1 shows which token
-    was drawn, gathers that one value per row and drops the rest. Placed before every warper (it is
-    the only custom processor and the generation config is fresh), so it sees the raw logits."""
+    """Records log p(token) of each sampled token under softmax(raw logits / temperature) without a
+    vocabulary-sized tensor of its own: at step t it keeps a reference to the step's scores (which
+    generate holds anyway) and their (N,) log-normaliser; at step t+1, which shows the drawn token,
+    it gathers one value per row and lets the scores go. Placed before every warper (it is the only
+    custom processor and the generation config is fresh), so it sees the raw logits."""
 
     def __init__(self, *, temperature: float, top_k: int = 0):
         self.scale = temperature if temperature > 0 else 1.0
         self.top_k = top_k
-        self.pending: torch.Tensor | None = None  # (N,V) log-probs of the step whose token is not seen yet
+        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (N,V) scores, (N,) logsumexp(scores/T)
         self.logps: list[torch.Tensor] = []  # T x (N,)
         self.top: list[tuple[torch.Tensor, torch.Tensor]] = []  # T x ((N,K) ids, (N,K) logps)
 
     def _take(self, tokens: torch.Tensor) -> None:
-        self.logps.append(self.pending.gather(-1, tokens[:, None]).squeeze(-1))  # (N,)
+        scores, log_norm = self.pending
+        self.logps.append(scores.gather(-1, tokens[:, None]).squeeze(-1).float() / self.scale - log_norm)  # (N,)
         self.pending = None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.pending is not None:
             self._take(input_ids[:, -1])
-        scaled = scores.float() if self.scale == 1.0 else scores.float() / self.scale  # no copy at T=1
-        logprobs = torch.log_softmax(scaled, dim=-1)  # (N,V)
+        log_norm = torch.logsumexp(scores.float() / self.scale, dim=-1)  # (N,); the temporary is freed here
         if self.top_k:
-            values, ids = logprobs.topk(self.top_k, dim=-1)
-            self.top.append((ids.cpu(), values.cpu()))
-        self.pending = logprobs
+            values, ids = scores.topk(self.top_k, dim=-1)
+            self.top.append((ids.cpu(), (values.float() / self.scale - log_norm[:, None]).cpu()))
+        self.pending = (scores, log_norm)
         return scores
 
     def finish(self, generated: torch.Tensor) -> torch.Tensor:

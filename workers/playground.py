@@ -6,7 +6,7 @@ annotation queue). Each prompt is answered on its own, without earlier turns, so
 queue compares two answers to exactly the stored prompt.
 
 Streaming uses transformers' TextIteratorStreamer around `model.generate` (ml.generation has no
-streaming API); prompts are rendered with ml.modeling.render_prompt like everywhere else."""
+streaming API); prompts are tokenized by ml.chat like everywhere else (template, BOS, end-of-turn stops)."""
 import abc
 import argparse
 import os
@@ -36,7 +36,8 @@ from django.core.exceptions import ValidationError  # noqa: E402
 from django.db import close_old_connections, connections  # noqa: E402
 from transformers import TextIteratorStreamer  # noqa: E402
 
-from ml.modeling import load_model, render_prompt  # noqa: E402
+from ml.chat import prompt_ids, stop_token_ids  # noqa: E402
+from ml.modeling import load_model  # noqa: E402
 from webapp.catalog.models import ModelRole, ModelVersion  # noqa: E402
 from webapp.evaluation.playground import playground_pair_submit  # noqa: E402
 from webapp.projects.models import Project, Role  # noqa: E402
@@ -101,14 +102,16 @@ def model_choices(username: str, slug: str) -> tuple[list, list]:
 def _start_stream(loaded, prompt: str, *, temperature: float, max_new_tokens: int, seed: int) -> TextIteratorStreamer:
     tokenizer = loaded.tokenizer
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
-    inputs = tokenizer(render_prompt(tokenizer, prompt), return_tensors="pt", add_special_tokens=False).to(loaded.device)
+    ids = torch.tensor([prompt_ids(tokenizer, prompt)], device=loaded.device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
 
     def run():
         torch.manual_seed(seed)
         with torch.inference_mode():
             loaded.model.generate(**inputs, **sampling, streamer=streamer, max_new_tokens=max_new_tokens,
-                                  pad_token_id=tokenizer.pad_token_id)
+                                  pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=stop_token_ids(tokenizer, loaded.model.generation_config.eos_token_id))
 
     threading.Thread(target=run, daemon=True).start()
     return streamer

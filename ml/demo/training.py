@@ -10,7 +10,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from ml.demo.tasks import Task
-from ml.modeling import render_prompt
+from ml.chat import prompt_ids, response_ids
 
 IGNORE_INDEX = -100
 
@@ -20,9 +20,8 @@ def sft_examples(tokenizer, tasks: list[Task]) -> list[tuple[list[int], list[int
     and its closing eos are learned."""
     examples = []
     for task in tasks:
-        prompt_ids = tokenizer(render_prompt(tokenizer, task.prompt), add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(task.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        examples.append((prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids))
+        prompt, answer = prompt_ids(tokenizer, task.prompt), response_ids(tokenizer, task.answer)  # ml.chat's one path
+        examples.append((prompt + answer, [IGNORE_INDEX] * len(prompt) + answer))
     return examples
 
 
