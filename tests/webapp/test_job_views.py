@@ -4,6 +4,7 @@ gets 403, an outsider 404), and it queues the job again; a job in another state 
 a message saying why. The reaper's message points at it."""
 import pytest
 
+from tests.webapp.test_lifecycle import sent  # noqa: F401  (fixture: the tasks sent after commit)
 from webapp.annotation.models import JudgeJob
 from webapp.catalog.models import ModelVersion, PromptSet
 from webapp.evaluation.models import Evaluation
@@ -11,18 +12,6 @@ from webapp.generation.models import GenerationJob
 from webapp.lifecycle import JobStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the task is sent after commit
-
-
-class SentTasks(list):
-    def send_task(self, name, args=(), kwargs=None, **options):
-        self.append((name, tuple(args)))
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    tasks = SentTasks()
-    monkeypatch.setattr("webapp.celery.app", tasks)
-    return tasks
 
 
 @pytest.fixture

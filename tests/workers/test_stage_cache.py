@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from tests.webapp.test_lifecycle import SentTasks
 from tests.webapp.training.conftest import DPO_CONFIG, make_snapshot
 from webapp.catalog.services import model_version_register
 from webapp.lifecycle import JobStatus
@@ -18,11 +19,6 @@ from webapp.training.models import TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 TRAIN_TASK = "workers.tasks.gpu.training.train_run"
-
-
-class SentTasks(list):
-    def send_task(self, name, args=(), kwargs=None, **options):
-        self.append((name, tuple(args)))
 
 
 def _worker(env, queue: str, log: Path):

@@ -47,13 +47,12 @@ def comparisons_build(request, project):
 @project_view(Role.RESEARCHER)
 def judge_jobs(request, project):
     form = JudgeJobForm(request.POST or None, project=project)
-    created = form_create(
+    if created := form_create(
         request, form, lambda data: judging.judge_job_create(
             project=project, created_by=request.user, teacher=data["teacher"], method=data["method"],
             reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data)),
         done=lambda job: f"Judge job {job.pk} queued: {job.progress_total} comparisons.",
-        then=lambda job: redirect("judge_jobs", slug=project.slug))
-    if created:
+        then=lambda job: redirect("judge_jobs", slug=project.slug)):
         return created
     page = Paginator(JudgeJob.objects.filter(project=project).select_related("teacher"), 25).get_page(request.GET.get("page"))
     return render(request, "annotation/judge.html", {"project": project, "role": request.role, "form": form,
@@ -99,11 +98,10 @@ def adjudicate(request, project, comparison_id):
 @project_view(Role.RESEARCHER)
 def snapshot_list(request, project):
     form = SnapshotForm(request.POST or None)
-    created = form_create(
+    if created := form_create(
         request, form, lambda data: snapshots.snapshot_freeze(project=project, created_by=request.user, **data),
         done=lambda snapshot: f"Froze {snapshot.name}: {snapshot.pair_count} pairs, hash {snapshot.content_hash[:12]}.",
-        then=lambda snapshot: redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk))
-    if created:
+        then=lambda snapshot: redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk)):
         return created
     return render(request, "annotation/snapshots.html", {"project": project, "role": request.role, "form": form,
                                                           "snapshots": selectors.snapshots_for(project=project)})

@@ -25,12 +25,11 @@ def _source(request) -> str:
 @project_view(Role.RESEARCHER)
 def evaluation_list(request, project):
     form = EvaluationForm(request.POST or None, project=project)
-    created = form_create(
+    if created := form_create(
         request, form, lambda data: services.evaluation_create(project=project, created_by=request.user,
                                                                **form.service_kwargs()),
         done=lambda evaluation: f"Evaluation “{evaluation.name}” queued.",
-        then=lambda evaluation: redirect("evaluation_detail", slug=project.slug, evaluation_id=evaluation.id))
-    if created:
+        then=lambda evaluation: redirect("evaluation_detail", slug=project.slug, evaluation_id=evaluation.id)):
         return created
     return render(request, "evaluation/list.html", {
         "project": project, "role": request.role, "form": form,
@@ -134,11 +133,10 @@ def loop_round_rerun(request, project, round_id):
 @project_view(Role.RESEARCHER)
 def loop_rounds(request, project):
     form = NextRoundForm(request.POST or None, project=project, latest_student=selectors.latest_student(project=project))
-    created = form_create(
+    if created := form_create(
         request, form, lambda data: loop_services.loop_round_start(project=project, created_by=request.user, **data),
         done=lambda loop_round: f"Round {loop_round.number} started.",
-        then=lambda loop_round: redirect("evaluation_loop", slug=project.slug))
-    if created:
+        then=lambda loop_round: redirect("evaluation_loop", slug=project.slug)):
         return created
     rounds = selectors.loop_rounds(project=project)
     chart = {"labels": [f"round {r.number}" for r in rounds], "judgements": [r.judgements_in for r in rounds],

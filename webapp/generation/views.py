@@ -20,11 +20,10 @@ JOBS_PER_PAGE = 25
 @project_view(Role.RESEARCHER)
 def generation_jobs(request, project):
     form = GenerationJobForm(request.POST or None, project=project)
-    created = form_create(
+    if created := form_create(
         request, form, lambda data: services.generation_job_create(project=project, created_by=request.user, **data),
         done=lambda job: f"Generation job {job.pk} queued: {job.progress_total} prompt × model answers, k={job.k}.",
-        then=lambda job: redirect("generation_job_detail", slug=project.slug, job_id=job.pk))
-    if created:
+        then=lambda job: redirect("generation_job_detail", slug=project.slug, job_id=job.pk)):
         return created
     page = Paginator(selectors.jobs_for(project=project), JOBS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "generation/jobs.html", {"project": project, "role": request.role, "form": form,

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ml.config import METHODS, ConfigError, config_from_dict
+from webapp.job_views import job_action_view
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
 from webapp.training import checkpoint_evals, guardrails, selectors, services
@@ -111,24 +112,10 @@ def run_detail(request, project, run_id):
     return render(request, "training/run.html", context)
 
 
-@require_POST
-@project_view(Role.RESEARCHER)
-def run_cancel(request, project, run_id):
-    try:
-        services.run_cancel(run=_run(project, run_id))
-    except ValidationError as exc:
-        messages.error(request, exc.messages[0])
-    return redirect("training_run", slug=project.slug, run_id=run_id)
-
-
-@require_POST
-@project_view(Role.RESEARCHER)
-def run_resume(request, project, run_id):
-    try:
-        services.run_resume(run=_run(project, run_id))
-    except ValidationError as exc:
-        messages.error(request, exc.messages[0])
-    return redirect("training_run", slug=project.slug, run_id=run_id)
+run_cancel = job_action_view(TrainingRun, lambda run: services.run_cancel(run=run), url_kwarg="run_id", back="training_run",
+                             done="Cancel requested for {job.name}.")
+run_resume = job_action_view(TrainingRun, lambda run: services.run_resume(run=run), url_kwarg="run_id", back="training_run",
+                             done="{job.name} queued to resume.")
 
 
 @project_view(Role.RESEARCHER)
