@@ -10,6 +10,7 @@ class EvaluationConfig(AppConfig):
         from webapp.evaluation import receivers  # noqa: F401  (connects the human-verdict listener)
 
     def loop_counts(self, project) -> dict:
-        from webapp.evaluation.models import Evaluation
+        from webapp.evaluation.models import Evaluation, LoopRound
 
-        return {"evaluations": Evaluation.objects.filter(project=project).count()}
+        return {"evaluations": Evaluation.objects.filter(project=project).count(),
+                "loop_rounds": LoopRound.objects.filter(project=project).count()}
