@@ -12,7 +12,6 @@ import copy
 import importlib.util
 import json
 import math
-import os
 import resource
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from ml.config import config_to_dict, method_of
+from ml.distributed import is_main_process, world_size  # noqa: F401  (re-exported for the recipes)
 from ml.modeling import LoadedModel, LoraSpec, load_model
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
 
@@ -31,15 +31,6 @@ ADAPTER_DIR = "adapter"
 RECIPE_STATE = "recipe_state.pt"  # per-step history and the recipe's `extra` state (TAID's schedule)
 MARKER = "training_state.json"  # written last into a checkpoint: its presence means the dir is complete
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
-
-
-def world_size() -> int:
-    """Processes of this run (torchrun / accelerate launch set WORLD_SIZE; 1 for a plain process)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextlib.contextmanager
