@@ -13,7 +13,7 @@ from ml.config import METHODS, ConfigError, config_from_dict
 from webapp.job_views import job_action_view
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
-from webapp.training import checkpoint_evals, guardrails, selectors, services
+from webapp.training import checkpoint_evals, guardrails, presets, selectors, services
 from webapp.training.forms import CONFIG_PREFIX, RunForm
 from webapp.training.models import Method, RunPreset, TrainingRun
 
@@ -54,6 +54,8 @@ def run_new(request, project):
     form = RunForm(request.POST or None, project=project, method=method, config=config, initial=initial)
     if request.method == "POST" and "save_preset" in request.POST:
         return _save_preset(request, project, form)
+    if request.method == "POST" and "size_to_models" in request.POST:
+        return _sized(request, project, form, clone)
     if request.method == "POST" and form.is_valid():
         try:
             run = _launch(request, project, form, clone)
@@ -61,6 +63,21 @@ def run_new(request, project):
         except (ConfigError, ValidationError) as exc:
             _form_errors(form, exc)
     return _render_new(request, project, form, clone)
+
+
+def _sized(request, project, form, clone):
+    """The form again, its hyperparameters sized to the chosen student and snapshot (presets.py)."""
+    form.is_valid()  # reads the chosen inputs; the config fields are about to be replaced anyway
+    data = form.cleaned_data
+    student, snapshot = data.get("student"), data.get("snapshot")
+    if student is None or snapshot is None:
+        messages.error(request, "Pick a student and a snapshot first: the sizes follow from them.")
+        return _render_new(request, project, form, clone)
+    config = presets.sized_config(form.method, student_params=student.parameter_count, pair_count=snapshot.pair_count)
+    initial = {k: data.get(k) for k in ("name", "snapshot", "student", "teacher", "teacher_sft", "teacher_dpo")}
+    messages.info(request, f"Hyperparameters sized to {student.name} ({student.parameter_count or 'unknown'} parameters) "
+                           f"and {snapshot.pair_count} pairs; check them, then launch.")
+    return _render_new(request, project, RunForm(project=project, method=form.method, config=config, initial=initial), clone)
 
 
 def _render_new(request, project, form, clone=None):
