@@ -275,6 +275,18 @@ class JobKind:
             self.publish(job)
         return job
 
+    def run(self, pk: int, work, **claim_fields) -> str:
+        """The whole of a gpu task: claim the job as this worker process, then `work(job, attempt)`
+        through job_run. Returns "not claimed" when another worker has it or it is no longer queued."""
+        import os
+        import socket
+
+        attempt = self.claim(pk, worker=f"{socket.gethostname()}:{os.getpid()}", **claim_fields)
+        if attempt is None:
+            return "not claimed"
+        job = self.model.objects.get(pk=pk)
+        return job_run(self, job, attempt, lambda: work(job, attempt))
+
     def reap(self) -> int:
         ids = jobs_reap_stale(self.model)
         for job in self.model.objects.filter(pk__in=ids):

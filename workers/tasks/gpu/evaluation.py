@@ -5,8 +5,6 @@ heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length,
 and the project's Bradley-Terry leaderboard are computed.
 The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
 trigger run on the default queue (workers.tasks.evaluation)."""
-import os
-import socket
 from dataclasses import asdict
 
 from celery import shared_task
@@ -20,7 +18,7 @@ from ml.token_heatmaps import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import Evaluation
-from webapp.lifecycle import job_run, stop_unless_go
+from webapp.lifecycle import stop_unless_go
 from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
 VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
@@ -29,13 +27,10 @@ ORACLE_JUDGE = "oracle:demo-tasks"
 
 @shared_task(name="workers.tasks.gpu.evaluation.run_evaluation")
 def run_evaluation(evaluation_id: int) -> str:
-    attempt = services.evaluation_claim(evaluation_id=evaluation_id, worker=f"{socket.gethostname()}:{os.getpid()}")
-    if attempt is None:
-        return "not claimed (already running, finished or cancelled)"
-    evaluation = Evaluation.objects.select_related("teacher", "project", "prompt_set").get(pk=evaluation_id)
-    outcome = job_run(services.JOBS, evaluation, attempt, lambda: _evaluate(evaluation, Progress(evaluation, attempt)))
+    outcome = services.JOBS.run(evaluation_id, lambda evaluation, attempt: _evaluate(evaluation, Progress(evaluation, attempt)),
+                                stage="starting")
     if outcome == "succeeded":
-        refresh_leaderboard(evaluation.project_id)
+        refresh_leaderboard(Evaluation.objects.values_list("project_id", flat=True).get(pk=evaluation_id))
     return outcome
 
 

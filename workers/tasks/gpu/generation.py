@@ -2,26 +2,19 @@
 job's prompts in chunks (stored as they finish, so progress is real and a cancel or crash keeps the
 finished chunks), publish progress, finish. A rerun skips the chunks an earlier attempt stored, and
 never duplicates a sample. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
-import os
-import socket
-
 from celery import shared_task
 from django.conf import settings
 
 from ml.backends import generator_for
 from webapp.generation import selectors, services
-from webapp.lifecycle import job_run, stop_unless_go
+from webapp.lifecycle import stop_unless_go
 
 CHUNK = 16  # prompts per stored chunk: small enough for a lively progress bar
 
 
 @shared_task(name="workers.tasks.gpu.generation.run_generation_job")
 def run_generation_job(job_id: int) -> str:
-    claim = services.generation_job_claim(job_id=job_id, worker=f"{socket.gethostname()}:{os.getpid()}")
-    if claim is None:
-        return "not claimed"
-    job, attempt = claim
-    return job_run(services.JOBS, job, attempt, lambda: _generate(job, attempt))
+    return services.JOBS.run(job_id, _generate)
 
 
 def _generate(job, attempt: int) -> None:

@@ -3,8 +3,6 @@ judge each comparison with ml.judges (the generative judge sees both presentatio
 each verdict with its probability and the judge's identity, publish progress. A k-way comparison
 is judged pair by pair and ranked by ml.pipeline.rank_by_mean_win. The lifecycle (claim, heartbeat,
 cancel, finish) is webapp.lifecycle's."""
-import os
-import socket
 from itertools import combinations
 
 from celery import shared_task
@@ -13,18 +11,14 @@ from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, Likelihoo
 from ml.modeling import load_model
 from ml.pipeline import rank_by_mean_win
 from webapp.annotation import judging, services
-from webapp.lifecycle import job_run, stop_unless_go
+from webapp.lifecycle import stop_unless_go
 
 CHUNK = 8  # comparisons per stored chunk
 
 
 @shared_task(name="workers.tasks.gpu.judging.run_judge_job")
 def run_judge_job(job_id: int) -> str:
-    claim = judging.judge_job_claim(job_id=job_id, worker=f"{socket.gethostname()}:{os.getpid()}")
-    if claim is None:
-        return "not claimed"
-    job, attempt = claim
-    return job_run(judging.JOBS, job, attempt, lambda: _judge_all(job, attempt))
+    return judging.JOBS.run(job_id, _judge_all)
 
 
 def _judge_all(job, attempt: int) -> None:

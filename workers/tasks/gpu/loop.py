@@ -4,9 +4,6 @@ position 0) whose queue priority is the teacher-student disagreement (ml.pipelin
 the mean per-token KL(teacher || student) over the student's answer), so people see the student's
 weakest answers first. The round records the student's and teacher's oracle accuracy on those
 prompts. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
-import os
-import socket
-
 from celery import shared_task
 
 from ml.demo.tasks import oracle_score
@@ -14,19 +11,16 @@ from ml.modeling import load_model
 from ml.pipeline import disagreement_priority, greedy_answers, oracle_task
 from ml.token_heatmaps import token_signals
 from webapp.evaluation import selectors
-from webapp.evaluation.loop_services import JOBS, loop_comparison_store, loop_round_claim, loop_round_progress
+from webapp.evaluation.loop_services import JOBS, loop_comparison_store, loop_round_progress
 from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import generation_record
-from webapp.lifecycle import job_run, stop_unless_go
+from webapp.lifecycle import stop_unless_go
 
 
 @shared_task(name="workers.tasks.gpu.loop.run_round")
 def run_round(round_id: int) -> str:
-    attempt = loop_round_claim(round_id=round_id, worker=f"{socket.gethostname()}:{os.getpid()}")
-    if attempt is None:
-        return "not claimed"
-    loop_round = LoopRound.objects.select_related("project", "student", "teacher", "prompt_set").get(pk=round_id)
-    return job_run(JOBS, loop_round, attempt, lambda: {"stats": {**loop_round.stats, **_run(loop_round, attempt)}})
+    return JOBS.run(round_id, lambda loop_round, attempt: {"stats": {**loop_round.stats, **_run(loop_round, attempt)}},
+                    stage="starting")
 
 
 def _input(prompt):
