@@ -152,14 +152,18 @@ def _copy(output: GenerationOutput) -> GenerationOutput:
                             output.prompt_truncated)
 
 
-def prompt_room(model, max_new_tokens: int) -> int | None:
-    """How many prompt tokens fit beside max_new_tokens in the model's window (None: no known limit)."""
+def fit_window(model, max_new_tokens: int) -> tuple[int | None, int]:
+    """(prompt room, max_new_tokens) that fit the model's window (room None: no known limit). A
+    max_new_tokens that leaves no room is cut to half the window, with a warning, not an error:
+    configs default to lengths (e.g. 256) that tiny models' windows can equal."""
     window = context_window(model)
     if window is None:
-        return None
+        return None, max_new_tokens
     if max_new_tokens >= window:
-        raise ValueError(f"max_new_tokens {max_new_tokens} does not fit the model's window of {window} tokens")
-    return window - max_new_tokens
+        log.warning("max_new_tokens %d does not fit the model's window of %d: using %d", max_new_tokens, window,
+                    window // 2)
+        max_new_tokens = window // 2
+    return window - max_new_tokens, max_new_tokens
 
 
 def generate(
@@ -187,7 +191,7 @@ def generate(
     if k < 1 or batch_size < 1 or top_logprobs < 0:
         raise ValueError(f"k and batch_size must be >= 1 and top_logprobs >= 0 "
                          f"(got k={k}, batch_size={batch_size}, top_logprobs={top_logprobs})")
-    room = prompt_room(model, max_new_tokens)
+    room, max_new_tokens = fit_window(model, max_new_tokens)
     full = [prompt_ids(tokenizer, prompt) for prompt in prompts]
     rows = [prompt_ids(tokenizer, prompt, max_length=room) if room and len(ids) > room else ids
             for prompt, ids in zip(prompts, full)]

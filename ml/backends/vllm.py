@@ -62,7 +62,8 @@ class VLLMGenerator:
                  should_stop=None):
         """Same contract as ml.generation.generate (vLLM schedules its own batches; batch_size unused)."""
         stop_ids = stop_token_ids(self.tokenizer)
-        room = self.window - max_new_tokens
+        max_new_tokens = min(max_new_tokens, self.window // 2) if max_new_tokens >= self.window else max_new_tokens
+        room = self.window - max_new_tokens  # as ml.generation.fit_window
         rows = [{"prompt_token_ids": prompt_ids(self.tokenizer, p, max_length=room)} for p in prompts]
         params = _sampling_params(self.vllm, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                   seed=seed, top_logprobs=top_logprobs, stop_ids=stop_ids)
