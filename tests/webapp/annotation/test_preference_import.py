@@ -146,3 +146,12 @@ def test_a_snapshot_freezes_from_each_import(project, name, settings, tmp_path):
     _, _, _, best_first = EXPECTED[name]
     assert snapshot.pair_count >= 1 and pair.chosen_text == best_first[0]
     assert all(p.provenance["judgements"] for p in snapshot.pairs.all())
+
+
+@pytest.mark.django_db
+def test_placeholder_models_of_an_import_are_not_offered_for_generation(client_for, project, researcher):
+    preferences_import(project=project, dataset="arena", rows=_parse("chatbot_arena.jsonl").rows)
+    html = client_for(researcher).get(f"/p/{project.slug}/generation/").content.decode()
+    assert project.model_versions.filter(source="import:arena").count() == 3
+    assert "imported:arena" not in html
+    assert "Import preference data you already have" in client_for(researcher).get(f"/p/{project.slug}/comparisons/").content.decode()
