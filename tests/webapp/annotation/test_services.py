@@ -129,3 +129,12 @@ def test_a_held_lease_is_renewed_when_shown_again(project, pairwise, annotator):
     assert selectors.comparison_next_for(project=project, annotator=annotator).pk == first.pk
     lease = Assignment.objects.get(annotator=annotator)
     assert lease.expires_at > timezone.now() + services.LEASE - timedelta(seconds=30)
+
+
+def test_kway_verdicts_read_in_column_numbers(project, world):
+    """Issue 10 B23, the k-way case: a ranking reads in the page's column numbers."""
+    comparison = services.comparisons_build(project=project, generations=world["job"].generations.all(), mode="kway", limit=1)[0]
+    items = list(comparison.items.order_by("position"))
+    g = [i.generation_id for i in items]
+    judgement = Judgement(verdict="ranking", ranking=[[g[2]], [g[1], g[0]]] + [[x] for x in g[3:]])
+    assert selectors.verdict_in_columns(judgement, items) == "3 > 1 = 2" + "".join(f" > {n}" for n in range(4, len(g) + 1))
