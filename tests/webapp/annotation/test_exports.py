@@ -13,7 +13,7 @@ import zipfile
 import pytest
 from django.db import connection
 
-from tests.webapp.annotation.test_preference_import import SAMPLES, _parse
+from tests.webapp.annotation.test_preference_import import EXPECTED, _parse
 from webapp.annotation import exports, snapshots
 from webapp.annotation.preference_store import preferences_import
 
@@ -126,10 +126,11 @@ def test_an_existing_export_is_served_without_datasets(project, data_dir, monkey
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("samples", [("trl_standard.jsonl", "label_studio_pairwise.json"),
-                                     ("ultrafeedback_binarized.jsonl", "trl_conversational.jsonl")])
+@pytest.mark.parametrize("samples", [(name,) for name in sorted(EXPECTED)] +
+                         [("trl_standard.jsonl", "label_studio_pairwise.json"), ("ultrafeedback_binarized.jsonl", "hh_rlhf.jsonl")])
 def test_dpo_trainer_accepts_the_trl_export(project, data_dir, tiny_demo_dir, tmp_path, samples):
-    """The issue's bar: imported data → snapshot → TRL JSONL → DPOTrainer trains a step on it."""
+    """The issue's bar: each format's sample file (and mixes of text and chat prompts) → snapshot →
+    TRL JSONL → DPOTrainer trains a step on it."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
