@@ -86,6 +86,13 @@ class Job(models.Model):
         return self.status in RERUNNABLE
 
 
+def eta_seconds(job) -> int | None:
+    """Seconds left by this attempt's rate (job_progress keeps eta_at), for live messages; None when unknown."""
+    if job.eta_at is None or job.status != JobStatus.RUNNING:
+        return None
+    return max(0, round((job.eta_at - timezone.now()).total_seconds()))
+
+
 def stale_after_seconds(model) -> int:
     return int(getattr(settings, model.STALE_AFTER_SETTING))
 

@@ -15,12 +15,17 @@
     reloadTimer = setTimeout(() => window.location.reload(), 600);
   }
 
+  function etaText(seconds) {  // the job's own estimate (webapp.lifecycle), from this attempt's rate
+    return seconds < 90 ? seconds + " s" : seconds < 5400 ? Math.round(seconds / 60) + " min" : (seconds / 3600).toFixed(1) + " h";
+  }
+
   function paint(selector, state) {
     document.querySelectorAll(selector).forEach((el) => {
       const status = el.querySelector("[data-status]");
       if (status) { status.textContent = state.status; status.className = "status status-" + state.status; }
       const stage = el.querySelector("[data-stage]");
-      if (stage) stage.textContent = state.stage ? state.stage + " · " + state.done + "/" + state.total : "";
+      if (stage) stage.textContent = state.stage ? state.stage + " · " + state.done + "/" + state.total +
+        (state.eta != null ? " · about " + etaText(state.eta) + " left" : "") : "";
       const bar = el.querySelector("[data-progress] > div");
       if (bar && state.total) bar.style.width = Math.round(100 * state.done / state.total) + "%";
       const error = el.querySelector("[data-error]");

@@ -375,3 +375,18 @@ def test_sigkill_drill_reap_then_rerun(name, project, researcher, tiny_demo_dir,
         worker.wait(timeout=60)
     done = _row(kind, row.pk)
     assert done.status == JobStatus.SUCCEEDED and done.attempt == 2, (done.error, getattr(done, "traceback", ""))
+
+
+def test_live_messages_carry_the_eta(world, sent):
+    """The evaluation, loop-round and judge-job messages carry the lifecycle's ETA (seconds left)."""
+    from webapp.evaluation.events import evaluation_state, round_state
+
+    for name, message in (("evaluation", evaluation_state), ("loop_round", round_state),
+                          ("judge", judging.progress_message)):
+        kind = KINDS[name]
+        row = kind.make(world)
+        assert message(row)["eta"] is None  # queued: no estimate yet
+        attempt = kind.claim(row.pk)
+        kind.model.objects.filter(pk=row.pk).update(started_at=timezone.now() - timedelta(seconds=20), progress_total=4)
+        kind.progress(_row(kind, row.pk), attempt, 1, 4)
+        assert 50 <= message(_row(kind, row.pk))["eta"] <= 70  # 1 unit in 20 s, 3 to go

@@ -2,7 +2,7 @@
 commit), and its lifecycle steps (claim, progress, finish, cancel, rerun, reap: webapp.lifecycle). The worker turns each
 comparison into plain items (`judge_job_items`) and stores verdicts through
 services.teacher_judgement_record. Progress goes to the researchers' judging group (events.py):
-{"event": "judge.progress", "job", "status", "done", "total", "error"}, and the judge socket sends
+{"event": "judge.progress", "job", "status", "done", "total", "eta" (s left or null), "error"}, and the judge socket sends
 the recent jobs on connect."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -68,7 +68,7 @@ def judge_job_rerun(*, job: JudgeJob) -> JudgeJob:
 
 def progress_message(job: JudgeJob) -> dict:
     return {"event": "judge.progress", "job": job.pk, "status": job.status, "done": job.progress_done,
-            "total": job.progress_total, "error": job.error}
+            "total": job.progress_total, "eta": lifecycle.eta_seconds(job), "error": job.error}
 
 
 def judge_jobs_snapshot(*, project, limit: int = 50) -> dict:
