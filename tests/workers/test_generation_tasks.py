@@ -95,3 +95,47 @@ def test_job_from_the_page_runs_on_the_gpu_worker_with_live_progress(transaction
     done_while_running = [done for status, done in seen if status == "running"]
     assert len(done_while_running) >= 3 and done_while_running == sorted(done_while_running)  # a bar that moves
     assert Generation.objects.filter(job__project=demo["project"]).count() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rerun_after_a_cancel_keeps_the_stored_chunks_and_generates_only_the_rest(demo, monkeypatch):
+    from workers.tasks.gpu import generation as task_module
+
+    monkeypatch.setattr(task_module, "CHUNK", 2)
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda *args, **kwargs: None)  # this test runs the task itself
+    job = services.generation_job_create(project=demo["project"], created_by=demo["owner"], model_versions=[demo["student"]],
+                                         prompt_set=demo["prompt_set"], prompt_limit=6, k=1, max_new_tokens=4)
+    original = services.generation_job_progress
+
+    def cancel_after_first_chunk(*, job, attempt, done, total):
+        GenerationJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+        return original(job=job, attempt=attempt, done=done, total=total)
+
+    monkeypatch.setattr(services, "generation_job_progress", cancel_after_first_chunk)
+    assert run_generation_job(job.pk) == "cancelled"
+    kept = dict(Generation.objects.filter(job=job).values_list("id", "text"))
+    assert len(kept) == 2
+
+    monkeypatch.setattr(services, "generation_job_progress", original)
+    services.generation_job_rerun(job=GenerationJob.objects.get(pk=job.pk))
+    generated = []
+    real_generate = task_module.generator_for
+
+    def counting_generator(*args, **kwargs):
+        generator = real_generate(*args, **kwargs)
+        inner = generator.generate
+
+        def generate(prompts, **options):
+            generated.extend(prompts)
+            return inner(prompts, **options)
+
+        generator.generate = generate
+        return generator
+
+    monkeypatch.setattr(task_module, "generator_for", counting_generator)
+    assert run_generation_job(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.progress_done) == ("succeeded", 2, 6)
+    assert len(generated) == 4  # only the 4 prompts the first attempt had not answered
+    rows = dict(Generation.objects.filter(job=job).values_list("id", "text"))
+    assert len(rows) == 6 and all(rows[i] == text for i, text in kept.items())

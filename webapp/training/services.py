@@ -234,14 +234,17 @@ def run_succeed(*, run_id: int, attempt: int, steps: int, final_dir, metrics: di
 
 def teacher_dpo_register(*, run: TrainingRun, base, source) -> ModelVersion:
     """The π_dpo a pipeline trained (or found cached) for this run: one model version per weights
-    directory, reused by later runs; the run then points at it."""
-    version = base.project.model_versions.filter(source=str(source)).first()
-    if version is None:
-        version = model_version_register(
-            project=base.project, name=f"{base.name} + DPO (β=0.01, {run.snapshot.name}, run {run.id})",
-            role=ModelRole.TEACHER, stage=TeacherStage.DPO, source=str(source), parent=base, produced_by=run,
-            snapshot=run.snapshot, method="dpo", config={"beta": 0.01})
-    TrainingRun.objects.filter(id=run.id).update(teacher_dpo=version)
+    directory, reused by later runs; the run then points at it. Two workers finishing with the same
+    cached π_dpo at once register it once: the base version's row lock orders them."""
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().only("pk").get(pk=base.pk)
+        version = base.project.model_versions.filter(source=str(source)).first()
+        if version is None:
+            version = model_version_register(
+                project=base.project, name=f"{base.name} + DPO (β=0.01, {run.snapshot.name}, run {run.id})",
+                role=ModelRole.TEACHER, stage=TeacherStage.DPO, source=str(source), parent=base, produced_by=run,
+                snapshot=run.snapshot, method="dpo", config={"beta": 0.01})
+        TrainingRun.objects.filter(id=run.id).update(teacher_dpo=version)
     return version
 
 
