@@ -9,7 +9,14 @@ so that load from other processes on the machine spreads over all of them alike.
     python benchmarks/bench_steps.py [--demo-dir var/demo] [--size student|teacher] [--steps 40]
                                      [--rounds 3] [--threads 1] [--json FILE]
 
-Goals (issue 3): DCKD / DPO <= 1.3, ADPA / DPO <= 1.3, our DPO / plain TRL <= 1.0."""
+Goals (issue 3): DCKD / DPO <= 1.3, ADPA / DPO <= 1.3, our DPO / plain TRL <= 1.0.
+
+    python benchmarks/bench_steps.py --vs-tree OLD_CHECKOUT [--methods sft,kd,dckd,adpa,taid,redi] ...
+
+compares this tree's recipes with another checkout's (e.g. `git worktree add /tmp/homeloop <commit>`
+before the library trainer), method by method on the same models, data, config and batch: each run
+is a fresh subprocess with that tree first on sys.path, rounds alternate the trees, and the figure is
+the ratio of median step times, this tree / the other (goal, issue 11: <= 1.1)."""
 import argparse
 import contextlib
 import io
@@ -178,6 +185,101 @@ def print_table(report: dict) -> None:
         print(f"{name:<44}{value:>6.2f}x{verdict}")
 
 
+TREE_RUNNER = r"""
+import json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["tree"])
+import torch
+torch.set_num_threads(spec["threads"])
+import datasets, transformers
+datasets.disable_progress_bars(); transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+from ml.config import config_from_dict
+from ml.data import load_preference_pairs
+from ml.recipes import recipe_for
+from ml.recipes.hooks import Hooks
+import ml.recipes
+assert ml.recipes.__file__.startswith(spec["tree"]), ml.recipes.__file__
+stamps = []
+hooks = Hooks(on_progress=lambda e: stamps.append((time.perf_counter(), time.process_time())))
+recipe_for(spec["method"])(config_from_dict(spec["method"], spec["config"]), load_preference_pairs(spec["data"]),
+                           spec["out"], hooks, **spec["models"])
+print("@@stamps " + json.dumps(stamps), flush=True)
+"""
+VS_METHODS = ("sft", "kd", "dckd", "adpa", "taid", "redi")
+
+
+def tree_models(method: str, world: dict, tree_cache: Path) -> dict:
+    """Each recipe's model arguments; each tree fills its own signal cache (their file formats differ)."""
+    models = {"student": str(world["student"])}
+    if method in ("kd", "taid", "dckd", "adpa"):
+        models["teacher"] = str(world["teacher"])
+    if method == "adpa":
+        models["teacher_sft"] = str(world["teacher"])
+    if method in ("dckd", "adpa"):
+        models["cache_dir"] = str(tree_cache)
+    return models
+
+
+def run_in_tree(tree: Path, method: str, config: dict, world: dict, out: Path, threads: int) -> list:
+    import subprocess
+
+    spec = {"tree": str(tree), "method": method, "config": config, "data": str(world["data"]), "out": str(out),
+            "models": tree_models(method, world, world["cache"] / tree.name), "threads": threads}
+    done = subprocess.run([sys.executable, "-c", TREE_RUNNER, json.dumps(spec)], capture_output=True, text=True,
+                          cwd=tree, env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("@@stamps ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{method} in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("@@stamps "):])
+
+
+def main_vs_tree(args) -> dict:
+    """This tree's recipes against `args.vs_tree`'s, per method (see the module docstring)."""
+    from ml.data import write_jsonl
+
+    trees = {"this": Path(__file__).resolve().parent.parent, "other": Path(args.vs_tree).resolve()}
+    methods = args.methods.split(",")
+    config = dict(batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
+                  learning_rate=1e-4, lr_scheduler="constant", warmup_ratio=0.0, max_steps=args.warmup + args.steps,
+                  seed=0)
+    extra = {"dckd": {"top_k": args.top_k}, "adpa": {"top_k": args.top_k, "max_new_tokens": args.max_new_tokens}}
+    with tempfile.TemporaryDirectory(prefix="bench-steps-vs-") as tmp:
+        workdir = Path(tmp)
+        student_dir, teacher_dir, origin = bench_models(args.demo_dir, workdir, args.size)
+        world = {"student": student_dir, "teacher": teacher_dir, "cache": workdir / "cache",
+                 "data": write_jsonl(workdir / "pairs.jsonl", preference_pairs(args.num_pairs, seed=11))}
+        times = {(m, t): [] for m in methods for t in trees}
+        cpu = {(m, t): [] for m in methods for t in trees}
+        for round_ in range(args.rounds):
+            for method in methods:
+                for tree in (("this", "other") if round_ % 2 == 0 else ("other", "this")):
+                    stamps = run_in_tree(trees[tree], method, {**config, **extra.get(method, {})}, world,
+                                         workdir / f"{method}-{tree}-{round_}", args.threads)
+                    times[method, tree] += step_times(stamps, args.warmup, 0)
+                    cpu[method, tree] += step_times(stamps, args.warmup, 1)
+                    print(f"round {round_ + 1}/{args.rounds} {method:<6} {tree:<6} median "
+                          f"{1000 * statistics.median(step_times(stamps, args.warmup, 0)):.1f} ms/step wall", flush=True)
+        params = load_model(str(student_dir), device="cpu").num_parameters
+    report = {"setup": {"models": origin, "student_params": params, "batch_size": args.batch_size,
+                        "grad_accum": args.grad_accum, "max_length": args.max_length, "threads": args.threads,
+                        "steps": args.steps, "rounds": args.rounds, "other_tree": str(trees["other"])},
+              "methods": {}}
+    print(f"\nmodel: {origin}; {params:,} parameters; batch {args.batch_size} x accum {args.grad_accum}; "
+          f"{args.threads} thread(s); this tree vs {trees['other']}")
+    print(f"{'method':<8}{'this ms':>10}{'other ms':>10}{'ratio wall':>12}{'ratio CPU':>11}")
+    for method in methods:
+        this, other = statistics.median(times[method, "this"]), statistics.median(times[method, "other"])
+        ratio_cpu = statistics.median(cpu[method, "this"]) / statistics.median(cpu[method, "other"])
+        report["methods"][method] = {"this_ms": 1000 * this, "other_ms": 1000 * other, "ratio_wall": this / other,
+                                     "ratio_cpu": ratio_cpu}
+        print(f"{method:<8}{1000 * this:>10.1f}{1000 * other:>10.1f}{this / other:>11.2f}x{ratio_cpu:>10.2f}x")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo-dir", default="var/demo", help="built demo world (student/, teacher/)")
@@ -193,9 +295,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-pairs", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--vs-tree", help="another checkout to compare this tree's recipes with, method by method")
+    parser.add_argument("--methods", default=",".join(VS_METHODS), help="methods compared with --vs-tree")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (with --vs-tree)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_libraries()
+    if args.vs_tree:
+        return main_vs_tree(args)
 
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         workdir = Path(tmp)
