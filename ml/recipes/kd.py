@@ -1,7 +1,10 @@
 """Token-level KD recipe (ALGORITHMS.md §2): forward KL, reverse KL or generalized JSD between the
 teacher's and the student's next-token distributions on each response token. With probability
 on_policy_fraction a micro-batch's responses are first sampled from the student (generalized KD);
-the draw is seeded by (seed, step, micro-batch), so a resumed run makes the same choices."""
+the draw is seeded by (seed, step, micro-batch), so a resumed run makes the same choices. It runs on
+the same library Trainer as every recipe (ml/recipes/trainer.py) rather than TRL's GKDTrainer, which
+computes its own JSD and reads conversational datasets: here the loss stays ml.losses.kd_loss, tested
+against hand-worked values, and on-policy and offline KD share one code path."""
 import random
 
 import torch
