@@ -151,5 +151,6 @@ def test_badge_never_says_live_while_the_socket_keeps_dropping(page, client, asg
     log = page.evaluate("() => window.badgeLog")
     assert log.index("live") == len(log) - 1 and log.count("reconnecting…") == 3, log
     gaps = [b - a for a, b in zip(opened, opened[1:4])]
-    assert gaps[1] > 1.5 * gaps[0] and gaps[2] > 1.5 * gaps[1], gaps  # backoff grows: the open did not reset it
+    # The backoff grows 0.5 → 1 → 2 s (plus connection overhead): the open did not reset it to 0.5 s.
+    assert gaps[2] >= 1.8 and gaps[2] > gaps[0] + 0.9, gaps
     assert page.evaluate("() => window.distilleryRun.lastStep") == 10
