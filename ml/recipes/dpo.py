@@ -13,7 +13,8 @@ from transformers.trainer_callback import PrinterCallback
 
 from ml.config import DPOConfig
 from ml.data import PreferencePair
-from ml.modeling import check_same_tokenizer, load_model, render_prompt
+from ml.chat import prompt_ids, response_ids
+from ml.modeling import check_same_tokenizer, load_model
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
 from ml.recipes.trainer import agreed_stop, load_frozen, memory_mb, plan, save_model_dir
 
@@ -48,11 +49,26 @@ class HooksCallback(TrainerCallback):
 
 
 def dpo_dataset(tokenizer, pairs: list) -> Dataset:
-    """Rows {prompt, chosen, rejected} with the prompt rendered through the chat template here, so
-    DPO sees the very prompt text every other recipe and generation see."""
-    rows = [{"prompt": render_prompt(tokenizer, p.prompt), "chosen": p.chosen, "rejected": p.rejected}
-            for p in pairs]
+    """Rows {prompt_ids, chosen_ids, rejected_ids} tokenized by ml.chat, the path generation and every
+    other recipe use (template, BOS as the tokenizer expects, responses closed by the end-of-turn
+    token, tokenized apart from the prompt): TRL's own text tokenization, which appends eos and
+    tokenizes prompt + response jointly, is skipped (chat_tokenized_trainer)."""
+    rows = [{"prompt_ids": prompt_ids(tokenizer, p.prompt), "chosen_ids": response_ids(tokenizer, p.chosen),
+             "rejected_ids": response_ids(tokenizer, p.rejected)} for p in pairs]
     return Dataset.from_list(rows)
+
+
+def chat_tokenized_trainer():
+    """trl.DPOTrainer taking rows already tokenized by dpo_dataset (only its max_length filter is kept)."""
+    from trl import DPOTrainer
+
+    class ChatTokenizedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if args.max_length is not None and args.truncation_mode == "keep_start":
+                dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length)
+            return dataset
+
+    return ChatTokenizedDPOTrainer
 
 
 def trl_config(config: DPOConfig, output_dir: Path, num_rows: int):
@@ -78,8 +94,6 @@ def trl_config(config: DPOConfig, output_dir: Path, num_rows: int):
 def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher=None,
           resume_from=None, device=None) -> TrainResult:
     """DPO of `student` on PreferencePairs `data`; with config.reference == "teacher", `teacher` is pi_ref."""
-    from trl import DPOTrainer
-
     hooks, output_dir = hooks or Hooks(), Path(output_dir)
     if not data or not all(isinstance(p, PreferencePair) for p in data):
         raise ValueError("DPO needs a non-empty list of PreferencePairs")
@@ -103,9 +117,10 @@ def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, st
                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     history = []
     callback = HooksCallback(hooks, history)
-    trainer = DPOTrainer(model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data)),
-                         train_dataset=dpo_dataset(loaded.tokenizer, data), processing_class=loaded.tokenizer,
-                         callbacks=[callback], peft_config=peft_config)
+    trainer = chat_tokenized_trainer()(
+        model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data)),
+        train_dataset=dpo_dataset(loaded.tokenizer, data), processing_class=loaded.tokenizer,
+        callbacks=[callback], peft_config=peft_config)
     # With tqdm disabled the Trainer prints every log dict to stdout; progress goes through our hooks.
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
