@@ -31,6 +31,24 @@ class LaunchError(RuntimeError):
     """The process group ended without a result (a rank crashed or was killed)."""
 
 
+def _prctl():
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl  # resolved here, never in a freshly forked child
+
+
+_PRCTL = _prctl()
+
+
+def _die_with_parent() -> None:
+    """preexec_fn of the launcher: if the gpu worker dies (even by SIGKILL), the kernel sends the
+    launcher SIGTERM and it takes its ranks down, so no orphan keeps training on the GPUs."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +116,8 @@ def train_distributed(method: str, config: dict, data: list, output_dir, hooks: 
     log.info("launching %d processes: %s", num_processes, shlex.join(command))
     child_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True, env=child_env)  # its own process group, killed as one
+                            start_new_session=True, env=child_env,  # its own process group, killed as one
+                            preexec_fn=_die_with_parent)
     events, tail = queue.Queue(), deque(maxlen=TAIL_LINES)
     reader = threading.Thread(target=_read, args=(proc.stdout, events, tail), daemon=True)
     reader.start()

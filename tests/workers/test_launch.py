@@ -87,6 +87,37 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(student_dir, pairs, t
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
 
 
+def test_ranks_die_with_a_supervisor_killed_by_sigkill(student_dir, pairs, tmp_path):
+    # A gpu worker killed outright must not leave ranks training on. Two things see to it: rank 0's next
+    # event hits the closed pipe and ends it (the launcher then stops the rest), and the launcher carries
+    # PR_SET_PDEATHSIG, which also covers phases with no output (a long precompute). This test exercises
+    # the first (it passes without the second).
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from ml.data import write_jsonl
+
+    out = tmp_path / "run"
+    config = config_to_dict(tiny_config("sft", max_steps=100000, num_processes=2))
+    script = ("import json, sys; from ml.data import load_preference_pairs; from workers.launch import train_distributed; "
+              "train_distributed('sft', json.loads(sys.argv[1]), load_preference_pairs(sys.argv[2]), sys.argv[3], "
+              "num_processes=2, student=sys.argv[4])")
+    supervisor = subprocess.Popen([sys.executable, "-c", script, json.dumps(config),
+                                   str(write_jsonl(tmp_path / "pairs.jsonl", pairs)), str(out), str(student_dir)])
+    try:
+        pids = wait_for_pids(out / LAUNCH_DIR, 2)
+        supervisor.kill()
+        supervisor.wait(10)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        supervisor.kill()
+
+
 @pytest.fixture
 def two_process_run(django_user_model, tiny_demo_dir, settings, tmp_path, embedded_services, monkeypatch):
     from celery import Celery
