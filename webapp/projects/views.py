@@ -7,7 +7,7 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from webapp.projects import loop_guide, selectors, services
+from webapp.projects import demo_loop, loop_guide, selectors, services
 from webapp.projects.forms import AddMemberForm, InviteForm, ProjectForm, SignUpForm
 from webapp.projects.models import Invite, Role
 from webapp.projects.permissions import project_view
@@ -25,8 +25,11 @@ def project_list(request):
 @project_view(Role.ANNOTATOR)
 def project_home(request, project):
     state = selectors.project_loop_state(project=project)
+    demo = demo_loop.demo_loop_state(project_id=project.pk)
     return render(request, "projects/home.html", {"project": project, "state": state, "role": request.role,
-                                                  "steps": loop_guide.loop_steps(state)})
+                                                  "steps": loop_guide.loop_steps(state), "demo_loop": demo,
+                                                  "demo_steps": demo_loop.demo_loop_view(demo),
+                                                  "demo_ready": demo_loop.demo_loop_inputs(project=project) is not None})
 
 
 @project_view(Role.ADMIN)
