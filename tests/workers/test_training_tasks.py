@@ -140,3 +140,20 @@ def test_dckd_without_pi_dpo_trains_teacher_dpo_first_and_caches_it(setup):
     second.refresh_from_db()
     assert second.teacher_dpo == pi_dpo  # same π_sft files, pairs and config: the stage cache hit
     assert "found in the stage cache" in second.log_tail
+
+
+@pytest.mark.slow
+def test_adpa_plus_reuses_an_earlier_runs_dckd_stage_found_by_key(setup):
+    """The DCKD stage of a finished ADPA+ run is published under its input hash (ml.pipeline), and a
+    second run with the same inputs links it instead of training DCKD again (no glob over run folders)."""
+    stage = {k: v for k, v in DPO_CONFIG.items() if k not in ("save_every_steps", "beta")} | {"max_steps": 2, "top_k": 8}
+    config = {"dckd": stage, "adpa": stage | {"max_new_tokens": 8}}
+    first = _create(setup, method="adpa_plus", config=config, teacher_sft=setup["teacher"])
+    assert train_run(first.id) == "succeeded", TrainingRun.objects.get(id=first.id).traceback
+    second = _create(setup, method="adpa_plus", config=config, teacher_sft=setup["teacher"])
+    assert train_run(second.id) == "succeeded", TrainingRun.objects.get(id=second.id).traceback
+    second.refresh_from_db()
+    assert "reusing the DCKD stage" in second.log_tail
+    own = services.run_dir(second.id) / "dckd" / "final"
+    assert own.is_symlink() and own.resolve() == (services.run_dir(first.id) / "dckd" / "final").resolve()
+    assert not any(p.name.startswith("checkpoint-") for p in (services.run_dir(second.id) / "dckd").iterdir())
