@@ -1,8 +1,9 @@
 """The one lifecycle every queued job shares: generation jobs, judge jobs, training runs,
-evaluations and loop rounds move queued → running → succeeded / failed / cancelled, and a failed or
-cancelled job goes back to queued by a rerun. `Job` is the abstract model with the shared columns;
-the functions below are the only writers of those columns. They take the job's model class and id,
-return plain values and publish nothing: each app's services wrap them and send their own events.
+evaluations, loop rounds (and GGUF conversions) move queued → running → succeeded / failed /
+cancelled, and a failed or cancelled job goes back to queued by a rerun. `Job` is the abstract model
+with the shared columns; the job_* functions below are the only writers of those columns (plain
+values in and out, no events); `JobKind` binds them to one kind's model, task and live event, and
+`job_run` / `JobKind.run` is the whole of a gpu task around the kind's work. docs/lifecycle.md.
 
 The rules, the same for every kind:
 - claim: queued → running in one conditional UPDATE that also bumps `attempt`. The attempt number
@@ -12,19 +13,20 @@ The rules, the same for every kind:
   attempt's rate, and answers GO, CANCEL (cooperative cancel was asked) or LOST (stop, write nothing).
   `JobBeat` beats from a daemon thread so a long model load or batch does not look dead.
 - cancel: a queued job is cancelled at once; a running one gets `cancel_requested`, which the worker
-  reads at its next progress call and ends the job with `job_finish(status=CANCELLED)`.
+  reads at its next progress call and ends the job as cancelled.
 - finish: only a RUNNING job of the same attempt is finished, so a reaped or cancelled job is never
   overwritten by a late worker.
 - reap: running jobs whose heartbeat is older than the kind's grace (`STALE_AFTER_SETTING`, a
-  setting in seconds) are failed with a message that says how to continue.
-- rerun: failed / cancelled → queued (the caller enqueues the task in the same transaction); the
-  next claim is attempt + 1.
+  setting in seconds) are failed with a message that says how to continue (`RERUN_HINT`).
+- rerun: failed / cancelled → queued, the task enqueued after commit; the next claim is attempt + 1.
 
 How a kind adopts it: its model inherits `Job` (its Meta from `Job.Meta`, extending
 `Job.Meta.constraints`), sets `STALE_AFTER_SETTING` and `RERUN_HINT` (and `PROGRESS_FIELDS` when its
-progress columns have other names, as training's step/total_steps); its services wrap job_claim,
-job_progress, job_finish, job_cancel, job_rerun and jobs_reap_stale, publishing after each; its task
-keeps the attempt from the claim and passes it on; workers/tasks/maintenance.py lists its reaper.
+progress columns have other names, as training's step/total_steps); its services bind
+`JOBS = JobKind(Model, task=..., publish=...)` and expose cancel/rerun for views
+(webapp/job_views.py); its task is `return JOBS.run(pk, work)`, where `work(job, attempt)` calls
+`stop_unless_go(JOBS.progress(...))` between batches; workers/tasks/maintenance.py lists `JOBS.reap`.
+Training runs keep their own worker-side wrappers (RunRecorder, checkpoints) over the same functions.
 """
 from datetime import timedelta
 
