@@ -7,6 +7,7 @@ ADPA+ (two stages, so compared with the 2x-steps rows). Accuracy is also split i
 where the demo teacher has its systematic flaw and the clean ones (build.json `teacher_errors`).
 
     python benchmarks/bench_distillation.py --demo-dir var/demo --seeds 0 1 2 [--json var/bench/distillation.json]
+    python benchmarks/bench_distillation.py --table-from var/bench/distillation.json   # reprint a table
 
 Prints the markdown table on stdout (progress on stderr) and writes the whole result as JSON."""
 import argparse
@@ -58,7 +59,12 @@ def main(argv=None) -> dict:
                                 help=f"default {f.default}")
     parser.add_argument("--methods", nargs="+", help=f"default {' '.join(ExperimentConfig().methods)}")
     parser.add_argument("--judges", action="store_true", help="also measure the teacher-as-judge agreement")
+    parser.add_argument("--table-from", type=Path, help="print the table of an earlier run's JSON and stop")
     args = parser.parse_args(argv)
+    if args.table_from:
+        report = json.loads(args.table_from.read_text())
+        print(format_table(report["summary"]))
+        return report
     torch.set_num_threads(args.threads)
     quiet_libraries()
 

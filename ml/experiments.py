@@ -386,15 +386,33 @@ def _pct(stat: dict) -> str:
     return f"{100 * stat['mean']:.1f}{ci}"
 
 
+def equal_budget_baseline(row: str, summary: dict) -> str | None:
+    """The SFT-on-chosen row with the same number of steps as `row` (None for untrained rows)."""
+    if row in NOT_TRAINED or row.startswith("sft_chosen"):
+        return None
+    baseline = "sft_chosen_2x" if row.endswith(DOUBLE) or row == "adpa_plus" else "sft_chosen"
+    return baseline if baseline in summary and summary[baseline]["steps"] == summary[row]["steps"] else None
+
+
+def paired_delta(summary: dict, row: str, baseline: str) -> dict:
+    """mean_ci of row minus baseline, seed by seed (the seeds share pairs, so pairing removes their noise)."""
+    return mean_ci([a - b for a, b in zip(summary[row]["overall"]["values"], summary[baseline]["overall"]["values"],
+                                          strict=True)])
+
+
 def format_table(summary: dict) -> str:
-    """Markdown: one line per row with steps, judgements, accuracy mean ± 95% CI (and per group)."""
+    """Markdown: one line per row with steps, judgements, accuracy mean ± 95% CI (and per group), and
+    the paired difference from SFT on chosen at the same number of steps."""
     groups = list(next(iter(summary.values()))["groups"])
-    head = ["model", "steps", "judgements", "held-out accuracy %", *[f"{g} families %" for g in groups]]
+    head = ["model", "steps", "judgements", "held-out accuracy %", *[f"{g} families %" for g in groups],
+            "vs SFT on chosen, same steps (paired)"]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for row, stat in summary.items():
-        steps = stat["steps"] or ""
-        cells = [label(row), str(steps), f"{stat['judgements']:.0f}", _pct(stat["overall"]),
-                 *[_pct(stat["groups"][g]) for g in groups]]
+        baseline = equal_budget_baseline(row, summary)
+        delta = paired_delta(summary, row, baseline) if baseline else None
+        delta_cell = "" if delta is None else ("+" if delta["mean"] >= 0 else "") + _pct(delta)
+        cells = [label(row), str(stat["steps"] or ""), f"{stat['judgements']:.0f}", _pct(stat["overall"]),
+                 *[_pct(stat["groups"][g]) for g in groups], delta_cell]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -10,8 +10,8 @@ from ml.demo.annotator import SimulatedAnnotator
 from ml.demo.build import BuildSpec, build_demo
 from ml.demo.tasks import Task
 from ml.experiments import (ExperimentConfig, ExperimentResult, annotate_pairs, format_table, judge_agreement,
-                            judgements_used, label, load_demo_world, mean_ci, method_config, run_experiment,
-                            summarize)
+                            equal_budget_baseline, judgements_used, label, load_demo_world, mean_ci,
+                            method_config, paired_delta, run_experiment, summarize)
 from ml.judges import Verdict
 
 ADD = Task("add", "What is 2 plus 3?", "5")
@@ -113,8 +113,25 @@ def test_summary_and_table_give_mean_and_ci_over_seeds():
     assert summary["dckd"]["overall"]["mean"] == pytest.approx(0.6)
     assert summary["dckd"]["groups"]["clean"]["mean"] == 1.0 and summary["dckd"]["steps"] == 12
     table = format_table(summary)
-    assert "| DCKD | 12 | 40 | 60.0 ± 24.8 | 60.0 ± 24.8 | 100.0 ± 0.0 |" in table
+    assert "| DCKD | 12 | 40 | 60.0 ± 24.8 | 60.0 ± 24.8 | 100.0 ± 0.0 |  |" in table  # no same-steps baseline
     assert "| SFT student (start) |  | 40 | 50.0 ± 0.0 |" in table
+
+
+def test_rows_are_compared_with_sft_on_chosen_at_the_same_steps_seed_by_seed():
+    runs = {"sft_chosen": {"steps": 10}, "dckd": {"steps": 10}, "sft_chosen_2x": {"steps": 20},
+            "adpa_plus": {"steps": 20}}
+    results = []
+    for sft_chosen, dckd in ((0.40, 0.45), (0.60, 0.64), (0.50, 0.56)):
+        result = _result({"sft": 0.1, "sft_chosen": sft_chosen, "dckd": dckd, "sft_chosen_2x": 0.7,
+                          "adpa_plus": 0.7})
+        results.append(ExperimentResult({}, {}, result.accuracy, runs))
+    summary = summarize(results)
+    assert [equal_budget_baseline(r, summary) for r in ("sft", "sft_chosen", "dckd", "adpa_plus")] == \
+        [None, None, "sft_chosen", "sft_chosen_2x"]
+    # differences 0.05, 0.04, 0.06: mean 0.05, sd 0.01 -> half-width 4.302653 * 0.01 / sqrt(3) = 0.0248
+    delta = paired_delta(summary, "dckd", "sft_chosen")
+    assert delta["mean"] == pytest.approx(0.05) and delta["ci95"] == pytest.approx(0.0248414, abs=1e-6)
+    assert "| DCKD | 10 | 0 | 55.0 ± 23.7 | +5.0 ± 2.5 |" in format_table(summary)  # unpaired CI: 23.7
     assert label("sft_chosen_2x") == "SFT on chosen, 2x steps"
 
 
