@@ -9,7 +9,7 @@ from collections import defaultdict
 
 RULES = ("majority", "agreement_weighted")
 TIE_POLICIES = ("drop", "teacher")
-SOURCE_FILTERS = ("humans", "teacher", "both")
+SOURCE_FILTERS = ("humans", "teacher", "imported", "both")  # "both": every source (humans, teacher-judge, imported)
 
 
 def borda(ranking: list[list[int]]) -> dict:

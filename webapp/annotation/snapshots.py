@@ -30,6 +30,12 @@ def trainable_comparisons(*, project):
             .exclude(source=ComparisonSource.EVALUATION).exclude(prompt__split=Split.EVAL))
 
 
+# A judgement's origin -> its vote source. Imported datasets are their own source, not the teacher:
+# the "teacher" filter means the teacher-judge only; "both" takes every non-oracle source.
+_VOTE_SOURCE = {JudgementSource.HUMAN: "human", JudgementSource.TEACHER: "teacher", JudgementSource.IMPORTED: "imported"}
+_FILTER_SOURCE = {"humans": "human", "teacher": "teacher", "imported": "imported"}
+
+
 def collect_votes(*, project, source_filter: str) -> tuple[list[dict], dict, list[dict]]:
     """The aggregation input for a project: trainable, undisputed comparisons with their candidates
     and filtered votes (never an oracle verdict). Also returns every trainable comparison, disputed
@@ -45,7 +51,7 @@ def collect_votes(*, project, source_filter: str) -> tuple[list[dict], dict, lis
     for j in Judgement.objects.filter(comparison_id__in=comparisons).exclude(source=JudgementSource.ORACLE).values(
             "id", "comparison_id", "source", "annotator_id", "judge_name", "verdict", "ranking", "probability", "is_adjudication"):
         comparison = comparisons[j["comparison_id"]]
-        vote = {"judgement": j["id"], "source": "human" if j["source"] == JudgementSource.HUMAN else "teacher",
+        vote = {"judgement": j["id"], "source": _VOTE_SOURCE[j["source"]],
                 "origin": j["source"], "rater": j["annotator_id"] or j["judge_name"],
                 "ranking": j["ranking"] or _judge_ranking(comparison, j),
                 "both_bad": j["verdict"] == "both_bad", "probability": j["probability"], "adjudication": j["is_adjudication"]}
@@ -54,7 +60,7 @@ def collect_votes(*, project, source_filter: str) -> tuple[list[dict], dict, lis
             continue
         if vote["source"] == "teacher":
             comparison["teacher_votes"].append(vote)
-        wanted = source_filter == "both" or (source_filter == "humans") == (vote["source"] == "human")
+        wanted = source_filter == "both" or _FILTER_SOURCE[source_filter] == vote["source"]
         if wanted and (vote["source"] != "human" or comparison["status"] in SETTLED):
             comparison["votes"].append(vote)
     everything = Comparison.objects.filter(project=project)
@@ -129,7 +135,7 @@ def _prompt_text(prompt) -> str:
 
 
 def _source_counts(comparisons) -> dict:
-    counts = {"human": 0, "teacher": 0}
+    counts = {"human": 0, "teacher": 0, "imported": 0}
     for c in comparisons:
         for v in c["votes"]:
             counts[v["source"]] += 1

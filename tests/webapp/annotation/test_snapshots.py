@@ -91,3 +91,24 @@ def test_freeze_from_the_page(client_for, project, judged, researcher):
     assert response.status_code == 302 and snapshot.pair_count == 4
     page = client_for(researcher).get(f"/p/{project.slug}/snapshots/{snapshot.pk}/").content.decode()
     assert snapshot.content_hash in page and "disputed_excluded" in page
+
+
+def test_teacher_filter_takes_the_teacher_judge_only_and_imported_is_its_own_source(project, judged):
+    """An imported dataset's judgements are not the teacher-judge's: 'teacher' leaves them out,
+    'imported' takes only them, 'both' takes every source."""
+    from pathlib import Path
+
+    from webapp.annotation import preference_import
+    from webapp.annotation.preference_store import preferences_import
+
+    sample = Path(__file__).parent / "samples" / "trl_standard.jsonl"
+    rows = preference_import.parse_preferences(sample.read_bytes(), filename=sample.name).rows
+    preferences_import(project=project, dataset="trl", rows=rows)
+    teacher = snapshots.snapshot_freeze(project=project, name="teacher", source_filter="teacher")
+    assert teacher.pair_count == 5 and all(p.chosen.model_version.role == "teacher" for p in teacher.pairs.all())
+    assert set(teacher.sources) == {"teacher"} and teacher.stats["sources"]["imported"] == 0
+    imported = snapshots.snapshot_freeze(project=project, name="imported", source_filter="imported")
+    assert imported.pair_count == len(rows) and set(imported.sources) == {"imported"}
+    assert all(p.chosen.origin == "import" for p in imported.pairs.all())
+    both = snapshots.snapshot_freeze(project=project, name="all", source_filter="both")
+    assert both.pair_count == 5 + len(rows) and set(both.sources) == {"human", "teacher", "imported"}
