@@ -105,13 +105,19 @@ def start_server(env: dict, log: Path, *, server: str = "daphne", workers: int =
     raise RuntimeError(f"{server} did not start; see {log}")
 
 
-async def annotator(base, slug, session_key, deadline, args, stats):
+async def signed_in(base, session_key):
+    """A client with its session and CSRF cookies (and a warm connection); not measured."""
     import httpx
 
+    client = httpx.AsyncClient(base_url=base, timeout=30, cookies={"sessionid": session_key})
+    await client.get("/login/")
+    client.headers.update({"X-CSRFToken": client.cookies["csrftoken"], "Referer": base + "/"})
+    return client
+
+
+async def annotator(client, slug, deadline, args, stats):
     api = f"/p/{slug}/annotate/api/"
-    async with httpx.AsyncClient(base_url=base, timeout=30, cookies={"sessionid": session_key}) as client:
-        await client.get("/login/")  # the CSRF cookie (and a warm connection); not measured
-        client.headers.update({"X-CSRFToken": client.cookies["csrftoken"], "Referer": base + "/"})
+    try:
         await asyncio.sleep(random.uniform(0, args.think_max))  # people do not all start in the same millisecond
         judged = 0
         while time.monotonic() < deadline:
@@ -132,6 +138,8 @@ async def annotator(base, slug, session_key, deadline, args, stats):
                     stats["undone"] += 1
                     again = await timed(stats, "submit", client.post(api + "submit", json=body))
                     stats["created"] += bool(again and again.get("created"))
+    finally:
+        await client.aclose()
 
 
 async def timed(stats, name, request):
@@ -161,12 +169,16 @@ def pct(values, q):
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values or [0])[0]
 
 
-async def load(base, slug, cookies, args):
+async def load(base, slug, cookies, args, server_pid):
+    """Signs every client in, then runs the annotators for --duration; the server's CPU is counted
+    over the second part only (the sign-in pages are not the API)."""
     stats = {"next": [], "submit": [], "undo": [], "errors": [], "created": 0, "undone": 0}
+    clients = await asyncio.gather(*(signed_in(base, c) for c in cookies))
+    cpu_before = _cpu_seconds(server_pid)
     deadline = time.monotonic() + args.duration
     started = time.monotonic()
-    await asyncio.gather(*(annotator(base, slug, c, deadline, args, stats) for c in cookies))
-    return stats, time.monotonic() - started
+    await asyncio.gather(*(annotator(c, slug, deadline, args, stats) for c in clients))
+    return stats, time.monotonic() - started, _cpu_seconds(server_pid) - cpu_before
 
 
 # What py-spy's stacks are charged to: the first rule (leaf to root) that a frame matches.
@@ -214,9 +226,7 @@ def measure(args) -> dict:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--subprocesses", "--nonblocking", "--rate", "250",
                                     "--format", "raw", "-o", str(args.profile), "--duration", str(int(args.duration))],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu_before = _cpu_seconds(server.pid)
-        stats, seconds = asyncio.run(load(url, slug, cookies, args))
-        server_cpu = _cpu_seconds(server.pid) - cpu_before
+        stats, seconds, server_cpu = asyncio.run(load(url, slug, cookies, args, server.pid))
         if spy is not None:
             spy.wait(timeout=60)
     finally:

@@ -1,5 +1,5 @@
 """`make run` as a user runs it: `python -m webapp.launcher` on a fresh var/ directory brings up
-PostgreSQL, Redis, daphne, both Celery workers and beat; /healthz turns green with live heartbeats;
+PostgreSQL, Redis, granian, both Celery workers and beat; /healthz turns green with live heartbeats;
 the demo admin logs in over real HTTP (with CSRF) and sees the demo project; Ctrl-C (SIGINT to the
 launcher's process group, as a terminal sends it) leaves no process behind; a second start reuses
 the data in var/. A launcher refuses to start on a taken port or on a var/ another one is using."""
@@ -145,7 +145,7 @@ def _start_check_stop(var: Path, demo: Path, log: Path, *, probe_second: bool = 
         state = _state(var)
         procs = launch.processes()
         commands = " ".join(_cmdline(p) for p in procs)
-        for part in ("daphne", "-Q gpu", "-Q default", "beat", "redis-server", "postgres"):
+        for part in ("granian", "-Q gpu", "-Q default", "beat", "redis-server", "postgres"):
             assert part in commands, f"{part} is not among the launcher's processes"
         assert launch.interrupt() == 0, launch.tail()
         assert _alive(procs) == [], "processes left running after Ctrl-C"
