@@ -279,11 +279,18 @@ def comparison_adjudicate(*, comparison: Comparison, researcher, ranking, both_b
     return judgement
 
 
+OUTCOME_VERDICT = {1.0: Verdict.A, 0.0: Verdict.B, 0.5: Verdict.TIE}
+
+
 def teacher_judgement_record(*, comparison_id: int, judge_name: str, judge_model, probability: float | None,
-                             ranking: list, details: dict, shown_order) -> Judgement:
-    """Stores (or on a re-run, replaces) one judge's verdict. probability = P(a ≻ b), a = position 0."""
+                             ranking: list, details: dict, shown_order, outcome: float | None = None) -> Judgement:
+    """Stores (or on a re-run, replaces) one judge's verdict. probability = P(a ≻ b), a = position 0;
+    outcome = the verdict as a game for a (1, 0.5 or 0), decided by the one verdict rule that
+    judge jobs and evaluations share (ml.judges.verdict_outcome, docs/judging.md); none for a ranking."""
     if probability is not None:
-        verdict = Verdict.A if probability > 0.5 else Verdict.B if probability < 0.5 else Verdict.TIE
+        if outcome not in OUTCOME_VERDICT:
+            raise ValidationError(f"a pairwise verdict needs its outcome (1, 0.5 or 0), got {outcome!r}")
+        verdict = OUTCOME_VERDICT[outcome]
     else:
         verdict = Verdict.RANKING
     try:

@@ -32,7 +32,7 @@ def after_an_evaluation(project, world, pairwise, annotator, settings, tmp_path)
         _decide(comparison, annotator, chosen_position=1)
         a, b = [i.generation_id for i in comparison.items.order_by("position")]
         services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:teacher-7b",
-                                          judge_model=world["teacher"], probability=0.3, ranking=[], details={},
+                                          judge_model=world["teacher"], probability=0.3, outcome=0.0, ranking=[], details={},
                                           shown_order=[[a, b], [b, a]])
     evaluation = Evaluation.objects.create(project=project, name="held-out", prompt_set=world["prompt_set"],
                                            teacher=world["teacher"], judges=["teacher", "oracle"], status="succeeded")

@@ -28,7 +28,7 @@ def judged(project, pairwise, annotator, second_annotator, settings, tmp_path):
         services.judgement_record(comparison=comparison, annotator=annotator, ranking=first)
         services.judgement_record(comparison=comparison, annotator=second_annotator, ranking=second)
         services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:t", judge_model=None,
-                                          probability=0.8, ranking=[], details={}, shown_order=[[a, b], [b, a]])
+                                          probability=0.8, outcome=1.0, ranking=[], details={}, shown_order=[[a, b], [b, a]])
     return pairwise[:6]
 
 
@@ -112,3 +112,18 @@ def test_teacher_filter_takes_the_teacher_judge_only_and_imported_is_its_own_sou
     assert all(p.chosen.origin == "import" for p in imported.pairs.all())
     both = snapshots.snapshot_freeze(project=project, name="all", source_filter="both")
     assert both.pair_count == 5 + len(rows) and set(both.sources) == {"human", "teacher", "imported"}
+
+
+
+def test_teacher_verdict_is_the_outcome_the_one_rule_gave(pairwise):
+    """Judge jobs store the verdict ml.judges.verdict_outcome decided (the rule evaluations use too),
+    never a second rule of their own: a pairwise verdict without its outcome is refused."""
+    comparison = pairwise[0]
+    a, b = [i.generation_id for i in comparison.items.order_by("position")]
+    stored = services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:x",
+                                               judge_model=None, probability=0.6, outcome=1.0, ranking=[], details={},
+                                               shown_order=[[a, b], [b, a]])
+    assert stored.verdict == "a" and stored.probability == 0.6
+    with pytest.raises(ValidationError):
+        services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:y",
+                                          judge_model=None, probability=0.6, ranking=[], details={}, shown_order=[a, b])

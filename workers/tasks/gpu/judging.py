@@ -7,7 +7,7 @@ from itertools import combinations
 
 from celery import shared_task
 
-from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs
+from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
 from ml.modeling import load_model
 from ml.pipeline import rank_by_mean_win
 from webapp.annotation import judging, services
@@ -52,7 +52,8 @@ def _store(job, item, verdicts) -> None:
     shown = [ids, ids[::-1]] if verdicts[0][2].order == "both" else ids
     if item["kind"] == "pairwise":
         services.teacher_judgement_record(comparison_id=item["comparison"], judge_name=job.judge_name, judge_model=job.teacher,
-                                          probability=verdicts[0][2].p_a_over_b, ranking=[], details=details, shown_order=shown)
+                                          probability=verdicts[0][2].p_a_over_b, outcome=verdict_outcome(verdicts[0][2]),
+                                          ranking=[], details=details, shown_order=shown)
         return
     scores, ranking = rank_by_mean_win(ids, [(a, b, v.p_a_over_b) for a, b, v in verdicts])
     services.teacher_judgement_record(comparison_id=item["comparison"], judge_name=job.judge_name, judge_model=job.teacher,
