@@ -27,6 +27,7 @@ def _oracle_accuracy(page, model_version_id: int) -> float:
 
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # counts the session fixture too: a cold demo build (4-10 min) plus the loop (3-5 min)
 def test_run_the_demo_loop_makes_a_student_that_beats_the_base(transactional_db, demo_world_dir, asgi_server,
                                                               celery_workers, page, artifacts_dir):
     call_command("bootstrap_demo", demo_dir=str(demo_world_dir), password=NEWCOMER_PASSWORD)
