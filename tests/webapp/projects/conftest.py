@@ -19,13 +19,12 @@ def demo_cache_dir(spec) -> Path:
     return root / f"demo-{digest}"
 
 
-@pytest.fixture(scope="session")
-def demo_world_dir():
+def cached_demo_build(spec) -> Path:
+    """The demo world built with `spec`, from the cache or built now (then cached)."""
     import torch
 
-    from ml.demo.build import BuildSpec, build_demo
+    from ml.demo.build import build_demo
 
-    spec = BuildSpec()
     out = demo_cache_dir(spec)
     if not (out / "build.json").exists():
         torch.set_num_threads(1)
@@ -37,3 +36,10 @@ def demo_world_dir():
             os.replace(partial, out)
         shutil.rmtree(partial, ignore_errors=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_world_dir():
+    from ml.demo.build import BuildSpec
+
+    return cached_demo_build(BuildSpec())
