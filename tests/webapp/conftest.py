@@ -55,3 +55,12 @@ def client_for(client):
         return client
 
     return login
+
+
+def browser_login(page, base: str, username: str, password: str = PASSWORD) -> None:
+    """Signs `username` in through the real login form in the browser, and waits for the home page."""
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/")

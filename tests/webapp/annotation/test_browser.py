@@ -4,7 +4,7 @@ those judgements. Model output carrying <script> and <img onerror> payloads show
 import pytest
 
 from tests.webapp.annotation.conftest import make_world, off_loop
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import browser_login
 from webapp.annotation.models import Judgement
 from webapp.annotation.services import comparisons_build
 from webapp.generation.models import Generation
@@ -36,11 +36,7 @@ def _wait_for_new_item(page, old_id):
 def test_keyboard_only_annotation_with_undo(transactional_db, asgi_server, page, project, annotator, artifacts_dir):
     off_loop(lambda: comparisons_build(project=project, mode="teacher_student",
                                        generations=Generation.objects.filter(job=make_world(project, prompts=4, texts=_texts)["job"])))
-    page.goto(f"{asgi_server}/login/")
-    page.fill("input[name=username]", annotator.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{asgi_server}/")
+    browser_login(page, asgi_server, annotator.username)
     page.goto(f"{asgi_server}/p/{project.slug}/annotate/")
     page.wait_for_selector("#item:not([hidden]) .candidate")
 
@@ -90,11 +86,7 @@ def test_kway_page_hides_the_pairwise_buttons(transactional_db, asgi_server, pag
                                        generations=Generation.objects.filter(job=world["job"])))
     off_loop(lambda: comparisons_build(project=project, mode="teacher_student", limit=1,
                                        generations=Generation.objects.filter(job=world["job"])))
-    page.goto(f"{asgi_server}/login/")
-    page.fill("input[name=username]", annotator.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{asgi_server}/")
+    browser_login(page, asgi_server, annotator.username)
     page.goto(f"{asgi_server}/p/{project.slug}/annotate/")
     page.wait_for_selector("#item:not([hidden]) .candidate")
     assert page.get_attribute("#annotate", "data-kind") == "kway"

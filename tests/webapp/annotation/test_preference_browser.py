@@ -6,16 +6,12 @@ import json
 import pytest
 
 from tests.webapp.annotation.test_preference_import import EXPECTED, SAMPLES
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import browser_login
 from webapp.annotation.models import Comparison, Judgement
 
 
 def _login(page, base, user):
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{base}/")
+    browser_login(page, base, user.username)
 
 
 @pytest.mark.browser

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import browser_login
 from webapp.catalog.models import Prompt, PromptImport
 from webapp.catalog.prompt_imports import BACKGROUND_BYTES
 
@@ -23,11 +23,7 @@ def _big_file(path, *, broken_line=None):
 
 
 def _upload(page, base, project, user, path):
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{base}/")
+    browser_login(page, base, user.username)
     page.goto(f"{base}/p/{project.slug}/catalog/prompts/upload/")
     page.set_input_files("input[name=file]", str(path))
     page.fill("input[name=prompt_set]", "bulk")

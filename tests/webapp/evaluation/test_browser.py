@@ -16,7 +16,7 @@ from ml.config import SFTConfig
 from ml.data import SFTExample
 from ml.demo.tasks import generate_tasks
 from ml.recipes.sft import train
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import PASSWORD, browser_login
 from webapp.annotation.models import Comparison
 from webapp.annotation.services import judgement_record
 from webapp.catalog.models import ModelVersion
@@ -57,11 +57,7 @@ def demo(tiny_demo_dir, tmp_path):
 
 def test_evaluation_from_the_ui_to_side_by_side(page, asgi_server, celery_workers, demo, artifacts_dir):
     project, student, annotator = demo
-    page.goto(f"{asgi_server}/login/")
-    page.fill("input[name=username]", "demo-admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{asgi_server}/")
+    browser_login(page, asgi_server, "demo-admin")
     page.goto(f"{asgi_server}/p/demo/evaluations/")
     page.fill("input[name=name]", "trained student vs teacher")
     for box in page.query_selector_all("input[name=model_versions]"):

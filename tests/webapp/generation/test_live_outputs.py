@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import browser_login
 from webapp.catalog.models import ModelVersion, Prompt, PromptSet
 from webapp.generation.models import Generation, GenerationJob
 
@@ -48,11 +48,7 @@ def test_running_job_page_shows_outputs_as_they_arrive(transactional_db, asgi_se
     job, mv, prompts = _job(project)
     _store(job, mv, prompts[0], "0")
     _store(job, mv, prompts[1], XSS)
-    page.goto(f"{asgi_server}/login/")
-    page.fill("input[name=username]", researcher.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{asgi_server}/")
+    browser_login(page, asgi_server, researcher.username)
     page.goto(f"{asgi_server}/p/{project.slug}/generation/{job.pk}/")
     page.wait_for_function("document.querySelectorAll('#live-list .live-output').length === 2")
     assert "about 2 min left" in page.inner_text("#eta") or "about 3 min left" in page.inner_text("#eta")

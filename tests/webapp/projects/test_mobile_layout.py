@@ -2,7 +2,7 @@
 row instead of stretching the page (it reached 747 px), and every nav link is on screen."""
 import pytest
 
-from tests.webapp.conftest import PASSWORD
+from tests.webapp.conftest import browser_login
 
 PAGES = ["", "catalog/", "generation/", "comparisons/", "comparisons/import/", "snapshots/", "training/", "evaluations/"]
 
@@ -12,11 +12,7 @@ def test_researcher_pages_fit_a_phone(transactional_db, asgi_server, browser, pr
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True)
     page = context.new_page()
     try:
-        page.goto(f"{asgi_server}/login/")
-        page.fill("input[name=username]", researcher.username)
-        page.fill("input[name=password]", PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_url(f"{asgi_server}/")
+        browser_login(page, asgi_server, researcher.username)
         for path in PAGES:
             page.goto(f"{asgi_server}/p/{project.slug}/{path}")
             width = page.evaluate("() => document.documentElement.scrollWidth")
