@@ -1,6 +1,8 @@
 """Test setup shared by every test: the real embedded PostgreSQL and Redis (started lazily, once per
 session, from the same wheels `make run` uses), a real ASGI server process and real Celery workers
 for end-to-end tests. ml tests never touch these, so they stay fast."""
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -223,3 +226,42 @@ def artifacts_dir():
     path = REPO / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+# The real demo world for the tests that need one: `python -m ml demo build` with its default spec (the
+# world a newcomer's `make run` builds), made once and cached under $DISTILLERY_TEST_CACHE (default
+# ~/.cache/distillery)/demo-<hash of the spec>, so a second test, a second run and CI's later steps
+# reuse it. Built into a temporary folder and renamed into place, so an interrupted build is never
+# taken for a finished one.
+
+
+def demo_cache_dir(spec) -> Path:
+    root = Path(os.environ.get("DISTILLERY_TEST_CACHE", Path.home() / ".cache" / "distillery"))
+    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:16]
+    return root / f"demo-{digest}"
+
+
+def cached_demo_build(spec) -> Path:
+    """The demo world built with `spec`, from the cache or built now (then cached)."""
+    import torch
+
+    from ml.demo.build import build_demo
+
+    out = demo_cache_dir(spec)
+    if not (out / "build.json").exists():
+        torch.set_num_threads(1)
+        partial = out.with_name(f"{out.name}.building-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        build_demo(partial, spec, progress=False)
+        if not (out / "build.json").exists():  # another run may have finished first: keep theirs
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(partial, out)
+        shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_world_dir():
+    from ml.demo.build import BuildSpec
+
+    return cached_demo_build(BuildSpec())

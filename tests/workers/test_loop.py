@@ -1,34 +1,22 @@
-"""The closed loop end to end, as a user runs it, on a small demo world built here (the demo build
-with smaller budgets: an SFT teacher with the demo's systematic flaw, a briefly trained student):
-two rounds of benchmarks.bench_loop.LoopDriver against a real ASGI server and real gpu and default
-Celery workers. Simulated annotators (10% noise, two per comparison) judge through the HTTP API,
-which hands out each round's comparisons largest teacher-student disagreement first; a teacher-judge
-job runs on the gpu worker; a snapshot, an SFT-on-chosen run on the worker, and one evaluation on
-held-out prompts at the end. The round-2 student beats the round-1 student, which beats the base,
-on oracle accuracy; no held-out prompt, oracle verdict or oracle answer reaches any training data."""
-import pytest
-import torch
+"""The closed loop end to end, as a user runs it, on the real demo world (the default build a
+newcomer's `make run` makes, shared with the other tests through the cached `demo_world_dir`): two
+rounds of benchmarks.bench_loop.LoopDriver against a real ASGI server and real gpu and default
+Celery workers, with the benchmark's own settings. Simulated annotators (10% noise, two per
+comparison) judge through the HTTP API, which hands out each round's comparisons largest
+teacher-student disagreement first; a teacher-judge job runs on the gpu worker; a snapshot, an
+SFT-on-chosen run on the worker, and one evaluation on every held-out prompt at the end. The
+round-2 student beats the round-1 student, which beats the base, on oracle accuracy; no held-out
+prompt, oracle verdict or oracle answer reaches any training data.
 
+A smaller world built in the test (teacher 500 / student 150 SFT steps, 480 prompts a round) was
+tried first and was flaky: round 1 beat the base by +0.004 to +0.019, and once fell below it."""
+import pytest
 from benchmarks.bench_loop import LoopDriver, LoopSettings, demo_world, people
-from ml.demo.build import BuildSpec, build_demo
 from webapp.annotation.models import Comparison, PreferencePair
 from webapp.evaluation.models import LoopRound
 from webapp.generation.models import Generation
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-# The demo build with smaller training budgets (about 2 minutes on two quiet cores). Prompt counts cost
-# the build nothing: 999 distinct training prompts (two rounds of 480) and 262 held-out ones.
-SMALL = BuildSpec(seed=0, sft_tasks=4000, eval_prompts=300, train_prompts=1200, teacher_steps=500, student_steps=150,
-                  samples=1)
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("small-demo")
-    figures = build_demo(out, SMALL, progress=False)
-    return out, figures
 
 
 def _rank_correlation(priorities: list) -> float:
@@ -41,13 +29,10 @@ def _rank_correlation(priorities: list) -> float:
     return 1 - 6 * sum((i - rank[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
 
 
-def test_two_rounds_of_the_loop_make_a_better_student_each_round(small_demo, asgi_server, celery_workers):
-    demo_dir, figures = small_demo
-    world = demo_world(demo_dir, eval_prompts=300)
-    settings = LoopSettings(rounds=2, prompts_per_round=480, eval_prompts=300, annotators=2, overlap=2, noise=0.1,
-                            baseline=False, timeout_s=900,
-                            train={"learning_rate": 5e-4, "batch_size": 8, "grad_accum": 1, "num_epochs": 8,
-                                   "max_length": 64, "warmup_ratio": 0.1})
+@pytest.mark.timeout(2400)
+def test_two_rounds_of_the_loop_make_a_better_student_each_round(demo_world_dir, asgi_server, celery_workers):
+    world = demo_world(demo_world_dir, eval_prompts=545)
+    settings = LoopSettings(eval_prompts=545, baseline=False, timeout_s=1800)  # the benchmark's defaults
     driver = LoopDriver(base_url=asgi_server, project=world["project"], researcher=world["researcher"],
                         annotators=people(world["project"], settings.annotators), teacher=world["teacher"],
                         base_student=world["base"], prompt_set=world["prompt_set"], eval_set=world["prompt_set"],
@@ -56,7 +41,7 @@ def test_two_rounds_of_the_loop_make_a_better_student_each_round(small_demo, asg
     scores = result["evaluation"]["scores"]
     base, r1, r2 = (scores[name]["oracle"]["acc"] for name in ("demo-student", "loop-r1", "loop-r2"))
     print(f"oracle accuracy: base {base:.3f}, round 1 {r1:.3f}, round 2 {r2:.3f}")
-    assert r2 > r1 > base, (base, r1, r2, figures["models"])
+    assert r2 > r1 > base, (base, r1, r2)
 
     for row in result["rows"]:
         # People judged through the API, and each of them was handed the round's items by disagreement.

@@ -1,8 +1,8 @@
-"""The demo-world cache of the project tests (conftest.cached_demo_build): a spec is built once into
+"""The demo-world cache of the project tests (tests/conftest.py: cached_demo_build): a spec is built once into
 demo-<hash of the spec> and found there the next time; another spec gets another folder; no
 half-built folder is left behind."""
 from ml.demo.build import BuildSpec
-from tests.webapp.projects.conftest import cached_demo_build, demo_cache_dir
+from tests.conftest import cached_demo_build, demo_cache_dir
 
 TINY = BuildSpec(sft_tasks=200, eval_prompts=40, train_prompts=40, teacher_steps=2, student_steps=2, batch_size=8, samples=1)
 
