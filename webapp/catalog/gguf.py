@@ -13,7 +13,7 @@ from django.db import transaction
 
 from webapp import lifecycle
 from webapp.catalog.models import GGUFConversion, ModelVersion
-from webapp.catalog.services import INTERNAL_DATA_AREAS, _inside, model_version_register
+from webapp.catalog.services import INTERNAL_DATA_AREAS, _inside, model_version_register, path_under_model_roots
 from webapp.celery import enqueue
 
 GGUF_MAGIC = b"GGUF"
@@ -23,12 +23,7 @@ TASK = "workers.tasks.gpu.conversion.convert_gguf_model"
 def gguf_source_check(*, source: str) -> Path:
     """The resolved .gguf path a user may convert; a ValidationError says why not. Relative paths
     resolve against the data dir; the file must lie under MODEL_ROOTS, outside internal data areas."""
-    path = Path(source.strip()).expanduser()
-    path = (path if path.is_absolute() else Path(settings.DATA_DIR) / path).resolve()
-    roots = [Path(r).resolve() for r in settings.MODEL_ROOTS]
-    if not any(_inside(path, root) for root in roots):
-        raise ValidationError(f"{source} is outside the model directories this server allows "
-                              f"({', '.join(map(str, roots))}; set DISTILLERY_MODEL_ROOTS to add one).")
+    path = path_under_model_roots(source)
     data = Path(settings.DATA_DIR).resolve()
     if _inside(path, data) and path != data and path.relative_to(data).parts[0] in INTERNAL_DATA_AREAS:
         raise ValidationError(f"{source} is internal server data, not a GGUF file you can convert.")

@@ -69,6 +69,18 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def path_under_model_roots(source: str) -> Path:
+    """`source` as a resolved local path (relative to the data dir, symlinks followed), refused with
+    a ValidationError unless it lies under one of MODEL_ROOTS."""
+    path = Path(source.strip()).expanduser()
+    path = (path if path.is_absolute() else Path(settings.DATA_DIR) / path).resolve()
+    roots = [Path(r).resolve() for r in settings.MODEL_ROOTS]
+    if not any(_inside(path, root) for root in roots):
+        raise ValidationError(f"{source} is outside the model directories this server allows "
+                              f"({', '.join(map(str, roots))}; set DISTILLERY_MODEL_ROOTS to add one).")
+    return path
+
+
 def model_source_check(*, project, source: str) -> str:
     """The source a user may register in `project`, normalised; a ValidationError says why not.
     A hub id (org/name) passes as it is. A local directory is resolved (relative paths against the
@@ -78,12 +90,7 @@ def model_source_check(*, project, source: str) -> str:
     source = source.strip()
     if HUB_ID.match(source) and not source.startswith("."):
         return source
-    path = Path(source).expanduser()
-    path = (path if path.is_absolute() else Path(settings.DATA_DIR) / path).resolve()
-    roots = [Path(r).resolve() for r in settings.MODEL_ROOTS]
-    if not any(_inside(path, root) for root in roots):
-        raise ValidationError(f"{source} is outside the model directories this server allows "
-                              f"({', '.join(map(str, roots))}; set DISTILLERY_MODEL_ROOTS to add one).")
+    path = path_under_model_roots(source)
     data = Path(settings.DATA_DIR).resolve()
     if _inside(path, data) and path != data:
         area, *rest = path.relative_to(data).parts
