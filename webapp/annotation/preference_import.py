@@ -4,7 +4,7 @@ votes over them as rankings of candidate indices); `parse_preferences` reads a w
 JSON array, or parquet), detects the format, and reports every problem with its line number (or
 row, for parquet) before anything touches the database. `preferences_import` then stores the rows in
 one transaction: prompts in a prompt set named after the dataset, each answer as a generation
-(origin=import) of a placeholder model version for where it came from, each vote as a judgement
+(origin=import) of a weightless stand-in model version naming where it came from, each vote as a judgement
 with source=imported and the judge name `import:<dataset>[:<rater>]`, so a snapshot can be frozen
 from them and says where its pairs came from.
 

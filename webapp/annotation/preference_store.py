@@ -1,6 +1,6 @@
 """Stores parsed preference rows (preference_import.py) as comparisons with judgements, in one
 transaction: prompts go into a prompt set named after the dataset (train split), each answer becomes
-a generation (origin=import) of a placeholder model version naming where it came from
+a generation (origin=import) of a weightless stand-in model version naming where it came from
 (`imported:<dataset>` or `imported:<dataset>:<model>`; its source is `import:<dataset>`, no weights),
 and each vote becomes a judgement with source=imported and judge name `import:<dataset>[:<rater>]`.
 Imported comparisons are complete (already judged), so they stay out of the annotation queue but

@@ -39,7 +39,7 @@ def existing_hashes(*, project, prompt_set_name: str) -> set[str]:
 def weights_available(model_version: ModelVersion) -> bool:
     """Whether a worker here can load it: a local directory with config.json and weights, or a hub
     id already in the local hub cache (nothing is downloaded at run time). Imported datasets'
-    placeholder versions (source `import:…`) have no weights at all."""
+    stand-in versions (source `import:…`) have no weights at all."""
     source = model_version.source
     if source.startswith("import:"):
         return False

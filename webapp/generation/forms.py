@@ -18,7 +18,7 @@ class GenerationJobForm(forms.Form):
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
-        # Imported datasets' placeholder versions (source "import:…") name where answers came from; no weights.
+        # Imported datasets' stand-in versions (source "import:…") name where answers came from; no weights.
         self.fields["model_versions"].queryset = ModelVersion.objects.filter(project=project).exclude(source__startswith="import:")
         self.fields["model_versions"].label_from_instance = lambda mv: f"{mv.name} ({mv.role} · {mv.stage_label})"
         self.fields["prompt_set"].queryset = PromptSet.objects.filter(project=project)
