@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from ml.modeling import from_pretrained
+
 
 class UnsupportedGGUF(ValueError):
     """A GGUF file this installation cannot turn into a transformers model (said why, and what would)."""
@@ -99,7 +101,7 @@ def convert_gguf(path, out_dir, *, dtype: torch.dtype = torch.float32,
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         tokenizer.save_pretrained(work)
         report(0.15, "tokenizer and chat template saved" if info.has_chat_template else "tokenizer saved (no chat template)")
-        quantized = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+        quantized = from_pretrained(AutoModelForCausalLM, str(path.parent), gguf_file=path.name, dtype=dtype)
         report(0.75, "weights dequantized")
         config = quantized.config.to_dict()
         config.pop("quantization_config", None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from ml.chat import render_prompt  # noqa: F401  (re-exported: older callers import it from here)
 
 HASHED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
+
+# transformers' from_pretrained swaps module-level functions (torch's init functions, tie_weights)
+# for the duration of a load and puts back what it found; two loads overlapping in one process (a
+# training task and its checkpoint-evaluator thread) can put back each other's stand-ins, leaving
+# tie_weights a no-op for the life of the worker. Every load in this process takes this lock.
+LOAD_LOCK = threading.RLock()
+
+
+def from_pretrained(cls, *args, **kwargs):
+    """`cls.from_pretrained(*args, **kwargs)` (a transformers Auto class) under LOAD_LOCK."""
+    with LOAD_LOCK:
+        return cls.from_pretrained(*args, **kwargs)
 
 
 class TokenizerMismatchError(ValueError):
@@ -96,8 +109,8 @@ def load_model(
     device = torch.device(device) if device is not None else pick_device()
     dtype = dtype or pick_dtype(device)
     tokenizer = load_tokenizer(source, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(source), revision=revision, dtype=dtype, use_safetensors=True, trust_remote_code=False
+    model = from_pretrained(
+        AutoModelForCausalLM, str(source), revision=revision, dtype=dtype, use_safetensors=True, trust_remote_code=False
     )
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

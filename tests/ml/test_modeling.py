@@ -134,3 +134,33 @@ def test_model_ref_carries_a_pinned_revision(tiny_teacher_dir):
     assert model_ref("org/name", "abc") == "org/name@abc" and split_model_ref("org/name@abc") == ("org/name", "abc")
     assert model_ref(str(tiny_teacher_dir), "abc") == str(tiny_teacher_dir)  # a local directory has no revision
     assert split_model_ref("org/name", "v1") == ("org/name", "v1")
+
+
+def test_loads_in_two_threads_at_once_leave_later_loads_working(tiny_teacher_dir, tiny_student_dir):
+    """transformers patches module-level functions (init, tie_weights) while it loads and restores
+    them afterwards; two loads overlapping in one process (the training task and its checkpoint
+    evaluator thread) can restore each other's patches and leave tie_weights a no-op for good, after
+    which every tied model fails with "Cannot copy out of meta tensor". Loads must not interleave."""
+    import threading
+
+    from transformers import PreTrainedModel
+
+    original_tie = PreTrainedModel.tie_weights
+    errors = []
+
+    def load_many(source):
+        try:
+            for _ in range(6):
+                load_model(str(source), device="cpu")
+        except Exception as exc:  # collected: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load_many, args=(d,)) for d in (tiny_teacher_dir, tiny_student_dir) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert PreTrainedModel.tie_weights is original_tie
+    loaded = load_model(str(tiny_student_dir), device="cpu")
+    assert not any(p.is_meta for p in loaded.model.parameters())
