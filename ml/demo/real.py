@@ -98,7 +98,9 @@ def cut_student(teacher_dir: Path, out_dir: Path, *, layers: int = STUDENT_LAYER
     and head, saved as a model directory with the same tokenizer. Returns the teacher layers kept."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    teacher = AutoModelForCausalLM.from_pretrained(str(teacher_dir), dtype=torch.float32, use_safetensors=True)
+    from ml.modeling import from_pretrained
+
+    teacher = from_pretrained(AutoModelForCausalLM, str(teacher_dir), dtype=torch.float32, use_safetensors=True)
     kept = spread_layers(teacher.config.num_hidden_layers, layers)
     teacher.model.layers = torch.nn.ModuleList([teacher.model.layers[i] for i in kept])
     for new_index, layer in enumerate(teacher.model.layers):
