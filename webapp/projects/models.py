@@ -3,6 +3,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.dispatch import Signal
 
 
 class Role(models.TextChoices):
@@ -30,7 +31,35 @@ class Project(models.Model):
         return self.name
 
 
+# Sent with `pairs=[(user_id, project_id), ...]` after a bulk write of memberships that model signals
+# do not see (QuerySet.update, bulk_update, bulk_create): webapp/projects/permissions.py clears their
+# cached entries, as post_save/post_delete do for single rows.
+memberships_bulk_changed = Signal()
+
+
+class MembershipQuerySet(models.QuerySet):
+    """Every bulk write path of memberships clears the cached memberships it touches (a queryset
+    `.delete()` already sends post_delete per row). Only raw SQL is left to the cache's TTL."""
+
+    def update(self, **kwargs):
+        rows = list(self.values_list("pk", "user_id", "project_id"))
+        updated = super().update(**kwargs)
+        pairs = {(user_id, project_id) for _, user_id, project_id in rows}
+        if {"user", "user_id", "project", "project_id"} & set(kwargs):  # moved: its new key too
+            pairs |= set(self.model._base_manager.using(self.db).filter(pk__in=[pk for pk, _, _ in rows])
+                         .values_list("user_id", "project_id"))
+        memberships_bulk_changed.send(sender=self.model, pairs=pairs)
+        return updated
+
+    def bulk_create(self, objs, *args, **kwargs):
+        created = super().bulk_create(objs, *args, **kwargs)
+        memberships_bulk_changed.send(sender=self.model, pairs={(m.user_id, m.project_id) for m in created})
+        return created
+
+
 class Membership(models.Model):
+    objects = MembershipQuerySet.as_manager()
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)

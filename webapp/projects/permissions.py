@@ -1,17 +1,20 @@
 """Role checks for every view and socket. Roles nest: admin ⊃ researcher ⊃ annotator; a Django
 superuser counts as admin everywhere. Non-members get 404 (a project's existence is not leaked),
 members without the needed role get 403. Memberships are cached in the shared (Redis) cache and
-cleared on every change (membership_cached)."""
+cleared on every change (membership_cached): single rows by model signals, bulk writes (queryset
+`.update()`, `bulk_update`, `bulk_create`) by `memberships_bulk_changed`, which Membership's queryset
+sends."""
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from webapp.projects.models import ROLE_RANK, Membership, Project, Role
+from webapp.projects.models import ROLE_RANK, Membership, Project, Role, memberships_bulk_changed
 from webapp.shared_cache import shared_cache
 
 
@@ -42,7 +45,7 @@ def _checked(role: str | None, project: Project, needed: str) -> str:
     return role
 
 
-MEMBERSHIP_TTL = 60  # seconds; a safety net only: every change through the ORM clears the entry at once
+MEMBERSHIP_TTL = 60  # seconds; a safety net only (raw SQL): every change through the ORM clears the entry at once
 
 
 def _membership_key(user_id: int, slug: str) -> str:
@@ -52,8 +55,8 @@ def _membership_key(user_id: int, slug: str) -> str:
 def membership_cached(user_id: int, slug: str) -> Membership | None:
     """The user's membership of the project with this slug (its project loaded), from the shared
     cache: the check every project view and API call makes. Memberships and projects saved or
-    deleted clear their entries (signals below) in every web process's view of the cache; a bulk
-    `.update()` that bypasses signals is seen within MEMBERSHIP_TTL."""
+    deleted clear their entries (signals below) in every web process's view of the cache, and so do
+    bulk writes through Membership's queryset; only raw SQL waits for MEMBERSHIP_TTL."""
     cache, key = shared_cache(), _membership_key(user_id, slug)
     cached = cache.get(key)
     if cached is not None:
@@ -63,12 +66,29 @@ def membership_cached(user_id: int, slug: str) -> Membership | None:
     return membership
 
 
+def _forget(keys: list[str]) -> None:
+    """Clears cache entries now and, inside a transaction, once more after it commits: a request
+    between the two would otherwise read the old, still committed row and cache it again."""
+    if not keys:
+        return
+    shared_cache().delete_many(keys)
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: shared_cache().delete_many(keys))
+
+
 @receiver(post_save, sender=Membership, dispatch_uid="membership-cache-save")
 @receiver(post_delete, sender=Membership, dispatch_uid="membership-cache-delete")
 def _membership_changed(sender, instance: Membership, **kwargs):
     slug = Project.objects.filter(pk=instance.project_id).values_list("slug", flat=True).first()
     if slug is not None:  # None: the project is being deleted, and its own signals clear its members
-        shared_cache().delete(_membership_key(instance.user_id, slug))
+        _forget([_membership_key(instance.user_id, slug)])
+
+
+@receiver(memberships_bulk_changed, sender=Membership, dispatch_uid="membership-cache-bulk")
+def _memberships_bulk_changed(sender, pairs, **kwargs):
+    pairs = set(pairs)
+    slugs = dict(Project.objects.filter(pk__in={project_id for _, project_id in pairs}).values_list("pk", "slug"))
+    _forget([_membership_key(user_id, slugs[project_id]) for user_id, project_id in pairs if project_id in slugs])
 
 
 @receiver(post_save, sender=Project, dispatch_uid="membership-cache-project-save")
@@ -88,7 +108,7 @@ def _project_deleted(sender, instance: Project, **kwargs):
 
 
 def _forget_members(project: Project, user_ids) -> None:
-    shared_cache().delete_many([_membership_key(u, project.slug) for u in user_ids])
+    _forget([_membership_key(u, project.slug) for u in user_ids])
 
 
 def project_view(needed: str = Role.ANNOTATOR):
