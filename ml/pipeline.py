@@ -209,12 +209,11 @@ def disagreement_priority(mean_kl: float | None, teacher_logps: list[float]) -> 
 
 # --- evaluation and the loop: greedy answers and the oracle's task ----------------------------
 
-def greedy_answers(loaded, inputs: list, *, max_new_tokens: int, batch_size: int, on_progress=None) -> list:
-    """One greedy answer per prompt input (text or chat messages), as ml.generation outputs."""
-    from ml.generation import generate
-
-    outputs = generate(loaded.model, loaded.tokenizer, inputs, k=1, temperature=0.0, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, on_progress=on_progress)
+def greedy_answers(generator, inputs: list, *, max_new_tokens: int, batch_size: int, on_progress=None) -> list:
+    """One greedy answer per prompt input (text or chat messages), as ml.generation outputs, from an
+    ml.backends generator (HF over a loaded model, or vLLM)."""
+    outputs = generator.generate(inputs, k=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 on_progress=on_progress)
     return [samples[0] for samples in outputs]
 
 

@@ -14,7 +14,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ml.generation import generate
 from ml.losses.adpa import SFT_PROB_FLOOR, adpa_advantages
 from ml.modeling import LoadedModel, check_same_tokenizer, file_hashes, load_model
 from ml.recipes.batching import Encoded, collate, encode, encode_prompt, fit, forward_logits
@@ -141,19 +140,32 @@ def precompute_dckd(teacher_dpo, pairs: list, *, cache_dir, top_k: int = 50, max
     return _describe(path, "dckd", key, False)
 
 
-def student_responses(student, prompts: list, *, max_new_tokens: int, batch_size: int) -> list:
-    """Greedy student response token ids, one per prompt (ADPA's states)."""
-    outputs = generate(student.model, student.tokenizer, prompts, k=1, temperature=0.0,
-                       max_new_tokens=max_new_tokens, seed=0, batch_size=batch_size)
-    return [samples[0].token_ids or [student.tokenizer.eos_token_id] for samples in outputs]
+def student_responses(generator, prompts: list, *, max_new_tokens: int, batch_size: int) -> list:
+    """Greedy student response token ids, one per prompt (ADPA's states), from an ml.backends
+    generator of the student (HF generate, or vLLM)."""
+    outputs = generator.generate(prompts, k=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=0,
+                                 batch_size=batch_size)
+    return [samples[0].token_ids or [generator.tokenizer.eos_token_id] for samples in outputs]
+
+
+def student_generator(student, *, backend: str | None = "hf", device=None):
+    """The student's generator on `backend` (ml.backends): HF reuses a LoadedModel it is given."""
+    from ml.backends import generator_for
+
+    if isinstance(student, LoadedModel):
+        return generator_for(student.source, revision=student.revision, backend=backend, loaded=student)
+    return generator_for(str(student), backend=backend, device=device)
 
 
 def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir, top_k: int = 50,
                     max_length: int = 1024, max_new_tokens: int = 256, batch_size: int = 8, device=None,
-                    on_progress=None, sft_floor: float = SFT_PROB_FLOOR) -> SignalFile:
+                    on_progress=None, sft_floor: float = SFT_PROB_FLOOR,
+                    generation_backend: str | None = "hf") -> SignalFile:
     """Student greedy responses + pi_dpo top-K ids and raw advantages A at each of their states, every
     probability floored at `sft_floor` (it keys the cache). Clipping (config.advantage_clip) happens
-    at training time, so one cache serves both choices."""
+    at training time, so one cache serves both choices. The responses come from `generation_backend`
+    (ml.backends: hf, vllm or auto; None reads $DISTILLERY_GENERATION_BACKEND): both write greedy
+    answers, so it does not key the cache; the file's metadata records which one ran."""
     params = {"top_k": top_k, "max_length": max_length, "max_new_tokens": max_new_tokens,
               "sft_floor": float(sft_floor)}
     models = {"dpo": model_identity(teacher_dpo), "sft": model_identity(teacher_sft),
@@ -162,11 +174,11 @@ def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir
     path = Path(cache_dir) / "adpa" / f"{key}.safetensors"
     if path.exists():
         return _describe(path, "adpa", key, True)
-    loaded_student = _loaded(student, device)
-    tok = loaded_student.tokenizer
-    responses = student_responses(loaded_student, [p.prompt for p in pairs], max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size)
-    del loaded_student  # the student is done once its responses exist; the teachers need the memory
+    with student_generator(student, backend=generation_backend, device=device) as generator:
+        tok, backend = generator.tokenizer, generator.name
+        responses = student_responses(generator, [p.prompt for p in pairs], max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size)
+    # closed: the student is done once its responses exist; the teachers need the memory
     dpo, sft = _loaded(teacher_dpo, device), _loaded(teacher_sft, device)
     check_same_tokenizer(dpo.tokenizer, sft.tokenizer, method="ADPA")
     check_same_tokenizer(dpo.tokenizer, tok, method="ADPA")
@@ -185,7 +197,7 @@ def precompute_adpa(teacher_dpo, teacher_sft, student, pairs: list, *, cache_dir
     tensors["student_ids"], tensors["student_offsets"] = _flat([r.response_ids for r in rows], torch.int32)
     tensors["student_topk_ids"], _ = _flat([ids for ids, _ in dpo_top], torch.int32)
     tensors["student_advantages"], _ = _flat(advantages, torch.float16)
-    _write(path, tensors, {"kind": "adpa", "num_rows": len(pairs), **params})
+    _write(path, tensors, {"kind": "adpa", "num_rows": len(pairs), "student_generation": backend, **params})
     return _describe(path, "adpa", key, False)
 
 

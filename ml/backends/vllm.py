@@ -2,14 +2,24 @@
 ml.chat exactly as for HF generate and handed to vLLM as token ids; sampling settings are explicit
 (`generation_config="vllm"`, so a checkpoint's own defaults never apply), stops are ml.chat's
 end-of-turn and eos ids, and log-probs are requested for the sampled token (plus top-K when asked)
-after temperature scaling, to match ml.generation's convention. vllm is imported only when a
-VLLMGenerator is built. Not yet run on a GPU in this project (no device was lent): see
-docs/generation-backends.md."""
+after temperature scaling, to match ml.generation's convention. The engine asks for a share of the
+GPU memory that is free when it starts (an evaluation's HF teacher may already be resident), and
+close() frees it. vllm is imported only when a VLLMGenerator is built. Not yet run on a GPU in
+this project (no device was lent): see docs/generation-backends.md."""
 from __future__ import annotations
 
+import gc
+
+from ml.backends import Generator
 from ml.chat import prompt_ids, stop_token_ids
 from ml.generation import GenerationOutput
 from ml.modeling import load_tokenizer, split_model_ref
+
+
+def memory_share(free_bytes: int, total_bytes: int, *, cap: float = 0.85, headroom: float = 0.9) -> float:
+    """vLLM's gpu_memory_utilization: `cap` of the device, or `headroom` of what is free when less is
+    (vLLM refuses to start when the share it asks for exceeds the device's free memory)."""
+    return round(min(cap, headroom * free_bytes / total_bytes), 4)
 
 
 def _sampling_params(vllm, *, k, temperature, top_p, max_new_tokens, seed, top_logprobs, stop_ids):
@@ -42,12 +52,16 @@ def outputs_from_vllm(request, tokenizer, *, k: int, stop_ids: list[int], top_lo
     return results
 
 
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     name = "vllm"
 
     def __init__(self, source: str, *, revision: str | None = None, dtype: str = "bfloat16",
-                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, **_):
+                 gpu_memory_utilization: float | None = None, max_model_len: int | None = None, **_):
+        import torch
         import vllm  # noqa: PLC0415  (optional dependency, GPU hosts only)
+
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = memory_share(*torch.cuda.mem_get_info())
 
         self.vllm = vllm
         source, revision = split_model_ref(source, revision)
@@ -74,3 +88,17 @@ class VLLMGenerator:
             on_progress(len(prompts), len(prompts))
         return [outputs_from_vllm(r, self.tokenizer, k=k, stop_ids=stop_ids, top_logprobs=top_logprobs)
                 for r in requests]
+
+    def close(self) -> None:
+        """Shut the engine down (V1 runs it in a child process) and return its GPU memory."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        core = getattr(llm.llm_engine, "engine_core", None)
+        if hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+        gc.collect()
+        import torch
+
+        torch.cuda.empty_cache()

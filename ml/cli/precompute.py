@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
             sub.add_argument("--student", required=True, help="student whose greedy responses give the states")
             sub.add_argument("--max-new-tokens", type=int, default=256)
             sub.add_argument("--sft-floor", type=float, default=1e-7, help="floor on every probability in A")
+            sub.add_argument("--backend", default=None, help="what writes the student's responses: hf, vllm or auto "
+                             "(default: $DISTILLERY_GENERATION_BACKEND or hf)")
         else:
             sub.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the teacher")
         sub.add_argument("--cache-dir", type=Path, default=Path("var/cache/signals"))
@@ -36,7 +38,8 @@ def run(args) -> int:
         signal = precompute_dckd(args.teacher_dpo, pairs, temperature=args.temperature, **common)
     else:
         signal = precompute_adpa(args.teacher_dpo, args.teacher_sft, args.student, pairs,
-                                 max_new_tokens=args.max_new_tokens, sft_floor=args.sft_floor, **common)
+                                 max_new_tokens=args.max_new_tokens, sft_floor=args.sft_floor,
+                                 generation_backend=args.backend, **common)
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(signal).items()},
                      indent=2))
     return 0

@@ -14,23 +14,28 @@ from ml.teacher_signals import adpa_rows, check_params, precompute_adpa
 log = logging.getLogger(__name__)
 
 
-def signals_for(config: ADPAConfig, data, *, student, teacher, teacher_sft, cache_dir, device=None):
-    """The ADPA signal for this student and these teachers (cache hit when seen before)."""
+def signals_for(config: ADPAConfig, data, *, student, teacher, teacher_sft, cache_dir, device=None,
+                generation_backend: str = "hf"):
+    """The ADPA signal for this student and these teachers (cache hit when seen before); the student's
+    greedy responses come from `generation_backend` (ml.backends)."""
     if teacher is None or teacher_sft is None or cache_dir is None:
         raise ValueError("ADPA needs either precomputed signals or teacher (pi_dpo), teacher_sft and a cache_dir")
     with main_process_first():  # several processes: rank 0 fills the cache, the others hit it
         return precompute_adpa(teacher, teacher_sft, student, data, cache_dir=cache_dir, top_k=config.top_k,
                                max_length=config.max_length, max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size, device=device, sft_floor=config.sft_floor)
+                               batch_size=config.batch_size, device=device, sft_floor=config.sft_floor,
+                               generation_backend=generation_backend)
 
 
 def train(config: ADPAConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher=None,
-          teacher_sft=None, signals=None, cache_dir=None, resume_from=None, device=None) -> TrainResult:
+          teacher_sft=None, signals=None, cache_dir=None, resume_from=None, device=None,
+          generation_backend: str = "hf") -> TrainResult:
     """ADPA on PreferencePairs `data` from `student` (normally the SFT student). `teacher` is pi_dpo,
-    `teacher_sft` pi_sft; both are only needed to fill the signal cache (tokenizers checked there)."""
+    `teacher_sft` pi_sft; both are only needed to fill the signal cache (tokenizers checked there), as
+    is `generation_backend`, which writes the student's responses before the training model loads."""
     if signals is None:
         signals = signals_for(config, data, student=student, teacher=teacher, teacher_sft=teacher_sft,
-                              cache_dir=cache_dir, device=device)
+                              cache_dir=cache_dir, device=device, generation_backend=generation_backend)
     path = getattr(signals, "path", signals)
     check_params(path, "adpa", sft_floor=config.sft_floor, top_k=config.top_k)
     rows = adpa_rows(path)

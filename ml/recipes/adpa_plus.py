@@ -37,9 +37,10 @@ def _offset_hooks(hooks: Hooks, offset: int, total: int, stage: str) -> Hooks:
 
 
 def train(config: ADPAPlusConfig, data, output_dir, hooks: Hooks | None = None, *, student, teacher,
-          teacher_sft, cache_dir, resume_from=None, device=None) -> TrainResult:
+          teacher_sft, cache_dir, resume_from=None, device=None, generation_backend: str = "hf") -> TrainResult:
     """DCKD (`teacher` = pi_dpo) then ADPA (pi_dpo and `teacher_sft` = pi_sft). `resume_from` may be a
-    checkpoint of either stage (it lives under output_dir/dckd or output_dir/adpa)."""
+    checkpoint of either stage (it lives under output_dir/dckd or output_dir/adpa). The DCKD student's
+    responses for ADPA come from `generation_backend` (ml.backends)."""
     hooks, output_dir = hooks or Hooks(), Path(output_dir)
     dckd_steps = plan(len(data), config.dckd, world_size())[1]
     total = dckd_steps + plan(len(data), config.adpa, world_size())[1]
@@ -58,6 +59,7 @@ def train(config: ADPAPlusConfig, data, output_dir, hooks: Hooks | None = None, 
 
     result = adpa.train(config.adpa, data, output_dir / "adpa", _offset_hooks(hooks, dckd_steps, total, "adpa"),
                         student=dckd_student, teacher=teacher, teacher_sft=teacher_sft, cache_dir=cache_dir,
-                        device=device, resume_from=resume_from if resume_stage == "adpa" else None)
+                        device=device, resume_from=resume_from if resume_stage == "adpa" else None,
+                        generation_backend=generation_backend)
     result.steps += dckd_steps
     return result

@@ -117,3 +117,28 @@ def test_adpa_cache_is_keyed_by_the_floor_and_applies_it(pairs, tiny_teacher_dir
     assert any(r["advantages"].abs().max() > 0 for r in adpa_rows(default.path))
     assert all(r["advantages"].abs().max() == 0 for r in adpa_rows(floored.path))
     assert load_signals(floored.path)[1]["sft_floor"] == 0.5
+
+
+def test_adpa_student_responses_go_through_the_generation_backend(pairs, tiny_teacher_dir, tiny_student_dir,
+                                                                   tmp_path, monkeypatch):
+    """hf and auto (vLLM unable to run) write the same greedy student responses as HF generate did;
+    an explicit vllm that cannot run is refused before anything is written, never replaced by HF."""
+    from ml import backends
+    from ml.generation import generate
+    from ml.recipes.batching import encode_prompt, fit
+
+    monkeypatch.setattr(backends, "vllm_problem", lambda: "no CUDA device is visible")
+    student = load_model(str(tiny_student_dir), device="cpu")
+    prompts = [p.prompt for p in pairs]
+    greedy = generate(student.model, student.tokenizer, prompts, k=1, temperature=0.0, max_new_tokens=6, seed=0)
+    want = [fit(encode_prompt(student.tokenizer, p), s[0].token_ids, 64).response_ids for p, s in zip(prompts, greedy)]
+    for backend, model in (("hf", tiny_student_dir), ("auto", tiny_student_dir), ("hf", student)):
+        signal = precompute_adpa(tiny_teacher_dir, tiny_teacher_dir, model, pairs, cache_dir=tmp_path / backend
+                                 / type(model).__name__, top_k=4, max_length=64, max_new_tokens=6,
+                                 generation_backend=backend)
+        assert not signal.cache_hit and load_signals(signal.path)[1]["student_generation"] == "hf"
+        assert [r["student"].response_ids for r in adpa_rows(signal.path)] == want
+    with pytest.raises(backends.BackendUnavailable, match="=vllm, but no CUDA device is visible"):
+        precompute_adpa(tiny_teacher_dir, tiny_teacher_dir, tiny_student_dir, pairs, cache_dir=tmp_path / "vllm",
+                        top_k=4, max_length=64, max_new_tokens=6, generation_backend="vllm")
+    assert not (tmp_path / "vllm").exists()

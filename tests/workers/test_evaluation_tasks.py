@@ -164,3 +164,55 @@ def test_implicit_judge_evaluation_loads_pi_dpo_and_pi_sft_once(project, researc
     # teacher, then π_dpo and π_sft once each (judge + signals), then the candidate: four loads, not six
     assert loads == [teacher.source, pi_dpo.source, pi_sft.source, student.source]
     assert Judgement.objects.filter(comparison__evaluation=evaluation, source="teacher").count() == 3
+
+
+def _cheap_evaluation(project, researcher, tiny_demo_dir, name):
+    teacher, student = register_demo_models(project, tiny_demo_dir)
+    prompt_set = import_demo_prompts(project, tiny_demo_dir)
+    evaluation = services.evaluation_create(
+        project=project, name=name, teacher=teacher, model_versions=[student], prompt_set=prompt_set,
+        judges=["oracle"], created_by=researcher, config={"split": "eval", "prompt_limit": 3, "max_new_tokens": 5,
+                                                          "n_boot": 20})
+    return evaluation, teacher, student
+
+
+@pytest.mark.parametrize("backend", ["hf", "auto"])
+def test_answers_come_from_the_generation_backend_on_one_load_per_model(backend, project, researcher, tiny_demo_dir,
+                                                                        settings, monkeypatch):
+    """hf, and auto where vLLM cannot run, answer with HF generate on the very model the signals use:
+    the answers are greedy generate's, and each model is loaded once."""
+    from ml import backends
+    from ml.generation import generate
+    from workers.tasks.gpu import evaluation as task_module
+
+    settings.GENERATION_BACKEND = backend
+    monkeypatch.setattr(backends, "vllm_problem", lambda: "no CUDA device is visible")
+    loads = []
+    monkeypatch.setattr(task_module, "load_model", lambda source, **kw: loads.append(source) or load_model(source, **kw))
+    evaluation, teacher, student = _cheap_evaluation(project, researcher, tiny_demo_dir, backend)
+    assert run_evaluation(evaluation.id) == "succeeded", Evaluation.objects.get(pk=evaluation.id).error
+    assert loads == [teacher.source, student.source]
+    for version in (teacher, student):
+        rows = EvaluationOutput.objects.filter(evaluation=evaluation, model_version=version).order_by("prompt_id")
+        loaded = load_model(version.source, device="cpu")
+        want = generate(loaded.model, loaded.tokenizer, [r.prompt.text for r in rows], k=1, temperature=0.0,
+                        max_new_tokens=5)
+        assert [r.generation.text for r in rows] == [s[0].text for s in want]
+        assert [r.generation.token_count for r in rows] == [len(s[0].token_ids) for s in want]
+
+
+def test_an_explicit_vllm_that_cannot_run_fails_the_evaluation_with_the_reason(project, researcher, tiny_demo_dir,
+                                                                               settings, monkeypatch):
+    from ml import backends
+    from workers.tasks.gpu import evaluation as task_module
+
+    if backends.vllm_problem() is None:
+        pytest.skip("vLLM can run on this host")
+    settings.GENERATION_BACKEND = "vllm"
+    monkeypatch.setattr(task_module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    evaluation, _, _ = _cheap_evaluation(project, researcher, tiny_demo_dir, "vllm")
+    assert run_evaluation(evaluation.id) == "failed"
+    evaluation.refresh_from_db()
+    assert evaluation.status == "failed" and not EvaluationOutput.objects.filter(evaluation=evaluation).exists()
+    assert evaluation.error == f"BackendUnavailable: DISTILLERY_GENERATION_BACKEND=vllm, but {backends.vllm_problem()}; " \
+                               "set it to 'hf' or 'auto' on this host"

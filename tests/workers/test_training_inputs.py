@@ -57,3 +57,16 @@ def test_a_pinned_revision_reaches_the_recipe_and_the_cache_key(project):
     assert model_identity(training._ref(pinned)) != model_identity(training._ref(other))
     run = SimpleNamespace(method="sft", student=pinned, teacher=other)  # the fields _models reads
     assert training._models(run, None, None) == {"student": "org/tiny@abc123", "teacher": "org/tiny@def456"}
+
+
+def test_adpa_runs_hand_the_generation_backend_to_the_recipe(project, settings):
+    """ADPA's student responses are written on settings.GENERATION_BACKEND (HF, or vLLM on GPU hosts);
+    the other methods generate nothing before training, or do it on the training model (HF)."""
+    project, _ = project
+    settings.GENERATION_BACKEND = "auto"
+    version = ModelVersion.objects.create(project=project, name="local", role="student", source="/models/s")
+    for method in ("adpa", "adpa_plus"):
+        run = SimpleNamespace(method=method, student=version, teacher=version, teacher_sft=version)
+        assert training._models(run, "/stages/dpo", None)["generation_backend"] == "auto"
+    run = SimpleNamespace(method="dckd", student=version, teacher=version)
+    assert "generation_backend" not in training._models(run, "/stages/dpo", None)

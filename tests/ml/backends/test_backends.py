@@ -1,7 +1,8 @@
 """ml.backends without a GPU: the setting's values and its loud errors, "vllm" refused (not silently
 replaced) where it cannot run while "auto" falls back to HF, the HF generator equal to
-ml.generation, vLLM's output objects converted to GenerationOutput, and the web process never
-importing the backends (so never vllm)."""
+ml.generation (and reusing a model its caller already loaded), vLLM's sampling parameters, memory
+share and output objects translated from plain objects shaped like vLLM's, and the web process
+never importing the backends (so never vllm)."""
 import math
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ml import backends
-from ml.backends.vllm import outputs_from_vllm
+from ml.backends.vllm import _sampling_params, memory_share, outputs_from_vllm
 from ml.generation import generate
 from ml.modeling import load_model
 
@@ -76,3 +77,37 @@ def test_the_web_process_never_imports_the_backends():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hf_generator_reuses_a_model_the_caller_already_loaded(tiny_teacher_dir, monkeypatch):
+    """Evaluations and ADPA hold an HF model for signals and judges anyway: hf (and auto where vLLM
+    cannot run) generate on it instead of loading the model a second time."""
+    loaded = load_model(str(tiny_teacher_dir), device="cpu")
+    want = generate(loaded.model, loaded.tokenizer, ["What is 3 plus 4?"], k=1, temperature=0.0, max_new_tokens=4)
+    monkeypatch.setattr(backends, "vllm_problem", lambda: "no CUDA device is visible")
+    monkeypatch.setattr("ml.modeling.load_model", lambda *a, **k: pytest.fail("loaded the model a second time"))
+    for backend in ("hf", "auto"):
+        with backends.generator_for(str(tiny_teacher_dir), backend=backend, loaded=loaded) as generator:
+            assert generator.name == "hf" and generator.loaded is loaded and generator.tokenizer is loaded.tokenizer
+            got = generator.generate(["What is 3 plus 4?"], k=1, temperature=0.0, max_new_tokens=4)
+        assert generator.loaded is None  # closed: its reference dropped, the caller's model untouched
+        assert [o.token_ids for o in got[0]] == [o.token_ids for o in want[0]]
+    with pytest.raises(backends.BackendUnavailable, match="DISTILLERY_GENERATION_BACKEND=vllm, but no CUDA device"):
+        backends.generator_for(str(tiny_teacher_dir), backend="vllm", loaded=loaded)  # never silently HF
+
+
+def test_vllm_sampling_params_are_explicit_and_greedy_means_one_sample():
+    fake_vllm = SimpleNamespace(SamplingParams=lambda **kwargs: kwargs)  # records what vLLM would be given
+    common = dict(max_new_tokens=16, seed=7, top_logprobs=0, stop_ids=[2, 5])
+    greedy = _sampling_params(fake_vllm, k=4, temperature=0.0, top_p=0.9, **common)
+    assert greedy == {"n": 1, "temperature": 0.0, "top_p": 1.0, "top_k": -1, "max_tokens": 16, "seed": 7,
+                      "logprobs": 0, "stop_token_ids": [2, 5], "repetition_penalty": 1.0, "skip_special_tokens": True}
+    sampled = _sampling_params(fake_vllm, k=4, temperature=0.7, top_p=0.9, **{**common, "top_logprobs": 3})
+    assert (sampled["n"], sampled["temperature"], sampled["top_p"], sampled["logprobs"]) == (4, 0.7, 0.9, 3)
+
+
+def test_vllm_asks_for_no_more_memory_than_is_free():
+    gib = 2**30
+    assert memory_share(80 * gib, 80 * gib) == 0.85  # an empty device: the usual share
+    assert memory_share(40 * gib, 80 * gib) == 0.45  # an HF teacher holds half: 90% of what is left
+    assert memory_share(40 * gib, 80 * gib) * 80 * gib < 40 * gib

@@ -4,11 +4,15 @@ open comparison for people), per-token teacher signals of each candidate answer 
 heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length, KL to the teacher)
 and the project's Bradley-Terry leaderboard are computed.
 The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
-trigger run on the default queue (workers.tasks.evaluation)."""
+trigger run on the default queue (workers.tasks.evaluation). The answers come from the generation
+backend (settings.GENERATION_BACKEND: HF over the model the signals need anyway, or vLLM on its own
+engine, closed before the HF load)."""
 from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
 
+from ml.backends import generator_for, resolve
 from ml.demo.tasks import oracle_score
 from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
 from ml.metrics import length_stats, model_token_kl, oracle_accuracy
@@ -59,9 +63,16 @@ def demo_task(prompt):
     return oracle_task(prompt.text, prompt.metadata)
 
 
-def answer(loaded, prompts, *, max_new_tokens: int, batch_size: int, on_progress=None):
-    return greedy_answers(loaded, [prompt_input(p) for p in prompts], max_new_tokens=max_new_tokens,
-                          batch_size=batch_size, on_progress=on_progress)
+def answer(model_version, prompts, *, max_new_tokens: int, batch_size: int, on_progress=None):
+    """(greedy answers, the model's HF LoadedModel for signals and judges). On HF one load serves both;
+    an explicit vllm that cannot run fails the job here (BackendUnavailable), before any model loads."""
+    source, revision = model_version.source, model_version.revision or None
+    backend = resolve(settings.GENERATION_BACKEND)
+    loaded = load_model(source, revision=revision) if backend == "hf" else None
+    with generator_for(source, revision=revision, backend=backend, loaded=loaded) as generator:
+        outputs = greedy_answers(generator, [prompt_input(p) for p in prompts], max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, on_progress=on_progress)
+    return outputs, loaded or load_model(source, revision=revision)
 
 
 def _build_judge(evaluation, teacher, dpo, sft):
@@ -140,9 +151,8 @@ def _comparisons(evaluation, prompts, stored, teacher_stored, signals) -> list:
 def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     """One candidate: answers, token signals, comparisons with the teacher, verdicts, stats."""
     prompts, teacher, teacher_stored, progress = ctx["prompts"], ctx["teacher"], ctx["teacher_stored"], ctx["progress"]
-    student = load_model(mv.source, revision=mv.revision or None)
-    stored = _store_answers(evaluation, mv, prompts,
-                            answer(student, prompts, **ctx["gen"], on_progress=progress.stage(f"{mv.name} answers")))
+    outputs, student = answer(mv, prompts, **ctx["gen"], on_progress=progress.stage(f"{mv.name} answers"))
+    stored = _store_answers(evaluation, mv, prompts, outputs)
     texts, teacher_texts = [s.generation.text for s in stored], [s.generation.text for s in teacher_stored]
     inputs = [prompt_input(p) for p in prompts]
     signals = token_signals(teacher, student, inputs, texts, dpo=ctx["dpo"], sft=ctx["sft"])
@@ -168,9 +178,8 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
     candidates = list(evaluation.model_versions.order_by("id"))
     progress.total = len(prompts) * (1 + 2 * len(candidates))
     gen = {"max_new_tokens": int(config.get("max_new_tokens", 64)), "batch_size": int(config.get("batch_size", 16))}
-    teacher = load_model(evaluation.teacher.source, revision=evaluation.teacher.revision or None)
-    teacher_stored = _store_answers(evaluation, evaluation.teacher, prompts,
-                                    answer(teacher, prompts, **gen, on_progress=progress.stage("teacher answers")))
+    outputs, teacher = answer(evaluation.teacher, prompts, **gen, on_progress=progress.stage("teacher answers"))
+    teacher_stored = _store_answers(evaluation, evaluation.teacher, prompts, outputs)
     progress.advance(len(prompts))
     dpo, sft = _stage_models(evaluation)  # loaded once: the signals and the implicit judge share them
     judge = _build_judge(evaluation, teacher, dpo, sft) if "teacher" in evaluation.judges else None

@@ -3,9 +3,12 @@ fresh prompts greedily, each pair whose answers differ becomes an open compariso
 position 0) whose queue priority is the teacher-student disagreement (ml.pipeline.disagreement_priority:
 the mean per-token KL(teacher || student) over the student's answer), so people see the student's
 weakest answers first. The round records the student's and teacher's oracle accuracy on those
-prompts. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
+prompts. The answers come from the generation backend (settings.GENERATION_BACKEND), as in
+evaluations. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
 from celery import shared_task
+from django.conf import settings
 
+from ml.backends import generator_for, resolve
 from ml.demo.tasks import oracle_score
 from ml.modeling import load_model
 from ml.pipeline import disagreement_priority, greedy_answers, oracle_task
@@ -34,14 +37,18 @@ def _accuracy(prompts, texts) -> float | None:
 
 
 def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
-    loaded = load_model(model_version.source, revision=model_version.revision or None)
+    source, revision = model_version.source, model_version.revision or None
+    backend = resolve(settings.GENERATION_BACKEND)  # HF answers on the model the signals need; vLLM on its own engine
+    loaded = load_model(source, revision=revision) if backend == "hf" else None
 
     def on_progress(done, _total):
         stop_unless_go(loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done,
                                            total=total))
 
-    outputs = greedy_answers(loaded, [_input(p) for p in prompts], max_new_tokens=64, batch_size=16,
-                             on_progress=on_progress)
+    with generator_for(source, revision=revision, backend=backend, loaded=loaded) as generator:
+        outputs = greedy_answers(generator, [_input(p) for p in prompts], max_new_tokens=64, batch_size=16,
+                                 on_progress=on_progress)
+    loaded = loaded or load_model(source, revision=revision)
     generations = [generation_record(prompt=p, model_version=model_version, text=o.text, token_count=len(o.token_ids),
                                      token_logps=[round(x, 4) for x in o.token_logps], origin="loop")
                    for p, o in zip(prompts, outputs)]

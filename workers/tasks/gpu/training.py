@@ -16,6 +16,7 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
+from ml.backends import resolve
 from ml.config import config_from_dict, config_to_dict, num_processes_of
 from ml.data import PreferencePair
 from ml.modeling import model_ref
@@ -85,6 +86,8 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     out_dir = services.run_dir(run.id)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorder.stage(f"loading {len(pairs)} preference pairs from {run.snapshot.name}")
+    if run.method in ("adpa", "adpa_plus"):
+        resolve(settings.GENERATION_BACKEND)  # an explicit vllm that cannot run fails now, not after π_dpo
     pi_dpo = _teacher_dpo(run, config, pairs, recorder) if run.method in NEEDS_PI_DPO else None
     if run.method in NEEDS_PI_DPO and pi_dpo is None:
         return TrainResult(final_dir=None, steps=0, metrics={}, stopped=True)  # cancelled during π_dpo
@@ -127,8 +130,8 @@ def _models(run: TrainingRun, pi_dpo: str | None, out_dir: Path) -> dict:
         models["teacher"] = teacher
     if run.method in NEEDS_PI_DPO:
         models.update(teacher=pi_dpo, cache_dir=settings.DATA_DIR / "cache" / "signals")
-    if run.method in ("adpa", "adpa_plus"):
-        models["teacher_sft"] = _ref(run.teacher_sft)
+    if run.method in ("adpa", "adpa_plus"):  # the student's responses for ADPA's states: HF, or vLLM on GPU hosts
+        models.update(teacher_sft=_ref(run.teacher_sft), generation_backend=settings.GENERATION_BACKEND)
     return models
 
 
