@@ -157,3 +157,19 @@ def test_adpa_plus_reuses_an_earlier_runs_dckd_stage_found_by_key(setup):
     own = services.run_dir(second.id) / "dckd" / "final"
     assert own.is_symlink() and own.resolve() == (services.run_dir(first.id) / "dckd" / "final").resolve()
     assert not any(p.name.startswith("checkpoint-") for p in (services.run_dir(second.id) / "dckd").iterdir())
+
+
+def test_adpa_with_an_explicit_vllm_that_cannot_run_fails_before_any_training(setup, settings):
+    """ADPA's student responses would be written on vLLM: where it cannot run the run fails at once with
+    the reason, before π_dpo is trained, and never quietly on HF."""
+    from ml import backends
+
+    if backends.vllm_problem() is None:
+        pytest.skip("vLLM can run on this host")
+    settings.GENERATION_BACKEND = "vllm"
+    run = _create(setup, method="adpa", config={k: v for k, v in DPO_CONFIG.items() if k != "beta"} | {"max_steps": 1},
+                  teacher_sft=setup["teacher"])
+    assert train_run(run.id) == "failed"
+    run.refresh_from_db()
+    assert run.error.startswith("BackendUnavailable: DISTILLERY_GENERATION_BACKEND=vllm, but ")
+    assert run.teacher_dpo is None and not (settings.DATA_DIR / "cache" / "stages").exists()
