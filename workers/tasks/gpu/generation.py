@@ -23,20 +23,23 @@ def _generate(job, attempt: int) -> None:
     for version in versions:
         stored = selectors.job_prompts_answered(job=job, model_version=version)
         loaded = None
-        for start in range(0, len(prompts), CHUNK):
-            chunk = [p for p in prompts[start:start + CHUNK] if p[0] not in stored]
-            if chunk:
-                loaded = loaded or generator_for(version.source, revision=version.revision or None,
-                                                 backend=settings.GENERATION_BACKEND)  # HF, or vLLM on GPU hosts
-                outputs = loaded.generate([messages or text for _, text, messages in chunk],
-                                          k=job.k, temperature=job.temperature, top_p=job.top_p,
-                                          max_new_tokens=job.max_new_tokens, seed=job.seed + start)
-                services.generations_store(job=job, model_version=version, prompt_ids=[p[0] for p in chunk],
-                                           outputs=[[_plain(o) for o in samples] for samples in outputs],
-                                           seed=job.seed + start)
-            done += len(prompts[start:start + CHUNK])
-            stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total))
-        del loaded
+        try:
+            for start in range(0, len(prompts), CHUNK):
+                chunk = [p for p in prompts[start:start + CHUNK] if p[0] not in stored]
+                if chunk:
+                    loaded = loaded or generator_for(version.source, revision=version.revision or None,
+                                                     backend=settings.GENERATION_BACKEND)  # HF, or vLLM on GPU hosts
+                    outputs = loaded.generate([messages or text for _, text, messages in chunk],
+                                              k=job.k, temperature=job.temperature, top_p=job.top_p,
+                                              max_new_tokens=job.max_new_tokens, seed=job.seed + start)
+                    services.generations_store(job=job, model_version=version, prompt_ids=[p[0] for p in chunk],
+                                               outputs=[[_plain(o) for o in samples] for samples in outputs],
+                                               seed=job.seed + start)
+                done += len(prompts[start:start + CHUNK])
+                stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total))
+        finally:
+            if loaded is not None:
+                loaded.close()  # a vLLM engine's GPU memory back before the next model (or a cancelled job's end)
 
 
 def _plain(output) -> dict:
