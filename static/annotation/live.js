@@ -1,18 +1,8 @@
-/* A reconnecting project socket: openSocket(path, onMessage). On connect the server sends the
-   current snapshot, so a reconnecting page catches up without reloading. */
+/* A project socket for the annotation and generation pages: openSocket(path, onMessage), the one
+   socket helper of every page (static/projects/socket.js: backoff, no retry on 4403, and
+   <body data-live="on"> only once the server's catch-up snapshot has arrived, not on open). */
 window.openSocket = function (path, onMessage) {
-  let delay = 500;
-  function connect() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path);
-    ws.onopen = () => { delay = 500; document.body.dataset.live = "on"; };
-    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-    ws.onclose = (e) => {
-      document.body.dataset.live = "off";
-      if (e.code === 4403) return;  // not allowed: do not hammer the server
-      setTimeout(connect, delay); delay = Math.min(delay * 2, 10000);
-    };
-  }
-  connect();
+  return window.DistillerySocket.liveSocket(path, { onMessage, onState: window.DistillerySocket.bodyLive });
 };
 
 /* Generation job progress bars: elements [data-job-id] holding .bar, .job-status and .job-count. */

@@ -7,7 +7,7 @@
   const path = script.dataset.socket;
   const reloadOn = (script.dataset.reloadOn || "").split(",").filter(Boolean);
   const ended = new Set(["succeeded", "failed", "cancelled"]);
-  let reloadTimer = null, delay = 1000;
+  let reloadTimer = null;
 
   function reloadSoon() {
     if (document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName)) return;
@@ -50,11 +50,6 @@
     }
   }
 
-  function connect() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path);
-    ws.onopen = () => { delay = 1000; document.body.dataset.live = "on"; };
-    ws.onmessage = (e) => handle(JSON.parse(e.data));
-    ws.onclose = () => { document.body.dataset.live = "off"; setTimeout(connect, delay); delay = Math.min(delay * 2, 15000); };
-  }
-  connect();
+  // The one socket helper (static/projects/socket.js): data-live="on" once the snapshot arrived.
+  window.DistillerySocket.liveSocket(path, { onMessage: handle, onState: window.DistillerySocket.bodyLive, maxDelay: 15000 });
 })();

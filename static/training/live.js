@@ -1,39 +1,9 @@
-/* Live sockets for training pages: a WebSocket that reconnects with backoff and asks, on every
-   (re)connect, only for what it has not seen (`?after=<last step>`); plus small shared helpers.
+/* Small shared helpers of the training pages; their live socket is the one every page uses
+   (static/projects/socket.js, loaded by base.html), re-exported here for run.js and runs.js.
    Model output and names are untrusted: everything goes into the page through textContent. */
 (function () {
   "use strict";
-
-  function liveSocket(path, { onMessage, query, indicator }) {
-    let delay = 500, socket = null, closed = false;
-    const setIndicator = (text, cls) => {
-      if (!indicator) return;
-      indicator.textContent = text;
-      indicator.className = "badge " + (cls || "");
-    };
-    function connect() {
-      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-      const q = query ? query() : "";
-      socket = new WebSocket(scheme + location.host + path + (q ? "?" + q : ""));
-      // "live" only once the server's catch-up has arrived: an open socket that the server closes
-      // again (a refused or failed snapshot) must not look live, nor reset the backoff.
-      let heard = false;
-      socket.onopen = () => setIndicator("connecting…", "");
-      socket.onmessage = (e) => {
-        if (!heard) { heard = true; delay = 500; setIndicator("live", "badge-green"); }
-        onMessage(JSON.parse(e.data));
-      };
-      socket.onclose = (e) => {
-        if (closed) return;
-        if (e.code === 4403) { setIndicator("no access", "badge-red"); return; }
-        setIndicator("reconnecting…", "badge-red");
-        setTimeout(connect, delay);
-        delay = Math.min(delay * 2, 5000);
-      };
-    }
-    connect();
-    return { close() { closed = true; if (socket) socket.close(); }, get socket() { return socket; } };
-  }
+  const { liveSocket } = window.DistillerySocket;
 
   function formatDuration(seconds) {
     if (!isFinite(seconds) || seconds < 0) return "";
