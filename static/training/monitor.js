@@ -1,7 +1,8 @@
 /* Checkpoint evaluations and the teacher-hacking monitor. `DistilleryMonitor.chart(canvas)` draws
    one run's proxy (closeness to the teacher) and ground truth (with its 95% band) per checkpoint;
    the run page catches up from monitor.json on load (a reload shows every point) and then follows
-   live `run.checkpoint_eval` events on the run's socket; the compare page draws one chart per run.
+   live `run.checkpoint_eval` events on the run page's one socket (static/training/run.js); the
+   compare page draws one chart per run.
    The verdict is always the server's (webapp/training/monitor.py). Text goes in via textContent. */
 (function () {
   "use strict";
@@ -111,12 +112,10 @@
   window.distilleryMonitor = { points, chart: monitor.chart };  // for people poking in the console, and tests
   const refresh = () => fetchState(root.dataset.monitorUrl).then(apply);
   refresh();
-  // Its own socket on the run group, asking for no metric points (the metric charts have theirs).
-  window.DistilleryLive.liveSocket(page.dataset.ws, {
-    query: () => "after=2147483647",
-    onMessage: (msg) => {
-      if (msg.event === "run.checkpoint_eval") { points.set(msg.point.step, msg.point); redraw(); refresh(); }
-      else if (msg.event === "run.snapshot") refresh();  // (re)connected: catch up on what was missed
-    },
+  // The run page's own socket (run.js), not a second connection: its run.checkpoint_eval events, and
+  // a catch-up from monitor.json on every (re)connect (the run.snapshot), for evaluations missed meanwhile.
+  window.distilleryRun.socket.subscribe((msg) => {
+    if (msg.event === "run.checkpoint_eval") { points.set(msg.point.step, msg.point); redraw(); refresh(); }
+    else if (msg.event === "run.snapshot") refresh();
   });
 })();

@@ -1,6 +1,7 @@
-/* The run page: status, progress bar with ETA, live charts, log tail and checkpoints, all fed by the
-   run's socket. Every metric point is kept once (by step), so the snapshot sent on reconnect and the
-   live batches may overlap freely; `window.distilleryRun` exposes the state for tests.
+/* The run page: status, progress bar with ETA, live charts, log tail, checkpoints and the collapse
+   guardrail, all fed by the run's socket: the page's only one (monitor.js subscribes to it too, via
+   `window.distilleryRun.socket`). Every metric point is kept once (by step), so the snapshot sent on
+   reconnect and the live batches may overlap freely; `window.distilleryRun` exposes the state for tests.
    Each series keeps its own raw array (`state.raw`) and hands the chart a fresh array on every
    redraw: once Chart.js's decimation plugin takes over a dataset, `dataset.data` reads back its
    decimated copy, so pushing onto it would silently drop every new point. The optional smoothing is
@@ -14,7 +15,7 @@
   const UNSMOOTHED = new Set(["lr"]);  // a schedule, not a noisy measurement: smoothing would only delay it
   const HIDDEN = new Set(["num_tokens"]);  // TRL's running token count: the tokens axis of the comparison shows it
   const state = { lastStep: -1, points: [], charts: {}, series: {}, raw: {}, smooth: {}, smoothing: 0,
-                  run: null, redraw: false, messages: 0 };
+                  run: null, redraw: false, messages: 0, collapse: null };
   window.distilleryRun = state;
 
   function chartFor(group) {
@@ -161,11 +162,19 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  /* The DPO collapse warning: the server's verdict (webapp/training/guardrails.py), or null. */
+  function showCollapse(collapse) {
+    state.collapse = collapse || null;
+    $("collapse-warning").hidden = !collapse;
+    $("collapse-message").textContent = collapse ? collapse.message : "";
+  }
+
   function onMessage(message) {
     state.messages += 1;
     switch (message.event) {
       case "run.snapshot":
         showRun(message.run);
+        showCollapse(message.collapse);
         addPoints(message.points);
         appendLog((message.log || "").split("\n").filter(Boolean), true);
         break;
@@ -173,6 +182,7 @@
       case "run.status": showRun(message.run); break;
       case "run.log": appendLog(message.lines, false); break;
       case "run.truncate": truncate(message.after_step); break;
+      case "run.guardrail": showCollapse(message.collapse); break;
     }
   }
 

@@ -3,18 +3,24 @@ the worker (publisher), the consumers (relay + snapshot) and static/training/*.j
 
 Groups (named by webapp/live_groups.py): `training.run.<id>` (one run's page: status, metric points,
 log lines) and `training.project.<id>` (the run lists: status rows). Messages, each a dict with "event":
-- run.snapshot  {run, points, log, more}          sent on connect; `points` only after the client's step,
+- run.snapshot  {run, points, log, more, collapse} sent on connect; `points` only after the client's step,
                                                   at most SNAPSHOT_PAGE of them; `more` says run.points
                                                   pages follow (a 20,000-step history is megabytes, past
-                                                  the server's 1 MiB WebSocket message limit)
+                                                  the server's 1 MiB WebSocket message limit); `collapse`
+                                                  as in run.guardrail
 - run.points    {run_id, points: [point, ...]}    point = {step, epoch, tokens, t, values}
 - run.status    {run}                             run = run_state(..., detail=True): with checkpoints
 - run.log       {run_id, lines: [str, ...]}
 - run.truncate  {run_id, after_step}              a resume dropped the points after its checkpoint
+- run.guardrail {run_id, collapse}                the DPO collapse guardrail re-checked after points that
+                                                  carry logps/chosen were stored: collapse =
+                                                  guardrails.collapse_verdict(...) or None
+- run.checkpoint_eval {run_id, point}             webapp/training/checkpoint_evals.py
 - runs.snapshot {runs: [run, ...]} / runs.status {run}   on the project group
 """
 from webapp import live_groups
 from webapp.lifecycle import JobStatus
+from webapp.training import guardrails
 from webapp.training.models import ACTIVE_STATUSES, Checkpoint, MetricPoint, TrainingRun
 
 # Points per catch-up message: ~150 bytes each with DPO's metrics, so a page stays far below 1 MiB.
@@ -74,7 +80,7 @@ def run_snapshot(run: TrainingRun, *, after_step: int = -1) -> list[dict]:
     if page or not pages:
         pages.append(page)
     first = {"event": "run.snapshot", "run": run_state(run, detail=True), "points": pages[0], "log": run.log_tail,
-             "more": len(pages) > 1}
+             "more": len(pages) > 1, "collapse": guardrails.run_collapse(run=run)}
     return [first] + [{"event": "run.points", "run_id": run.id, "points": rest} for rest in pages[1:]]
 
 
@@ -92,6 +98,10 @@ def log_event(run_id: int, lines: list[str]) -> dict:
 
 def truncate_event(run_id: int, after_step: int) -> dict:
     return {"event": "run.truncate", "run_id": run_id, "after_step": after_step}
+
+
+def guardrail_event(run: TrainingRun) -> dict:
+    return {"event": "run.guardrail", "run_id": run.id, "collapse": guardrails.run_collapse(run=run)}
 
 
 def runs_snapshot(project) -> dict:

@@ -1,7 +1,10 @@
 """The DPO collapse guardrail of the run page. DPO can raise its margins by pushing BOTH answers'
 likelihood down, the chosen one included ("likelihood displacement"); on small students this ends
 in degenerate text. Its signature is `logps/chosen` (the policy's summed log-prob of the chosen
-answers, ALGORITHMS.md §3) falling steadily. Plain Python over the stored metric points.
+answers, ALGORITHMS.md §3) falling steadily. Plain Python over the stored metric points, and the
+only copy of the rule: the page renders it on load, the run socket's snapshot carries it, and every
+stored batch of points with logps/chosen publishes it again (run.guardrail, webapp/training/events.py),
+so the warning appears, and goes, while the page is open.
 
 The rule: over the last WINDOW points that carry `logps/chosen` (at least MIN_POINTS), split into
 four consecutive, equal chunks; the chunk means fall at every chunk and the total fall exceeds

@@ -15,7 +15,7 @@ from webapp.catalog.models import ModelRole, ModelVersion, TeacherStage
 from webapp.catalog.services import model_version_register
 from webapp.celery import enqueue
 from webapp.projects.live import publish
-from webapp.training import events
+from webapp.training import events, guardrails
 from webapp.training.models import Checkpoint, MetricPoint, RunPreset, TrainingRun
 from webapp.lifecycle import JobStatus
 
@@ -154,7 +154,8 @@ def run_cancel_requested(*, run_id: int) -> bool:
 def run_progress_store(*, run_id: int, attempt: int, points: list[dict], log_lines: list[str], log_tail: str,
                        **fields) -> bool:
     """Stores a batch of metric points (idempotent per step), beats the heartbeat with the progress
-    fields, then publishes points, log lines and status. False when the claim was lost."""
+    fields, then publishes points, the collapse guardrail (after DPO's logps/chosen), log lines and
+    status. False when the claim was lost."""
     rows = [MetricPoint(run_id=run_id, **p) for p in points]
     with transaction.atomic():
         if not run_heartbeat(run_id=run_id, attempt=attempt, log_tail=log_tail, **fields):
@@ -164,6 +165,8 @@ def run_progress_store(*, run_id: int, attempt: int, points: list[dict], log_lin
         run = TrainingRun.objects.get(id=run_id)
         if stored:
             publish(events.run_group(run_id), events.points_event(run_id, stored))
+        if any(guardrails.KEY in p["values"] for p in points):  # the page's warning follows the stream
+            publish(events.run_group(run_id), events.guardrail_event(run))
         if log_lines:
             publish(events.run_group(run_id), events.log_event(run_id, log_lines))
         _announce(run)

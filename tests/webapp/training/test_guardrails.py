@@ -1,6 +1,7 @@
 """The DPO collapse guardrail: the rule on hand-made series (a steady fall fires; noise, a small
 drift, a rise or a dip that recovers do not), and the run page showing the warning for a run whose
-stored logps/chosen fall steadily, and not for a healthy one."""
+stored logps/chosen fall steadily, and not for a healthy one. Its live updates are in
+test_run_socket_browser.py."""
 import math
 import random
 
@@ -51,5 +52,19 @@ def test_the_run_page_warns_when_logps_chosen_falls_steadily(project, client_for
     assert run_collapse(run=collapsing)["end_step"] == 40 and run_collapse(run=healthy) is None
     client = client_for(researcher)
     page = client.get(f"/p/{project.slug}/training/runs/{collapsing.id}/").content.decode()
-    assert 'id="collapse-warning"' in page and "logps/chosen fell steadily from" in page
-    assert 'id="collapse-warning"' not in client.get(f"/p/{project.slug}/training/runs/{healthy.id}/").content.decode()
+    assert 'id="collapse-warning" >' in page and "logps/chosen fell steadily from" in page  # shown
+    # Healthy: the element is there for the live updates (static/training/run.js), hidden and empty.
+    healthy_page = client.get(f"/p/{project.slug}/training/runs/{healthy.id}/").content.decode()
+    assert 'id="collapse-warning" hidden>' in healthy_page and "fell steadily" not in healthy_page
+
+
+@pytest.mark.django_db
+def test_the_run_socket_snapshot_carries_the_verdict(project):
+    """A page that (re)connects catches up on the warning too, with the same rule's verdict."""
+    from webapp.training.events import run_snapshot
+
+    collapsing = _run(project, "dpo-lr-high", [-12.0 - 0.5 * s for s in range(40)])
+    healthy = _run(project, "dpo-anchored", [-12.0 + 0.01 * (s % 3) for s in range(40)])
+    verdict = run_snapshot(collapsing)[0]["collapse"]
+    assert verdict == run_collapse(run=collapsing) and verdict["end_step"] == 40
+    assert run_snapshot(healthy)[0]["collapse"] is None
