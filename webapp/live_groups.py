@@ -9,7 +9,7 @@ may join each group is the consumer's `needed_role`, noted here.
 | judging.project.<id>         | judge page (researcher)          | judge-job progress and error text    |
 | generation.project.<id>      | generation pages (researcher)    | generation-job progress              |
 | training.project.<id>        | run lists (researcher)           | run status rows                      |
-| training.run.<id>            | one run's page (researcher)      | metric points, log lines, status     |
+| training.run.<id>            | one run's page (researcher)      | points, log, status, guardrail, evals|
 | evaluation.project.<id>      | evaluation pages (researcher)    | evaluations, loop rounds, leaderboard |
 """
 
