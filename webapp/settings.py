@@ -142,7 +142,7 @@ CHANNEL_LAYERS = {
 # process, so a logout or a role change is seen everywhere at once), sessions backed by the database.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "distillery",
+    "shared": {"BACKEND": "webapp.shared_cache.SharedRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "distillery",
                "TIMEOUT": 300},
 }
 SESSION_ENGINE = "webapp.shared_cache"  # Django's cached_db sessions on one Redis client per process

@@ -17,9 +17,10 @@ NOT_OFFERED = "No such comparison is on offer to you."
 MAX_ID = 2**63 - 1  # bigint primary keys
 
 
-def _state(project, user, comparison_id) -> dict:
+def _state(project, user, comparison_id=None, *, lease_next=False) -> dict:
     counters = events.counters_recent(project.pk)
-    state = selectors.annotation_state(project=project, annotator=user, comparison_id=comparison_id, pending=counters["pending"])
+    state = selectors.annotation_state(project=project, annotator=user, comparison_id=comparison_id, pending=counters["pending"],
+                                       lease_next=lease_next)
     return {**state, "counters": counters}
 
 
@@ -53,7 +54,7 @@ def _error(message: str, status: int = 400) -> JsonResponse:
 @require_GET
 @project_view(Role.ANNOTATOR)
 def next_item(request, project):
-    return JsonResponse(_state(project, request.user, selectors.comparison_next_id_for(project=project, annotator=request.user)))
+    return JsonResponse(_state(project, request.user, lease_next=True))  # the lease and the payload: one SQL statement
 
 
 @require_POST

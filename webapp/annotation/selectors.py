@@ -7,54 +7,22 @@ so it is a few hand-written SQL statements rather than ORM querysets; docs/bench
 profile that led here."""
 import json
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from webapp.annotation import services
-from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonStatus, Judgement,
+from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonStatus, Judgement,
                                       PreferenceSnapshot, Skip, Verdict)
 from webapp.catalog.models import Prompt
 from webapp.generation.models import Generation
 
-_T = {"c": Comparison._meta.db_table, "a": Assignment._meta.db_table, "j": Judgement._meta.db_table,
-      "s": Skip._meta.db_table, "i": ComparisonItem._meta.db_table, "g": Generation._meta.db_table, "p": Prompt._meta.db_table}
-_NOT_MINE = """NOT EXISTS (SELECT 1 FROM {j} mj WHERE mj.comparison_id = c.id AND mj.annotator_id = %(me)s)
-   AND NOT EXISTS (SELECT 1 FROM {s} ms WHERE ms.comparison_id = c.id AND ms.annotator_id = %(me)s)""".format(**_T)
-# Human judgements (adjudications aside) plus other people's live leases: the slots already taken.
-_TAKEN = """(SELECT COUNT(*) FROM {j} hj WHERE hj.comparison_id = c.id AND hj.source = 'human' AND NOT hj.is_adjudication)
-     + (SELECT COUNT(*) FROM {a} la WHERE la.comparison_id = c.id AND la.expires_at > clock_timestamp()
-                                     AND la.annotator_id <> %(me)s)""".format(**_T)
+_T = {"c": Comparison._meta.db_table, "j": Judgement._meta.db_table, "s": Skip._meta.db_table,
+      "i": ComparisonItem._meta.db_table, "g": Generation._meta.db_table, "p": Prompt._meta.db_table}
 
-# Their own live lease (a reload or an undo shows the same item), renewed in the same statement.
-# The comparison row is locked first, as every lease writer does, so a lease that another
-# annotator's recount has just found expired is not brought back to life behind its back.
-_HELD_RENEW = f"""
-WITH held AS (
-  SELECT c.id FROM {_T['c']} c JOIN {_T['a']} a ON a.comparison_id = c.id
-   WHERE a.annotator_id = %(me)s AND a.expires_at > clock_timestamp() AND c.project_id = %(project)s
-     AND c.status = 'open' AND {_NOT_MINE}
-   ORDER BY c.priority DESC, c.id LIMIT 1 FOR UPDATE OF c)
-UPDATE {_T['a']} a SET expires_at = clock_timestamp() + %(lease)s FROM held
- WHERE a.comparison_id = held.id AND a.annotator_id = %(me)s AND a.expires_at > clock_timestamp()
-RETURNING a.comparison_id"""
-
-# The best open comparison with a free slot, walking the queue index; rows being handed out right
-# now are skipped. Its snapshot predates the lock, so the slot is counted again below.
-_CANDIDATE = f"""
-SELECT c.id FROM {_T['c']} c
- WHERE c.project_id = %(project)s AND c.status = 'open' AND {_NOT_MINE}
-   AND {_TAKEN} < c.required_annotations
- ORDER BY c.priority DESC, c.id LIMIT 1 FOR UPDATE OF c SKIP LOCKED"""
-
-# Recount under the row lock, in a new statement (a new snapshot under READ COMMITTED: it sees every
-# lease committed before the lock was granted), and lease only if a slot is still free.
-_LEASE = f"""
-INSERT INTO {_T['a']} (comparison_id, annotator_id, expires_at, created_at)
-SELECT c.id, %(me)s, clock_timestamp() + %(lease)s, clock_timestamp() FROM {_T['c']} c
- WHERE c.id = %(id)s AND c.status = 'open' AND {_TAKEN} < c.required_annotations
-ON CONFLICT (comparison_id, annotator_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-RETURNING comparison_id"""
+# The lease itself is the PostgreSQL function annotation_next_lease (migration 0009, where its
+# statements are explained): one round trip instead of six, the same locks and recounts.
+_NEXT_ID = "annotation_next_lease(%(project)s, %(me)s, %(lease)s)"
 
 
 def comparison_next_id_for(*, project, annotator) -> int | None:
@@ -63,21 +31,9 @@ def comparison_next_id_for(*, project, annotator) -> int | None:
     others' live leases are still short of the overlap it needs. Every lease is written while
     holding the comparison's row lock and after recounting, so twenty people asking at once never
     fill more slots than the comparison has."""
-    params = {"me": annotator.pk, "project": project.pk, "lease": services.LEASE}
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")  # a lease is disposable: no need to wait for the disk
-        cursor.execute(_HELD_RENEW, params)
-        row = cursor.fetchone()
-        for _ in range(20):  # a failed recount means someone else took the slot meanwhile: take the next one
-            if row is not None:
-                return row[0]
-            cursor.execute(_CANDIDATE, params)
-            candidate = cursor.fetchone()
-            if candidate is None:
-                return None
-            cursor.execute(_LEASE, {**params, "id": candidate[0]})
-            row = cursor.fetchone()
-    return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_NEXT_ID}", {"me": annotator.pk, "project": project.pk, "lease": services.LEASE})
+        return cursor.fetchone()[0]
 
 
 def comparison_next_for(*, project, annotator) -> Comparison | None:
@@ -86,8 +42,12 @@ def comparison_next_for(*, project, annotator) -> Comparison | None:
     return None if comparison_id is None else Comparison.objects.select_related("prompt").get(pk=comparison_id)
 
 
+# {id}: the comparison's id, or the lease function (the next item, leased in the same round trip:
+# MATERIALIZED runs it exactly once; what it writes, a lease, is nothing this statement reads).
 _STATE_SQL = f"""
-SELECT (SELECT COUNT(*) FROM {_T['j']} j JOIN {_T['c']} c ON c.id = j.comparison_id
+WITH one AS MATERIALIZED (SELECT {{id}}::bigint AS id)
+SELECT one.id,
+       (SELECT COUNT(*) FROM {_T['j']} j JOIN {_T['c']} c ON c.id = j.comparison_id
          WHERE c.project_id = %(project)s AND j.annotator_id = %(me)s),
        (SELECT COUNT(*) FROM {_T['j']} j JOIN {_T['c']} c ON c.id = j.comparison_id
          WHERE c.project_id = %(project)s AND j.annotator_id = %(me)s AND c.status = 'open'),
@@ -98,16 +58,19 @@ SELECT (SELECT COUNT(*) FROM {_T['j']} j JOIN {_T['c']} c ON c.id = j.comparison
        c.kind, p.text, p.messages,
        (SELECT json_agg(json_build_array(i.generation_id, g.text)) FROM {_T['i']} i JOIN {_T['g']} g ON g.id = i.generation_id
          WHERE i.comparison_id = c.id)
-  FROM (SELECT 1) one
-  LEFT JOIN {_T['c']} c ON c.id = %(id)s AND c.project_id = %(project)s
+  FROM one
+  LEFT JOIN {_T['c']} c ON c.id = one.id AND c.project_id = %(project)s
   LEFT JOIN {_T['p']} p ON p.id = c.prompt_id"""
+
+
+_STATE_SQL_ID, _STATE_SQL_NEXT = _STATE_SQL.format(id="%(id)s"), _STATE_SQL.format(id=_NEXT_ID)
 
 
 def _json(value):
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def annotation_state(*, project, annotator, comparison_id: int | None, pending: int) -> dict:
+def annotation_state(*, project, annotator, comparison_id: int | None = None, pending: int, lease_next: bool = False) -> dict:
     """What every annotation API answer carries, in one SQL statement: the comparison's blind
     payload (or None) and the annotator's progress.
 
@@ -116,11 +79,15 @@ def annotation_state(*, project, annotator, comparison_id: int | None, pending: 
     open comparisons they have neither judged nor skipped (pending minus those, counted from their
     own rows: cheap however long the queue is), and 0 when the queue has nothing for them now, the
     rest being on other people's screens (progress.waiting) until those leases end or are judged;
-    can_undo: whether they have a judgement recent enough to undo."""
+    can_undo: whether they have a judgement recent enough to undo.
+
+    lease_next: the comparison is the next one for this annotator, leased to them as by
+    comparison_next_id_for, in the same statement (the next-item API: one database round trip)."""
+    sql = _STATE_SQL_NEXT if lease_next else _STATE_SQL_ID
     with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, {"project": project.pk, "me": annotator.pk, "id": comparison_id,
-                                    "since": timezone.now() - services.UNDO_WINDOW})
-        total, judged_open, undoable, skipped, kind, prompt_text, messages, items = cursor.fetchone()
+        cursor.execute(sql, {"project": project.pk, "me": annotator.pk, "id": comparison_id, "lease": services.LEASE,
+                             "since": timezone.now() - services.UNDO_WINDOW})
+        comparison_id, total, judged_open, undoable, skipped, kind, prompt_text, messages, items = cursor.fetchone()
     left = max(0, pending - judged_open - skipped)
     payload = None
     if kind is not None:

@@ -248,7 +248,8 @@ def human_label(judgement) -> str:
 def _status_refresh(comparison: Comparison, judgements=None) -> None:
     """open until enough people judged; then complete if they agree, disputed if not. An
     adjudication settles it. Called with the comparison row locked (and, when the caller has them,
-    its human judgements)."""
+    its human judgements). Live counters are published only when the status changes (every other
+    judgement leaves them as they were: a count query and a publish saved on the hot path)."""
     if judgements is None:
         judgements = list(Judgement.objects.filter(comparison=comparison, source=JudgementSource.HUMAN))
     if any(j.is_adjudication for j in judgements):
@@ -257,10 +258,10 @@ def _status_refresh(comparison: Comparison, judgements=None) -> None:
         status = ComparisonStatus.OPEN
     else:
         status = ComparisonStatus.COMPLETE if len({human_label(j) for j in judgements}) == 1 else ComparisonStatus.DISPUTED
-    if status != comparison.status:
+    if status != comparison.status:  # the counters are counts of statuses: unchanged unless this changed
         comparison.status = status
         Comparison.objects.filter(pk=comparison.pk).update(status=status)
-    events.counters_changed(comparison.project_id)
+        events.counters_changed(comparison.project_id)
 
 
 def comparison_adjudicate(*, comparison: Comparison, researcher, ranking, both_bad: bool = False, rationale: str = "") -> Judgement:
