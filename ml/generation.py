@@ -1,19 +1,25 @@
 """Batched generation: prompts tokenized once by ml.chat (template, BOS, cut to the model's window),
 grouped by length into left-padded batches, k samples per prompt, and for every generated token its
 log-probability under the model's temperature-scaled distribution (and, when asked, the top-K
-alternatives). Only those numbers are kept: a logits processor reads each step's distribution and
-drops it at the next, so memory never grows with vocabulary x length. Sampling settings are
+alternatives). Only those numbers are kept: a logits processor draws each step's tokens itself, a
+few rows at a time, and the step's distribution is freed before the next forward pass; the KV cache
+is allocated once (static), so peak memory is the model, the KV cache and two (N,V) buffers (issue
+11.3; docs/benchmarks.md). Sampling settings are
 exactly the arguments given: a checkpoint's own generation_config (repetition penalty, top-k, ...)
 never applies. Progress and cooperative stopping go through plain callbacks."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList, StaticCache, StoppingCriteria,
+                          StoppingCriteriaList)
 
 from ml.chat import context_window, prompt_ids, stop_token_ids
 
@@ -34,46 +40,92 @@ class GenerationOutput:
     prompt_truncated: bool = field(default=False)
 
 
-class SampledLogps(LogitsProcessor):
-    """Records log p(token) of each sampled token under softmax(raw logits / temperature) without a
-    vocabulary-sized tensor of its own: at step t it keeps a reference to the step's scores (which
-    generate holds anyway) and their (N,) log-normaliser; at step t+1, which shows the drawn token,
-    it gathers one value per row and lets the scores go. Placed before every warper (it is the only
-    custom processor and the generation config is fresh), so it sees the raw logits."""
+class StepSampler(LogitsProcessor):
+    """Picks every step's tokens itself and records their log-probs, so that no vocabulary-sized
+    tensor outlives the step. generate runs greedy (do_sample=False, no warpers): `scores` (N,V) is
+    its own fp32 copy of the model's logits, which this processor scales by 1/temperature in place;
+    then, `rows` rows at a time (temporaries of rows x V, not N x V), it takes the (N,)
+    log-normaliser, the top-K alternatives when asked, applies top-p and draws one token per row
+    (softmax + multinomial; argmax when greedy), and records log p(token) = scaled logit -
+    log-normaliser: the model's temperature-scaled distribution, before top-p. The drawn token's
+    score is set to +inf so generate's argmax takes it; `release` (a stopping criterion, run after
+    that argmax) frees the (N,V) storage before the next forward instead of after it."""
 
-    def __init__(self, *, temperature: float, top_k: int = 0):
-        self.scale = temperature if temperature > 0 else 1.0
-        self.top_k = top_k
-        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (N,V) scores, (N,) logsumexp(scores/T)
+    def __init__(self, *, temperature: float, top_p: float = 1.0, top_k: int = 0, row_elements: int = 2**19):
+        self.greedy = temperature <= 0
+        self.scale = 1.0 if self.greedy else temperature
+        self.top_p, self.top_k, self.row_elements = top_p, top_k, row_elements
+        self.step_scores: torch.Tensor | None = None
+        self.tokens: list[torch.Tensor] = []  # T x (N,)
         self.logps: list[torch.Tensor] = []  # T x (N,)
         self.top: list[tuple[torch.Tensor, torch.Tensor]] = []  # T x ((N,K) ids, (N,K) logps)
 
-    def _take(self, tokens: torch.Tensor) -> None:
-        scores, log_norm = self.pending
-        self.logps.append(scores.gather(-1, tokens[:, None]).squeeze(-1).float() / self.scale - log_norm)  # (N,)
-        self.pending = None
+    def _draw(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows (c,V) scaled logits -> (c,) drawn ids; top-p masks `rows` in place (HF's TopPLogitsWarper rule)."""
+        if self.greedy:
+            return rows.argmax(-1)
+        if self.top_p < 1.0:
+            sorted_logits, sorted_ids = torch.sort(rows, descending=False)  # (c,V), (c,V)
+            remove = sorted_logits.softmax(-1).cumsum(-1) <= 1 - self.top_p
+            remove[:, -1] = False  # the likeliest token always stays
+            rows.masked_fill_(remove.scatter(1, sorted_ids, remove), -float("inf"))
+        return torch.multinomial(rows.softmax(-1), num_samples=1).squeeze(1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.pending is not None:
-            self._take(input_ids[:, -1])
-        log_norm = torch.logsumexp(scores.float() / self.scale, dim=-1)  # (N,); the temporary is freed here
+        if self.scale != 1.0:
+            scores.div_(self.scale)
+        n, vocab = scores.shape
+        tokens = torch.empty(n, dtype=torch.long, device=scores.device)
+        logps = torch.empty(n, dtype=torch.float, device=scores.device)
+        top_ids = top_logps = None
         if self.top_k:
-            values, ids = scores.topk(self.top_k, dim=-1)
-            self.top.append((ids.cpu(), (values.float() / self.scale - log_norm[:, None]).cpu()))
-        self.pending = (scores, log_norm)
+            top_ids = torch.empty(n, self.top_k, dtype=torch.long, device=scores.device)
+            top_logps = torch.empty(n, self.top_k, dtype=torch.float, device=scores.device)
+        step = max(1, self.row_elements // vocab)
+        for start in range(0, n, step):
+            rows = scores[start : start + step]  # (c,V) view
+            log_norm = torch.logsumexp(rows, dim=-1)  # (c,)
+            if self.top_k:
+                values, ids = rows.topk(self.top_k, dim=-1)
+                top_ids[start : start + step], top_logps[start : start + step] = ids, values - log_norm[:, None]
+            drawn = self._draw(rows)
+            tokens[start : start + step] = drawn
+            logps[start : start + step] = rows.gather(-1, drawn[:, None]).squeeze(-1) - log_norm
+        self.tokens.append(tokens)
+        self.logps.append(logps)
+        if self.top_k:
+            self.top.append((top_ids.cpu(), top_logps.cpu()))
+        scores[torch.arange(n, device=scores.device), tokens] = float("inf")
+        self.step_scores = scores
         return scores
 
-    def finish(self, generated: torch.Tensor) -> torch.Tensor:
-        """generated (N,T) new tokens -> (N,T) their log-probs."""
-        if self.pending is not None and len(self.logps) < generated.shape[1]:
-            self._take(generated[:, len(self.logps)])
-        return torch.stack(self.logps, dim=1) if self.logps else generated.new_zeros(generated.shape, dtype=torch.float)
+    def release(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """For _Release: never stops a row; drops the step's (N,V) scores (generate has read them)."""
+        if self.step_scores is not None:
+            self.step_scores.set_()  # frees the storage, for every name generate holds it by
+            self.step_scores = None
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def finish(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `steps` steps (generate may drop a last, deferred one): (N,T) drawn ids, (N,T) their log-probs."""
+        return torch.stack(self.tokens[:steps], dim=1), torch.stack(self.logps[:steps], dim=1)
+
+
+class _Release(StoppingCriteria):
+    """generate calls its stopping criteria right after it has taken the step's tokens: the moment
+    the step's scores can go (generate would keep them alive through the next forward pass)."""
+
+    def __init__(self, sampler: StepSampler):
+        self.sampler = sampler
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return self.sampler.release(input_ids)
 
 
 def sampled_token_logps(step_logits: torch.Tensor, sequences: torch.Tensor, *, temperature: float) -> torch.Tensor:
     """step_logits (N,T,V) raw logits at each generated step; sequences (N,T) the generated ids.
     Returns (N,T) log p(token) under softmax(logits / temperature); temperature 0 means 1 (greedy
-    picks the argmax of the unscaled distribution). The reference for SampledLogps in tests."""
+    picks the argmax of the unscaled distribution). The reference for StepSampler in tests."""
     scale = temperature if temperature > 0 else 1.0
     logprobs = torch.log_softmax(step_logits.float() / scale, dim=-1)  # (N,T,V)
     return logprobs.gather(-1, sequences.unsqueeze(-1)).squeeze(-1)  # (N,T)
@@ -100,13 +152,24 @@ def _only_these_settings(model):
         inner.generation_config = saved
 
 
-def sampling_config(*, greedy: bool, temperature: float, top_p: float, max_new_tokens: int, samples: int,
-                    pad_id: int, stop_ids: list[int]) -> GenerationConfig:
-    """The complete, explicit settings of one generate() call (no checkpoint defaults)."""
-    sampling = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    return GenerationConfig(**sampling, max_new_tokens=max_new_tokens, num_return_sequences=samples,
-                            pad_token_id=pad_id, eos_token_id=stop_ids, repetition_penalty=1.0,
-                            return_dict_in_generate=True, output_logits=False, output_scores=False)
+def decoding_config(*, max_new_tokens: int, pad_id: int, stop_ids: list[int]) -> GenerationConfig:
+    """The complete, explicit settings of one generate() call (no checkpoint defaults). generate itself
+    only takes argmaxes: StepSampler draws the tokens, so no warper, no scores kept, no returned cache;
+    no auto-compile (a static cache on a GPU would otherwise trigger torch.compile)."""
+    return GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                            eos_token_id=stop_ids, repetition_penalty=1.0, return_dict_in_generate=False,
+                            output_logits=False, output_scores=False, disable_compile=True)
+
+
+def _kv_cache(model, max_len: int):
+    """A StaticCache of max_len positions (filled in place, allocated once at the first layer
+    update: no per-step torch.cat copy of the keys and values), or None (generate's default
+    DynamicCache) for models it does not fit (encoder-decoder, recurrent-state models)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config
+    if config.is_encoder_decoder or not inner._supports_default_dynamic_cache():
+        return None
+    return StaticCache(config=config.get_text_config(decoder=True), max_cache_len=max_len)
 
 
 def _left_pad(rows: list[list[int]], pad_id: int) -> dict:
@@ -120,25 +183,32 @@ def _generate_batch(model, tokenizer, rows, *, k, temperature, top_p, max_new_to
     """rows: prompt token ids -> for each, k GenerationOutputs."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batch = {name: t.to(device) for name, t in _left_pad(rows, pad_id).items()}
     greedy = temperature <= 0
     samples = 1 if greedy else k  # greedy samples are identical: compute once, copy k times
+    batch = {name: t.repeat_interleave(samples, dim=0).to(device) for name, t in _left_pad(rows, pad_id).items()}
+    width = batch["input_ids"].shape[1]
     stop_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
-    recorder = SampledLogps(temperature=temperature, top_k=top_logprobs)
-    config = sampling_config(greedy=greedy, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                             samples=samples, pad_id=pad_id, stop_ids=stop_ids)
+    sampler = StepSampler(temperature=temperature, top_p=top_p, top_k=top_logprobs)
+    config = decoding_config(max_new_tokens=max_new_tokens, pad_id=pad_id, stop_ids=stop_ids)
+    cache = _kv_cache(model, width + max_new_tokens)
+    extra = {} if cache is None else {"past_key_values": cache}
     with torch.no_grad(), _only_these_settings(model):
-        out = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList([recorder]))
-    generated = out.sequences[:, batch["input_ids"].shape[1]:]  # (N*samples, T)
-    token_logps = recorder.finish(generated).cpu()  # (N*samples, T)
-    top_ids = torch.stack([i for i, _ in recorder.top], 1) if recorder.top else None  # (N*samples, T, K)
-    top_values = torch.stack([v for _, v in recorder.top], 1) if recorder.top else None
+        sequences = model.generate(**batch, **extra, generation_config=config,
+                                   logits_processor=LogitsProcessorList([sampler]),
+                                   stopping_criteria=StoppingCriteriaList([_Release(sampler)]))
+    del cache, extra
+    generated = sequences[:, width:].cpu()  # (N*samples, T)
+    drawn, token_logps = (t.cpu() for t in sampler.finish(generated.shape[1]))  # (N*samples, T) each
+    top_ids = torch.stack([i for i, _ in sampler.top], 1) if sampler.top else None  # (N*samples, T, K)
+    top_values = torch.stack([v for _, v in sampler.top], 1) if sampler.top else None
     stops, results = set(stop_ids), []
     for row in range(len(rows)):
         outputs = []
         for s in range(samples):
             index = row * samples + s
             ids, logps, reason = _trim(generated[index].tolist(), token_logps[index].tolist(), stops)
+            if ids != drawn[index, : len(ids)].tolist():
+                raise RuntimeError("generate did not keep the tokens StepSampler drew (a processor ran after it?)")
             top = None if top_ids is None else [list(zip(top_ids[index, t].tolist(), top_values[index, t].tolist()))
                                                 for t in range(len(ids))]
             outputs.append(GenerationOutput(tokenizer.decode(ids, skip_special_tokens=True), ids, logps, reason, top))
@@ -150,6 +220,26 @@ def _copy(output: GenerationOutput) -> GenerationOutput:
     top = None if output.top_logprobs is None else [list(step) for step in output.top_logprobs]
     return GenerationOutput(output.text, list(output.token_ids), list(output.token_logps), output.finish_reason, top,
                             output.prompt_truncated)
+
+
+_MMAP_THRESHOLD = 1 << 20
+
+
+@functools.cache
+def return_freed_buffers_to_the_os() -> bool:
+    """glibc malloc raises its mmap threshold to the size of each large block freed (up to 32 MiB),
+    so after the first step's (N,V) logits are freed every later buffer of that size, and the
+    prefill's activations, come from the heap, which keeps them after they are freed: measured,
+    +75 MiB resident over a 152k-vocabulary generation (docs/benchmarks.md). A fixed threshold
+    (mallopt M_MMAP_THRESHOLD) gives every block >= 1 MiB its own mapping, returned when freed.
+    Process-wide and once; a no-op (False) off glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, _MMAP_THRESHOLD))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def fit_window(model, max_new_tokens: int) -> tuple[int | None, int]:
@@ -200,6 +290,7 @@ def generate(
         log.warning("%d prompt(s) cut to the model's window (%d prompt tokens)", sum(cut), room)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     results: list[list[GenerationOutput]] = [[] for _ in rows]
+    return_freed_buffers_to_the_os()
     was_training = model.training
     model.eval()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []

@@ -4,7 +4,7 @@ progress and stop callbacks work between batches."""
 import pytest
 import torch
 
-from ml.generation import _trim, generate, sampled_token_logps
+from ml.generation import StepSampler, _trim, generate, sampled_token_logps
 from ml.modeling import load_model, render_prompt
 
 PROMPTS = [
@@ -179,3 +179,38 @@ def test_top_logprobs_when_asked(teacher):
         assert step[0] == (token, pytest.approx(logp, abs=1e-5))  # greedy picks the top one
     [[plain]] = generate(teacher.model, teacher.tokenizer, PROMPTS[:1], temperature=0, max_new_tokens=4)
     assert plain.top_logprobs is None and plain.token_ids == output.token_ids
+
+
+def test_step_sampler_draws_from_the_nucleus_records_logps_and_frees_the_step():
+    """StepSampler on a hand-made (3,10) step: with top_p 0.5 every draw is the row's dominant token
+    (p ~ 0.9), the recorded logp is log_softmax(logits / T) of the drawn token (before top-p), the
+    token's score becomes +inf for generate's argmax, and release() frees the (N,V) storage.
+    Row chunks of 1 row (row_elements=10) give the same numbers as one chunk of all rows."""
+    logits = torch.zeros(3, 10)
+    logits[0, 7], logits[1, 2], logits[2, 9] = 8.0, 9.0, 10.0
+    for row_elements in (10, 2**19):
+        torch.manual_seed(0)
+        sampler = StepSampler(temperature=1.5, top_p=0.5, top_k=2, row_elements=row_elements)
+        scores = logits.clone()
+        returned = sampler(torch.zeros(3, 1, dtype=torch.long), scores)
+        assert returned is scores and scores.argmax(-1).tolist() == [7, 2, 9]
+        tokens, logps = sampler.finish(1)
+        assert tokens[:, 0].tolist() == [7, 2, 9]
+        expected = torch.log_softmax(logits / 1.5, -1)[torch.arange(3), tokens[:, 0]]
+        assert logps[:, 0].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+        top_ids, top_logps = sampler.top[0]
+        assert top_ids[:, 0].tolist() == [7, 2, 9] and top_logps[:, 0].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+        assert not sampler.release(torch.zeros(3, 1, dtype=torch.long)).any()
+        assert scores.numel() == 0  # storage gone for every holder of the tensor
+
+
+def test_tiny_top_p_samples_equal_greedy(teacher):
+    """top_p so small that only the likeliest token is in the nucleus: k sampled answers at T=1 are the
+    greedy answer, with the same log-probs (so StepSampler's draws are what generate returns)."""
+    greedy = generate(teacher.model, teacher.tokenizer, PROMPTS[:3], temperature=0, max_new_tokens=6)
+    nucleus = generate(teacher.model, teacher.tokenizer, PROMPTS[:3], k=2, temperature=1.0, top_p=1e-6,
+                       max_new_tokens=6)
+    for [g], samples in zip(greedy, nucleus):
+        for sample in samples:
+            assert sample.token_ids == g.token_ids
+            assert sample.token_logps == pytest.approx(g.token_logps, abs=1e-5)
