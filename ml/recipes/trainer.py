@@ -9,6 +9,7 @@ base class, so each recipe still reads top to bottom. Data order is a fixed perm
 place and 2 + 2 steps give bit-for-bit the weights of 4."""
 import contextlib
 import copy
+import functools
 import importlib.util
 import json
 import math
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import accelerate.optimizer
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
@@ -31,6 +33,13 @@ ADAPTER_DIR = "adapter"
 RECIPE_STATE = "recipe_state.pt"  # per-step history and the recipe's `extra` state (TAID's schedule)
 MARKER = "training_state.json"  # written last into a checkpoint: its presence means the dir is complete
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+LOG_EVERY = 50  # the Trainer's own log (trainer_state.json); the per-step figures go through HooksCallback
+
+# accelerate's optimizer wrapper asks importlib twice per optimizer step whether the LOMO package is
+# installed (a walk over sys.path, ~0.2 ms each, the largest fixed cost per step on a small model).
+# The answer cannot change within a process, so it is asked once. This also serves TRL's DPOTrainer.
+if not hasattr(accelerate.optimizer.is_lomo_available, "cache_info"):
+    accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
 
 
 @contextlib.contextmanager
@@ -175,7 +184,9 @@ class StepMeter:
 
 class RecipeTrainer(Trainer):
     """Wires batches into the recipe's pure loss; saves LoRA checkpoints merged (each is a model
-    version) with the adapter beside them; adds the step history and `extra` to each checkpoint."""
+    version) with the adapter beside them; adds the step history and `extra` to each checkpoint.
+    On a plain or DDP model it also trims the library's fixed Python cost per micro-batch (see
+    training_step), which on a small model is a good share of a step."""
 
     loss_is_scaled_for_ga = False  # step_loss is a per-micro-batch mean: the Trainer divides by accumulation
 
@@ -185,9 +196,42 @@ class RecipeTrainer(Trainer):
         self.step_loss, self.num_rows, self.start_epoch = step_loss, num_rows, start_epoch
         self.extra, self.recipe_config, self.history = extra, recipe_config, history
         self.meter, self._micro_of, self._num_params = StepMeter(), (-1, 0), None
+        self.grad_norm, self._trainable, self._lean, self._put_in_train_mode = None, None, None, False
+        # compute_loss never hands num_items_in_batch to the model, so the library need not count the
+        # label tokens of every step for it.
+        self.model_accepts_loss_kwargs = False
 
     def _get_train_sampler(self, train_dataset=None):
         return EpochPermutation(self.num_rows, self.args.seed, self.start_epoch)
+
+    def _lean_step(self) -> bool:
+        """Whether training_step may take the short path: no DeepSpeed (its engine scales and steps
+        itself), no context or sequence parallelism, no SageMaker MP, one device per process."""
+        if self._lean is None:
+            pc = getattr(self.accelerator, "parallelism_config", None)
+            from transformers.trainer import is_sagemaker_mp_enabled
+
+            self._lean = (not self.is_deepspeed_enabled and not is_sagemaker_mp_enabled() and self.args.n_gpu <= 1
+                          and (pc is None or not (pc.cp_enabled or getattr(pc, "sp_enabled", False)))
+                          and self.args.torch_empty_cache_steps is None)
+        return self._lean
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # The library's training_step minus its per-micro-batch work that has nothing to do here:
+        # model.train() over every module (only needed after an evaluation or a generation left the
+        # model in eval mode; ml.generation restores the mode it found, and the mode is set once at the
+        # start), _prepare_inputs (accelerate's dataloader has put the batch on the device, and the
+        # recipes move what they use), the context-parallel, SageMaker and LOMO branches.
+        if not self._lean_step():
+            return super().training_step(model, inputs, num_items_in_batch)
+        if not self._put_in_train_mode or not model.training:
+            model.train()
+            self._put_in_train_mode = True
+        with self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+        loss = loss / self.current_gradient_accumulation_steps  # step_loss is a per-micro-batch mean
+        self.accelerator.backward(loss)
+        return loss.detach()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
@@ -208,12 +252,18 @@ class RecipeTrainer(Trainer):
         return 6 * int(inputs.get("num_tokens", 0)) * self._num_params
 
     def _clip_grad_norm(self, model):
-        # torch's own clip for a plain or DDP model (its gradients are already all-reduced):
-        # accelerate's DTensor-aware path costs several ms a step on a small model. FSDP, DeepSpeed
-        # and fp16 (which must unscale first) keep the library's path.
+        # torch's own clip for a plain or DDP model (its gradients are already all-reduced), over the
+        # trainable parameters listed once: accelerate's DTensor-aware path costs several ms a step on
+        # a small model, and walking the modules for the parameters again costs ~0.1 ms. FSDP,
+        # DeepSpeed and fp16 (which must unscale first) keep the library's path. The norm is kept for
+        # HooksCallback (the step's "grad_norm" metric).
         if self.is_fsdp_enabled or self.is_deepspeed_enabled or self.args.fp16:
-            return super()._clip_grad_norm(model)
-        return torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+            self.grad_norm = super()._clip_grad_norm(model)
+        else:
+            if self._trainable is None:
+                self._trainable = [p for p in model.parameters() if p.requires_grad]
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.args.max_grad_norm)
+        return self.grad_norm
 
     def _get_grad_norm(self, model, grad_norm=None):
         if grad_norm is None:  # max_grad_norm = 0: no clipping, and no extra pass to measure the norm
@@ -246,9 +296,11 @@ class RecipeTrainer(Trainer):
 
 
 class HooksCallback(TrainerCallback):
-    """After each optimizer step: history entry and ProgressEvent (rank 0 only), `after_step` (TAID's
-    schedule, every rank), checkpoints every save_every_steps, and the cooperative stop, agreed by all
-    ranks so they leave the loop at the same step and rank 0 saves a resumable checkpoint there."""
+    """After each optimizer step (on_step_end, so the Trainer's own log need not run every step):
+    history entry and ProgressEvent (rank 0 only), `after_step` (TAID's schedule, every rank),
+    checkpoints every save_every_steps, and the cooperative stop, agreed by all ranks so they leave
+    the loop at the same step and rank 0 saves a resumable checkpoint there (the Trainer saves right
+    after on_step_end, in the same step)."""
 
     def __init__(self, trainer_ref: list, hooks: Hooks, *, save_every: int, after_step: Callable | None):
         self.trainer_ref, self.hooks, self.save_every, self.after_step = trainer_ref, hooks, save_every, after_step
@@ -257,17 +309,15 @@ class HooksCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
-            return control
+    def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer_ref[0]
         means, tokens = trainer.meter.result(trainer.accelerator)
         loss = means.pop("loss")
-        if logs.get("grad_norm") is not None:
-            means["grad_norm"] = float(logs["grad_norm"])
+        if trainer.grad_norm is not None:
+            means["grad_norm"] = float(trainer.grad_norm)
         if self.after_step is not None:
             self.after_step(loss)
-        lr = float(trainer.meter.lr if trainer.meter.lr is not None else logs.get("learning_rate", 0.0))
+        lr = float(trainer.meter.lr if trainer.meter.lr is not None else trainer._get_learning_rate())
         trainer.history.append({"step": state.global_step, "loss": loss, "lr": lr, **means})
         if trainer.accelerator.is_main_process:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
@@ -285,15 +335,17 @@ class HooksCallback(TrainerCallback):
 
 def training_arguments(config, output_dir: Path, total_steps: int) -> TrainingArguments:
     """Our config onto TrainingArguments: AdamW without weight decay, the warm-up as a step count,
-    bf16 autocast on CUDA (weights stay float32), one log per optimizer step, saving driven by
-    HooksCallback, Liger kernels when the package is installed and a GPU is there."""
+    bf16 autocast on CUDA (weights stay float32), the library's own log every LOG_EVERY steps (the
+    per-step figures reach the hooks through HooksCallback, so the library need not gather, filter
+    and log the loss every step), saving driven by HooksCallback, Liger kernels when the package is
+    installed and a GPU is there."""
     cuda = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir), learning_rate=config.learning_rate, weight_decay=0.0, optim="adamw_torch",
         lr_scheduler_type=SCHEDULERS[config.lr_scheduler], warmup_steps=math.ceil(config.warmup_ratio * total_steps),
         max_steps=total_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, max_grad_norm=config.max_grad_norm, seed=config.seed,
-        data_seed=config.seed, logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
+        data_seed=config.seed, logging_steps=LOG_EVERY, logging_nan_inf_filter=False, report_to=[], save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False, label_names=[],
         activation_checkpointing=getattr(config, "gradient_checkpointing", False),
         use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
