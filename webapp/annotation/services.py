@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from webapp.annotation import events
@@ -155,10 +156,17 @@ SELECT (SELECT j.id FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annota
         OR EXISTS (SELECT 1 FROM {_T['a']} a WHERE a.comparison_id = %(id)s AND a.annotator_id = %(me)s)
         OR EXISTS (SELECT 1 FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annotator_id = %(me)s)
         OR EXISTS (SELECT 1 FROM {_T['s']} s WHERE s.comparison_id = %(id)s AND s.annotator_id = %(me)s))"""
-# The lease is done with; the comparison's human verdicts (this one included) decide its status.
-_AFTER_SQL = f"""
-WITH done AS (DELETE FROM {_T['a']} WHERE comparison_id = %(id)s AND annotator_id = %(me)s)
-SELECT verdict, ranking, is_adjudication FROM {_T['j']} WHERE comparison_id = %(id)s AND source = 'human'"""
+# The judgement inserted, the lease done with, and the comparison's other human verdicts (with this
+# one, they decide its status), in one statement: its snapshot predates the insert, so the new row
+# is not among the others. Columns: every concrete field but the id, in model order.
+_INSERT_FIELDS = [f for f in Judgement._meta.concrete_fields if not f.primary_key]
+_WRITE_SQL = f"""
+WITH ins AS (INSERT INTO {_T['j']} ({", ".join(f'"{f.column}"' for f in _INSERT_FIELDS)})
+             VALUES ({", ".join(["%s"] * len(_INSERT_FIELDS))}) RETURNING id),
+     done AS (DELETE FROM {_T['a']} WHERE comparison_id = %s AND annotator_id = %s)
+SELECT true, (SELECT id FROM ins), NULL, NULL, NULL
+UNION ALL
+SELECT false, id, verdict, ranking, is_adjudication FROM {_T['j']} WHERE comparison_id = %s AND source = 'human'"""
 
 
 def _judgement_write(comparison_id, project_id, annotator, ranking, *, both_bad, rationale, flags, time_spent_ms):
@@ -184,13 +192,27 @@ def _judgement_write(comparison_id, project_id, annotator, ranking, *, both_bad,
             return existing, False
         if locked.status == ComparisonStatus.ADJUDICATED:
             raise ValidationError("This comparison was adjudicated meanwhile; it needs no more judgements.")
-        judgement = Judgement.objects.create(
+        judgement = Judgement(
             comparison=locked, source=JudgementSource.HUMAN, annotator=annotator, verdict=verdict, ranking=groups,
             shown_order=shown_order(locked.pk, annotator.pk, sorted(positions)), rationale=rationale.strip()[:5000],
             flags=sorted({f for f in flags if f in FLAGS}), time_spent_ms=time_spent_ms)
-        cursor.execute(_AFTER_SQL, {"id": locked.pk, "me": annotator.pk})
-        _status_refresh(locked, [SimpleNamespace(verdict=v, ranking=_json(r), is_adjudication=a) for v, r, a in cursor.fetchall()])
+        others = _judgement_insert(cursor, judgement)
+        _status_refresh(locked, [judgement, *others])
     return judgement, True
+
+
+def _judgement_insert(cursor, judgement: Judgement) -> list:
+    """Judgement.save() for a new human judgement, in the statement that also ends the annotator's
+    lease and reads the comparison's other human verdicts (returned, as namespaces): the field
+    values the ORM would write (defaults, auto_now_add) and its pre_save/post_save signals."""
+    pre_save.send(sender=Judgement, instance=judgement, raw=False, using=connection.alias, update_fields=None)
+    values = [f.get_db_prep_save(f.pre_save(judgement, True), connection) for f in _INSERT_FIELDS]
+    cursor.execute(_WRITE_SQL, [*values, judgement.comparison_id, judgement.annotator_id, judgement.comparison_id])
+    rows = cursor.fetchall()
+    judgement.pk = next(pk for new, pk, *_ in rows if new)
+    judgement._state.adding, judgement._state.db = False, connection.alias
+    post_save.send(sender=Judgement, instance=judgement, created=True, update_fields=None, raw=False, using=connection.alias)
+    return [SimpleNamespace(verdict=v, ranking=_json(r), is_adjudication=a) for new, _, v, r, a in rows if not new]
 
 
 def _json(value):
