@@ -149,3 +149,35 @@ def test_progress_agrees_with_an_empty_queue(project, pairwise, annotator, secon
     blocked = _client(second_annotator).get(_api(project.slug, "next")).json()
     assert blocked["comparison"] is None
     assert blocked["progress"] == {"mine": 0, "available": 0, "waiting": 1}
+
+
+def test_hot_path_database_statements(client_for, project, pairwise, annotator, monkeypatch):
+    """Issue 12: with the session, membership and counters cached, next item asks the database twice
+    (the user row, then one statement that leases the item and reads its payload and progress) and
+    submit five times (the user row, the locked comparison, the annotator's own judgement and offer,
+    one write of judgement + lease + the other verdicts, and here the status it completes)."""
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webapp.annotation import events
+
+    client = client_for(annotator)
+    client.get(_api(project.slug, "next"))  # caches the membership
+    monkeypatch.setitem(events._recent, project.pk, (time.monotonic() + 3600, events.counters(project.pk)))  # fresh counters
+
+    def statements(call):
+        with CaptureQueriesContext(connection) as queries:
+            response = call()
+        return response, [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+    response, nxt = statements(lambda: client.get(_api(project.slug, "next")))
+    item = response.json()["comparison"]
+    assert len(nxt) == 2 and "auth_user" in nxt[0] and "annotation_next_lease" in nxt[1], nxt
+    ranking = [[c["id"]] for c in item["candidates"]]
+    response, submit = statements(lambda: _post(client, _api(project.slug, "submit"), {"comparison": item["id"], "ranking": ranking}))
+    assert response.status_code == 201
+    assert len(submit) == 5 and "auth_user" in submit[0] and "INSERT INTO" in submit[3] and submit[4].startswith("UPDATE"), submit
+    judgement = Judgement.objects.get(pk=response.json()["judgement"])
+    assert judgement.annotator == annotator and judgement.comparison_id == item["id"] and judgement.created_at is not None
