@@ -204,6 +204,12 @@ class RecipeTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         return EpochPermutation(self.num_rows, self.args.seed, self.start_epoch)
 
+    def get_train_dataloader(self):
+        loader = super().get_train_dataloader()
+        if self.args.device.type == "cpu" and hasattr(loader, "device"):
+            loader.device = None  # the collator builds CPU tensors: no per-batch walk to "move" them there
+        return loader
+
     def _lean_step(self) -> bool:
         """Whether training_step may take the short path: no DeepSpeed (its engine scales and steps
         itself), no context or sequence parallelism, no SageMaker MP, one device per process."""
@@ -229,7 +235,8 @@ class RecipeTrainer(Trainer):
             self._put_in_train_mode = True
         with self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
-        loss = loss / self.current_gradient_accumulation_steps  # step_loss is a per-micro-batch mean
+        if self.current_gradient_accumulation_steps != 1:  # step_loss is a per-micro-batch mean
+            loss = loss / self.current_gradient_accumulation_steps
         self.accelerator.backward(loss)
         return loss.detach()
 
