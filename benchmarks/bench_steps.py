@@ -16,7 +16,16 @@ Goals (issue 3): DCKD / DPO <= 1.3, ADPA / DPO <= 1.3, our DPO / plain TRL <= 1.
 compares this tree's recipes with another checkout's (e.g. `git worktree add /tmp/homeloop <commit>`
 before the library trainer), method by method on the same models, data, config and batch: each run
 is a fresh subprocess with that tree first on sys.path, rounds alternate the trees, and the figure is
-the ratio of median step times, this tree / the other (goal, issue 11: <= 1.1)."""
+the ratio of median step times, this tree / the other (goal, issue 11: <= 1.1).
+
+    python benchmarks/bench_steps.py --vs-tree OLD_CHECKOUT --fixed-cost [--steps 500] [--rounds 3] ...
+
+measures the training loop's fixed cost per step alone, in both trees: the same subprocess per tree
+and alternating rounds, but the loss reads one weight of the student and never runs the model, and
+the batch is the row indices, so a step is the loop's own work (data loader, callbacks, backward of
+one element, clip, optimizer and scheduler step, per-step event). This tree runs `run_trainer`
+(ml/recipes/trainer.py), a tree from before the library trainer its `run_loop` (ml/recipes/loop.py).
+Printed: median process-CPU ms/step of each tree (per round and over all rounds) and the difference."""
 import argparse
 import contextlib
 import io
@@ -234,6 +243,95 @@ def run_in_tree(tree: Path, method: str, config: dict, world: dict, out: Path, t
     return json.loads(lines[-1][len("@@stamps "):])
 
 
+FIXED_COST_RUNNER = r"""
+import json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["tree"])
+import torch
+torch.set_num_threads(spec["threads"])
+import datasets, transformers
+datasets.disable_progress_bars(); transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+from ml.config import config_from_dict
+from ml.recipes.hooks import Hooks
+try:
+    from ml.recipes.trainer import load_student, run_trainer as run  # the library trainer
+except ImportError:
+    from ml.recipes.loop import load_student, run_loop as run  # the home loop, before it
+import ml.recipes
+assert ml.recipes.__file__.startswith(spec["tree"]), ml.recipes.__file__
+config = config_from_dict("sft", spec["config"])
+loaded = load_student(spec["student"], config)
+weight = next(p for p in loaded.model.parameters() if p.requires_grad)
+
+def make_batch(indices):  # the row indices: no tokens to pad, nothing to collate
+    return {"rows": torch.tensor(indices), "num_tokens": len(indices)}
+
+def step_loss(model, batch):  # one element of one weight: backward and optimizer touch only it
+    return weight.view(-1)[0].square(), {}
+
+stamps = []
+hooks = Hooks(on_progress=lambda e: stamps.append((time.perf_counter(), time.process_time())))
+run(loaded=loaded, config=config, rows=list(range(spec["num_rows"])), make_batch=make_batch,
+    step_loss=step_loss, output_dir=spec["out"], hooks=hooks)
+print("@@stamps " + json.dumps(stamps), flush=True)
+"""
+
+
+def run_fixed_cost_in_tree(tree: Path, config: dict, student: Path, num_rows: int, out: Path, threads: int) -> list:
+    import subprocess
+
+    spec = {"tree": str(tree), "config": config, "student": str(student), "num_rows": num_rows, "out": str(out),
+            "threads": threads}
+    done = subprocess.run([sys.executable, "-c", FIXED_COST_RUNNER, json.dumps(spec)], capture_output=True,
+                          text=True, cwd=tree, env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("@@stamps ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"fixed-cost run in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("@@stamps "):])
+
+
+def main_fixed_cost(args) -> dict:
+    """The loop's fixed cost per step, this tree against `args.vs_tree` (see the module docstring)."""
+    trees = {"this": Path(__file__).resolve().parent.parent, "other": Path(args.vs_tree).resolve()}
+    config = dict(batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
+                  learning_rate=1e-4, lr_scheduler="constant", warmup_ratio=0.0, max_steps=args.warmup + args.steps,
+                  seed=0)
+    cpu = {t: [] for t in trees}
+    per_round = {t: [] for t in trees}
+    with tempfile.TemporaryDirectory(prefix="bench-steps-fixed-") as tmp:
+        workdir = Path(tmp)
+        student_dir, _, origin = bench_models(args.demo_dir, workdir, args.size)
+        for round_ in range(args.rounds):
+            for tree in (("this", "other") if round_ % 2 == 0 else ("other", "this")):
+                stamps = run_fixed_cost_in_tree(trees[tree], config, student_dir, args.num_pairs,
+                                                workdir / f"fixed-{tree}-{round_}", args.threads)
+                values = step_times(stamps, args.warmup, 1)
+                cpu[tree] += values
+                per_round[tree].append(1000 * statistics.median(values))
+                print(f"round {round_ + 1}/{args.rounds} {tree:<6} median {per_round[tree][-1]:.2f} ms/step CPU",
+                      flush=True)
+        params = load_model(str(student_dir), device="cpu").num_parameters
+    this, other = (1000 * statistics.median(cpu[t]) for t in ("this", "other"))
+    report = {"setup": {"models": origin, "student_params": params, "batch_size": args.batch_size,
+                        "grad_accum": args.grad_accum, "threads": args.threads, "steps": args.steps,
+                        "warmup": args.warmup, "rounds": args.rounds, "other_tree": str(trees["other"])},
+              "fixed_cost": {"this_ms": this, "other_ms": other, "difference_ms": this - other,
+                             "this_rounds_ms": per_round["this"], "other_rounds_ms": per_round["other"]}}
+    print(f"\nfixed cost per step (loss = one weight, no forward): {origin}, {params:,} parameters; batch "
+          f"{args.batch_size} x accum {args.grad_accum}; {args.threads} thread(s); median process CPU over "
+          f"{args.rounds} x {args.steps} steps")
+    for tree in ("this", "other"):
+        rounds = ", ".join(f"{v:.2f}" for v in per_round[tree])
+        print(f"{tree + ' tree' if tree == 'this' else str(trees['other']):<32}{1000 * statistics.median(cpu[tree]):>8.2f}"
+              f" ms/step  (rounds: {rounds})")
+    print(f"{'difference (this - other)':<32}{this - other:>8.2f} ms/step")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main_vs_tree(args) -> dict:
     """This tree's recipes against `args.vs_tree`'s, per method (see the module docstring)."""
     from ml.data import write_jsonl
@@ -298,11 +396,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--vs-tree", help="another checkout to compare this tree's recipes with, method by method")
     parser.add_argument("--methods", default=",".join(VS_METHODS), help="methods compared with --vs-tree")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (with --vs-tree)")
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="with --vs-tree: time only the loop's fixed cost per step (loss = one weight, no forward)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_libraries()
+    if args.fixed_cost and not args.vs_tree:
+        parser.error("--fixed-cost compares two trees: give --vs-tree OLD_CHECKOUT")
     if args.vs_tree:
-        return main_vs_tree(args)
+        return main_fixed_cost(args) if args.fixed_cost else main_vs_tree(args)
 
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         workdir = Path(tmp)
