@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from ml.modeling import from_pretrained
+from ml.modeling import LOAD_LOCK, from_pretrained
 
 
 class UnsupportedGGUF(ValueError):
@@ -106,7 +106,7 @@ def convert_gguf(path, out_dir, *, dtype: torch.dtype = torch.float32,
         config = quantized.config.to_dict()
         config.pop("quantization_config", None)
         plain_config = AutoConfig.for_model(**config)
-        with torch.device("meta"):
+        with LOAD_LOCK, torch.device("meta"):  # from_config swaps module functions as a load does
             plain = AutoModelForCausalLM.from_config(plain_config, dtype=dtype)
         plain.load_state_dict(quantized.state_dict(), assign=True, strict=True)
         if getattr(plain_config, "tie_word_embeddings", False):
