@@ -194,7 +194,8 @@ def print_table(report: dict) -> None:
         print(f"{name:<44}{value:>6.2f}x{verdict}")
 
 
-TREE_RUNNER = r"""
+# What both tree runners start with: the tree first on sys.path, one torch thread count, quiet libraries.
+RUNNER_PRELUDE = r"""
 import json, sys, time
 spec = json.loads(sys.argv[1])
 sys.path.insert(0, spec["tree"])
@@ -203,7 +204,8 @@ torch.set_num_threads(spec["threads"])
 import datasets, transformers
 datasets.disable_progress_bars(); transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
-from ml.config import config_from_dict
+"""
+TREE_RUNNER = RUNNER_PRELUDE + r"""from ml.config import config_from_dict
 from ml.data import load_preference_pairs
 from ml.recipes import recipe_for
 from ml.recipes.hooks import Hooks
@@ -243,16 +245,7 @@ def run_in_tree(tree: Path, method: str, config: dict, world: dict, out: Path, t
     return json.loads(lines[-1][len("@@stamps "):])
 
 
-FIXED_COST_RUNNER = r"""
-import json, sys, time
-spec = json.loads(sys.argv[1])
-sys.path.insert(0, spec["tree"])
-import torch
-torch.set_num_threads(spec["threads"])
-import datasets, transformers
-datasets.disable_progress_bars(); transformers.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
-from ml.config import config_from_dict
+FIXED_COST_RUNNER = RUNNER_PRELUDE + r"""from ml.config import config_from_dict
 from ml.recipes.hooks import Hooks
 try:
     from ml.recipes.trainer import load_student, run_trainer as run  # the library trainer
