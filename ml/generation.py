@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList, StaticCache, StoppingCriteria,
-                          StoppingCriteriaList)
+                          StoppingCriteriaList, TopPLogitsWarper)
 
 from ml.chat import context_window, prompt_ids, stop_token_ids
 
@@ -54,21 +54,19 @@ class StepSampler(LogitsProcessor):
     def __init__(self, *, temperature: float, top_p: float = 1.0, top_k: int = 0, row_elements: int | None = None):
         self.greedy = temperature <= 0
         self.scale = 1.0 if self.greedy else temperature
-        self.top_p, self.top_k, self.row_elements = top_p, top_k, row_elements
+        self.top_k, self.row_elements = top_k, row_elements
+        self.nucleus = TopPLogitsWarper(top_p) if top_p < 1.0 else None
         self.step_scores: torch.Tensor | None = None
         self.tokens: list[torch.Tensor] = []  # T x (N,)
         self.logps: list[torch.Tensor] = []  # T x (N,)
         self.top: list[tuple[torch.Tensor, torch.Tensor]] = []  # T x ((N,K) ids, (N,K) logps)
 
     def _draw(self, rows: torch.Tensor) -> torch.Tensor:
-        """rows (c,V) scaled logits -> (c,) drawn ids; top-p masks `rows` in place (HF's TopPLogitsWarper rule)."""
+        """rows (c,V) scaled logits -> (c,) drawn ids; top-p is HF's own TopPLogitsWarper, on the chunk."""
         if self.greedy:
             return rows.argmax(-1)
-        if self.top_p < 1.0:
-            sorted_logits, sorted_ids = torch.sort(rows, descending=False)  # (c,V), (c,V)
-            remove = sorted_logits.softmax(-1).cumsum(-1) <= 1 - self.top_p
-            remove[:, -1] = False  # the likeliest token always stays
-            rows.masked_fill_(remove.scatter(1, sorted_ids, remove), -float("inf"))
+        if self.nucleus is not None:
+            rows = self.nucleus(None, rows)  # (c,V) masked copy; `rows` itself is left as it was
         return torch.multinomial(rows.softmax(-1), num_samples=1).squeeze(1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
