@@ -217,6 +217,22 @@ def greedy_answers(generator, inputs: list, *, max_new_tokens: int, batch_size: 
     return [samples[0] for samples in outputs]
 
 
+def answers_and_model(source: str, inputs: list, *, revision: str | None, backend: str, load: Callable,
+                      max_new_tokens: int, batch_size: int, on_progress=None) -> tuple[list, object]:
+    """(greedy answers on the generation `backend`, the model's HF LoadedModel for the signals and
+    judges that follow), the model loaded by `load` (ml.modeling.load_model or the caller's). On HF one
+    load serves both; on vLLM its engine answers and is closed before the HF load; an explicit vllm
+    that cannot run raises BackendUnavailable before any model loads."""
+    from ml.backends import generator_for, resolve
+
+    backend = resolve(backend)
+    loaded = load(source, revision=revision) if backend == "hf" else None
+    with generator_for(source, revision=revision, backend=backend, loaded=loaded) as generator:
+        outputs = greedy_answers(generator, inputs, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 on_progress=on_progress)
+    return outputs, loaded or load(source, revision=revision)
+
+
 def oracle_task(text: str, metadata: dict | None):
     """The demo oracle's task for a prompt: from its imported family/answer, else parsed from the text
     (None when it is not a demo task)."""

@@ -12,12 +12,11 @@ from dataclasses import asdict
 from celery import shared_task
 from django.conf import settings
 
-from ml.backends import generator_for, resolve
 from ml.demo.tasks import oracle_score
 from ml.judges import GenerativeJudge, ImplicitRewardJudge, JudgeItem, LikelihoodJudge, judge_pairs, verdict_outcome
 from ml.metrics import length_stats, model_token_kl, oracle_accuracy
 from ml.modeling import load_model
-from ml.pipeline import greedy_answers, oracle_task
+from ml.pipeline import answers_and_model, oracle_task
 from ml.token_heatmaps import same_vocab, token_signals
 from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
@@ -64,15 +63,11 @@ def demo_task(prompt):
 
 
 def answer(model_version, prompts, *, max_new_tokens: int, batch_size: int, on_progress=None):
-    """(greedy answers, the model's HF LoadedModel for signals and judges). On HF one load serves both;
-    an explicit vllm that cannot run fails the job here (BackendUnavailable), before any model loads."""
-    source, revision = model_version.source, model_version.revision or None
-    backend = resolve(settings.GENERATION_BACKEND)
-    loaded = load_model(source, revision=revision) if backend == "hf" else None
-    with generator_for(source, revision=revision, backend=backend, loaded=loaded) as generator:
-        outputs = greedy_answers(generator, [prompt_input(p) for p in prompts], max_new_tokens=max_new_tokens,
-                                 batch_size=batch_size, on_progress=on_progress)
-    return outputs, loaded or load_model(source, revision=revision)
+    """(greedy answers, the model's HF LoadedModel for signals and judges): ml.pipeline.answers_and_model."""
+    return answers_and_model(model_version.source, [prompt_input(p) for p in prompts],
+                             revision=model_version.revision or None, backend=settings.GENERATION_BACKEND,
+                             load=load_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             on_progress=on_progress)
 
 
 def _build_judge(evaluation, teacher, dpo, sft):

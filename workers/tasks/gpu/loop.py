@@ -8,10 +8,9 @@ evaluations. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycl
 from celery import shared_task
 from django.conf import settings
 
-from ml.backends import generator_for, resolve
 from ml.demo.tasks import oracle_score
 from ml.modeling import load_model
-from ml.pipeline import disagreement_priority, greedy_answers, oracle_task
+from ml.pipeline import answers_and_model, disagreement_priority, oracle_task
 from ml.token_heatmaps import token_signals
 from webapp.evaluation import selectors
 from webapp.evaluation.loop_services import JOBS, loop_comparison_store, loop_round_progress
@@ -37,18 +36,13 @@ def _accuracy(prompts, texts) -> float | None:
 
 
 def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
-    source, revision = model_version.source, model_version.revision or None
-    backend = resolve(settings.GENERATION_BACKEND)  # HF answers on the model the signals need; vLLM on its own engine
-    loaded = load_model(source, revision=revision) if backend == "hf" else None
-
     def on_progress(done, _total):
         stop_unless_go(loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done,
                                            total=total))
 
-    with generator_for(source, revision=revision, backend=backend, loaded=loaded) as generator:
-        outputs = greedy_answers(generator, [_input(p) for p in prompts], max_new_tokens=64, batch_size=16,
-                                 on_progress=on_progress)
-    loaded = loaded or load_model(source, revision=revision)
+    outputs, loaded = answers_and_model(model_version.source, [_input(p) for p in prompts],
+                                        revision=model_version.revision or None, backend=settings.GENERATION_BACKEND,
+                                        load=load_model, max_new_tokens=64, batch_size=16, on_progress=on_progress)
     generations = [generation_record(prompt=p, model_version=model_version, text=o.text, token_count=len(o.token_ids),
                                      token_logps=[round(x, 4) for x in o.token_logps], origin="loop")
                    for p, o in zip(prompts, outputs)]
