@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
 import accelerate.optimizer
+import torch
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
@@ -352,7 +352,8 @@ def training_arguments(config, output_dir: Path, total_steps: int) -> TrainingAr
         lr_scheduler_type=SCHEDULERS[config.lr_scheduler], warmup_steps=math.ceil(config.warmup_ratio * total_steps),
         max_steps=total_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, max_grad_norm=config.max_grad_norm, seed=config.seed,
-        data_seed=config.seed, logging_steps=LOG_EVERY, logging_nan_inf_filter=False, report_to=[], save_strategy="no", disable_tqdm=True,
+        data_seed=config.seed, logging_steps=LOG_EVERY, logging_nan_inf_filter=False, report_to=[],
+        save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False, label_names=[],
         activation_checkpointing=getattr(config, "gradient_checkpointing", False),
         use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
