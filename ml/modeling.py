@@ -1,7 +1,10 @@
 """Loading models the one way every method uses: device and dtype choice, `load_model` for a local
 directory or a hub id (safetensors only, never remote code; optional LoRA through peft), the
 shared-tokenizer check that teacher/student mixing methods need, and `weights_hash`, a model
-directory's content hash computed once and then recognised from its file sizes and times.
+directory's content hash computed once and then recognised from its file sizes and times. Every
+weight load goes through `from_pretrained`, which appends the source to the load ledger (a JSON-lines
+file named by $DISTILLERY_LOAD_LEDGER, when set): the proof that a worker never loaded, say, a
+teacher it was meant to reach only through an endpoint.
 (`render_prompt` is re-exported from ml.chat, the one place a prompt becomes model tokens.)"""
 from __future__ import annotations
 
@@ -24,11 +27,25 @@ HASHED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 # training task and its checkpoint-evaluator thread) can put back each other's stand-ins, leaving
 # tie_weights a no-op for the life of the worker. Every load in this process takes this lock.
 LOAD_LOCK = threading.RLock()
+LOAD_LEDGER_ENV = "DISTILLERY_LOAD_LEDGER"
+
+
+def record_load(source, *, revision: str | None = None) -> None:
+    """Appends one line {"source", "revision", "pid"} to the load ledger ($DISTILLERY_LOAD_LEDGER),
+    when one is set. One short write in append mode, so lines from several processes do not mix."""
+    ledger = os.environ.get(LOAD_LEDGER_ENV)
+    if not ledger:
+        return
+    line = json.dumps({"source": str(source), "revision": revision, "pid": os.getpid()}) + "\n"
+    with open(ledger, "a", encoding="utf-8") as handle:
+        handle.write(line)
 
 
 def from_pretrained(cls, *args, **kwargs):
-    """`cls.from_pretrained(*args, **kwargs)` (a transformers Auto class) under LOAD_LOCK."""
+    """`cls.from_pretrained(*args, **kwargs)` (a transformers Auto class) under LOAD_LOCK, recorded
+    in the load ledger (record_load)."""
     with LOAD_LOCK:
+        record_load(args[0] if args else kwargs.get("pretrained_model_name_or_path"), revision=kwargs.get("revision"))
         return cls.from_pretrained(*args, **kwargs)
 
 

@@ -66,6 +66,9 @@ class VLLMGenerator(Generator):
         self.vllm = vllm
         source, revision = split_model_ref(source, revision)
         self.tokenizer = load_tokenizer(source, revision=revision)
+        from ml.modeling import record_load
+
+        record_load(source, revision=revision)  # the load ledger sees vLLM engines too
         self.llm = vllm.LLM(model=source, revision=revision, tokenizer=source, dtype=dtype, trust_remote_code=False,
                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                             generation_config="vllm", logprobs_mode="processed_logprobs")

@@ -1,5 +1,8 @@
-"""ml.modeling: dtype choice, loading a saved model dir (frozen / trainable / LoRA), the shared
-tokenizer check, and prompt rendering through the chat template."""
+"""ml.modeling: dtype choice, loading a saved model dir (frozen / trainable / LoRA), the load
+ledger, the shared tokenizer check, and prompt rendering through the chat template."""
+import json
+import os
+
 import pytest
 import torch
 
@@ -164,3 +167,15 @@ def test_loads_in_two_threads_at_once_leave_later_loads_working(tiny_teacher_dir
     assert PreTrainedModel.tie_weights is original_tie
     loaded = load_model(str(tiny_student_dir), device="cpu")
     assert not any(p.is_meta for p in loaded.model.parameters())
+
+
+def test_the_load_ledger_lists_each_loaded_source(tiny_teacher_dir, tiny_student_dir, tmp_path, monkeypatch):
+    ledger = tmp_path / "loads.jsonl"
+    load_model(str(tiny_student_dir), device="cpu")
+    assert not ledger.exists()  # no ledger unless asked for
+    monkeypatch.setenv("DISTILLERY_LOAD_LEDGER", str(ledger))
+    load_model(str(tiny_student_dir), device="cpu")
+    load_model(str(tiny_teacher_dir), device="cpu")
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [line["source"] for line in lines] == [str(tiny_student_dir), str(tiny_teacher_dir)]
+    assert all(line["pid"] == os.getpid() for line in lines)
