@@ -5,10 +5,10 @@ not define (the oracle, or a judge's win rate against the teacher).
 
 Given a fixed held-out sample (prompt, the teacher's own greedy answer, an optional oracle scorer),
 one call measures a student checkpoint by:
-- oracle accuracy of its greedy answers, with a bootstrap CI (where an oracle exists);
+- oracle accuracy of its greedy answers, with a Wilson interval (where an oracle exists);
 - KL(teacher ‖ student), mean per token, teacher-forced on the teacher's answers;
 - agreement: share of prompts where its greedy answer equals the teacher's (after `normalize`);
-- win rate against the teacher from a judge that sees both orders, with a bootstrap CI.
+- win rate against the teacher from a judge that sees both orders, with a Wilson interval.
 Everything is plain data in and out; the caller loads the models and stores the result."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class HeldOutItem:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean with its bootstrap 95% interval."""
+    """A mean with its 95% interval (continuity-corrected Wilson, ml/intervals.py)."""
 
     value: float
     low: float
@@ -65,14 +65,14 @@ def holdout_sample(items: Sequence, n: int, *, seed: int = 0) -> list:
     return [items[i] for i in indices]
 
 
-def estimate(outcomes: Sequence[float], *, n_boot: int = 1000, seed: int = 0) -> Optional[Estimate]:
-    """Mean of outcomes in [0,1] (1 win/correct, 0.5 tie, 0 loss) with a percentile-bootstrap 95%
-    interval; None for no outcomes."""
+def estimate(outcomes: Sequence[float]) -> Optional[Estimate]:
+    """Mean of outcomes in [0,1] (1 win/correct, 0.5 tie, 0 loss) with its 95% Wilson interval
+    (ties count half); None for no outcomes."""
     from ml.metrics import win_rate
 
     if not outcomes:
         return None
-    result = win_rate(list(outcomes), n_boot=n_boot, seed=seed)
+    result = win_rate(list(outcomes))
     return Estimate(value=result.rate, low=result.low, high=result.high, n=len(outcomes))
 
 

@@ -1,5 +1,5 @@
-"""Evaluation and agreement statistics: win rates and Bradley-Terry scores with bootstrap confidence
-intervals, oracle task accuracy per family, token-level KL from teacher to student, response length
+"""Evaluation and agreement statistics: win rates with Wilson score intervals (ml/intervals.py) and
+Bradley-Terry scores with bootstrap confidence intervals, oracle task accuracy per family, token-level KL from teacher to student, response length
 summaries. Chance-corrected agreement between raters (Cohen's κ, Krippendorff's α) lives in
 ml/agreement.py (standard library only, shared with the web process). Plain numpy/scipy on plain lists; only the KL functions touch torch, imported inside them so that
 a process without torch (a web page showing annotator agreement) can still use the rest."""
@@ -9,6 +9,8 @@ from typing import Callable, Hashable, Optional, Sequence
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components
+
+from ml.intervals import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,17 @@ def _percentile_interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np
     return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100.0 - tail, axis=0)
 
 
-def win_rate(outcomes: Sequence[float], *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> WinRate:
-    """outcomes (N,) with 1 = win, 0.5 = tie, 0 = loss -> mean with a percentile-bootstrap interval."""
+def win_rate(outcomes: Sequence[float], *, ci: float = 0.95) -> WinRate:
+    """outcomes (N,) with 1 = win, 0.5 = tie, 0 = loss -> mean with a continuity-corrected Wilson
+    score interval, ties counted as half a win (ml.intervals.wilson_interval: honest coverage at
+    small N and near 0 or 1, never zero width). E.g. [1, 1, 0, 0.5]: 2.5 of 4 -> 0.625."""
     values = np.asarray(outcomes, dtype=float)
     if values.size == 0:
         raise ValueError("win_rate needs at least one outcome")
     if not np.all(np.isin(values, (0.0, 0.5, 1.0))):
         raise ValueError("win_rate outcomes must be 1 (win), 0.5 (tie) or 0 (loss)")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, values.size, size=(n_boot, values.size))
-    low, high = _percentile_interval(values[draws].mean(axis=1), ci)
-    return WinRate(rate=float(values.mean()), low=float(low), high=float(high), n=int(values.size))
+    low, high = wilson_interval(float(values.sum()), int(values.size), ci=ci)
+    return WinRate(rate=float(values.mean()), low=low, high=high, n=int(values.size))
 
 
 def _bt_fit(wins: np.ndarray, games: np.ndarray, *, max_iter: int = 10_000, tol: float = 1e-10) -> np.ndarray:

@@ -1,6 +1,6 @@
 """`python -m ml evaluate`: compare one or more students with the teacher on held-out prompts. Every
 model answers greedily; each student is reported with oracle accuracy (demo prompts that carry
-family and answer), win rate against the teacher's answer with a bootstrap CI (a judge's two
+family and answer), win rate against the teacher's answer with a 95% Wilson interval (a judge's two
 presentation orders must agree, otherwise the pair is a tie), response length, and token-level
 KL(teacher || student) teacher-forced on the teacher's answers."""
 import json
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="students vs the teacher on held-out prompts",
         description="Greedy answers from every model; per student: oracle accuracy, win rate vs the "
-                    "teacher (95% bootstrap CI), mean length, KL(teacher || student).")
+                    "teacher (95% Wilson interval), mean length, KL(teacher || student).")
     parser.add_argument("--student", action="append", required=True, help="student model (repeatable)")
     parser.add_argument("--teacher", required=True, help="teacher model: reference answers and judge")
     parser.add_argument("--prompts", type=Path, required=True,
@@ -29,7 +29,6 @@ def add_parser(subparsers) -> None:
                         help="judge for the win rate (implicit needs --teacher-dpo/--teacher-sft)")
     add_judge_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the report (and every answer) as JSON")
     parser.set_defaults(func=run)
@@ -65,7 +64,7 @@ def _student_report(student, teacher, judge, prompts, teacher_answers, tasks, ar
     with bar:
         items = [JudgeItem(p, s, t) for p, s, t in zip(prompts, answers, teacher_answers)]
         verdicts = judge_pairs(judge, items, batch_size=args.batch_size, on_progress=on_progress)
-    report["win_rate"] = asdict(win_rate([verdict_outcome(v) for v in verdicts], n_boot=args.n_boot, seed=args.seed))
+    report["win_rate"] = asdict(win_rate([verdict_outcome(v) for v in verdicts]))
     try:
         check_same_tokenizer(teacher.tokenizer, student.tokenizer, method="KL to the teacher")
     except TokenizerMismatchError:

@@ -60,6 +60,6 @@ def test_holdout_sample_is_fixed_and_bounded():
 
 
 def test_estimate_interval():
-    result = estimate([1.0] * 30 + [0.0] * 10, n_boot=500)
+    result = estimate([1.0] * 30 + [0.0] * 10)
     assert result.value == 0.75 and result.low < 0.75 < result.high and result.n == 40
     assert estimate([]) is None

@@ -14,11 +14,10 @@ from webapp.projects.models import Project
 
 @shared_task(name="workers.tasks.evaluation.refresh_results")
 def refresh_results(evaluation_id: int) -> dict:
-    """Win rate of each candidate against the teacher, per judge source, with a bootstrap CI; for a
+    """Win rate of each candidate against the teacher, per judge source, with its Wilson interval; for a
     finished evaluation (human verdicts arriving) the leaderboard is refitted too."""
     evaluation = Evaluation.objects.get(pk=evaluation_id)
-    n_boot = int(evaluation.config.get("n_boot", 1000))
-    versus = {str(mv): {source: asdict(win_rate(outcomes, n_boot=n_boot, seed=0))
+    versus = {str(mv): {source: asdict(win_rate(outcomes))
                         for source, outcomes in sources.items() if outcomes}
               for mv, sources in selectors.evaluation_outcomes(evaluation=evaluation).items()}
     services.evaluation_results_store(evaluation=evaluation, results={"versus_teacher": versus})

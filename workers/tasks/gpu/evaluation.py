@@ -1,12 +1,14 @@
 """Evaluation jobs on the gpu queue: every model answers the held-out prompts greedily, each candidate
 is compared with the teacher (teacher-judge in both presentation orders, the demo oracle, and/or an
 open comparison for people), per-token teacher signals of each candidate answer are stored for the
-heatmap, and the results (win rates with bootstrap CIs, oracle accuracy, length, KL to the teacher)
+heatmap, and the results (win rates with Wilson intervals, oracle accuracy, length, KL to the teacher)
 and the project's Bradley-Terry leaderboard are computed.
 The per-token teacher signals come from ml.token_heatmaps; the result refreshes that human verdicts
 trigger run on the default queue (workers.tasks.evaluation). The answers come from the generation
 backend (settings.GENERATION_BACKEND: HF over the model the signals need anyway, or vLLM on its own
-engine, closed before the HF load)."""
+engine, closed before the HF load). An endpoint teacher (workers.endpoints) answers through its
+server and judges generatively there; its weights are never loaded, so its per-token signals and KL
+to the teacher are left out (the heatmap says so)."""
 from dataclasses import asdict
 
 from celery import shared_task
@@ -22,6 +24,7 @@ from webapp.catalog.models import ModelVersion
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import Evaluation
 from webapp.lifecycle import stop_unless_go
+from workers import endpoints
 from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
 VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
@@ -63,7 +66,11 @@ def demo_task(prompt):
 
 
 def answer(model_version, prompts, *, max_new_tokens: int, batch_size: int, on_progress=None):
-    """(greedy answers, the model's HF LoadedModel for signals and judges): ml.pipeline.answers_and_model."""
+    """(greedy answers, the model's HF LoadedModel for signals and judges): ml.pipeline.answers_and_model;
+    an endpoint version's answers come from its server, with no LoadedModel (None)."""
+    if endpoints.is_endpoint(model_version):
+        return endpoints.greedy_answers(model_version, [prompt_input(p) for p in prompts], max_new_tokens=max_new_tokens,
+                                        on_progress=on_progress), None
     return answers_and_model(model_version.source, [prompt_input(p) for p in prompts],
                              revision=model_version.revision or None, backend=settings.GENERATION_BACKEND,
                              load=load_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -73,6 +80,8 @@ def answer(model_version, prompts, *, max_new_tokens: int, batch_size: int, on_p
 def _build_judge(evaluation, teacher, dpo, sft):
     """The teacher-judge; the implicit reward uses the π_dpo and π_sft already loaded for the signals."""
     kind = evaluation.config.get("teacher_judge", "generative")
+    if teacher is None:  # an endpoint teacher
+        return endpoints.judge(evaluation.teacher, method={"implicit": "implicit_reward"}.get(kind, kind))
     if kind == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
     if kind == "implicit":
@@ -86,6 +95,8 @@ def _stage_models(evaluation):
     if not all(ids):
         return None, None
     versions = {mv.id: mv for mv in ModelVersion.objects.filter(pk__in=ids)}
+    if any(endpoints.is_endpoint(mv) for mv in versions.values()):
+        return None, None  # no weights here to read the advantage from
     return tuple(load_model(versions[i].source, revision=versions[i].revision or None) for i in ids)
 
 
@@ -150,7 +161,8 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     stored = _store_answers(evaluation, mv, prompts, outputs)
     texts, teacher_texts = [s.generation.text for s in stored], [s.generation.text for s in teacher_stored]
     inputs = [prompt_input(p) for p in prompts]
-    signals = token_signals(teacher, student, inputs, texts, dpo=ctx["dpo"], sft=ctx["sft"])
+    signals = (token_signals(teacher, student, inputs, texts, dpo=ctx["dpo"], sft=ctx["sft"]) if teacher is not None
+               else endpoints.no_teacher_signals(len(texts)))
     comparisons = _comparisons(evaluation, prompts, stored, teacher_stored, signals)
     progress.advance(len(prompts))
     if ctx["judge"] is not None:
@@ -158,9 +170,9 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     if "oracle" in evaluation.judges:
         _oracle(prompts, comparisons, stored, teacher_stored)
     progress.advance(len(prompts))
-    stats = _model_stats(prompts, stored, student.tokenizer)
+    stats = _model_stats(prompts, stored, None)
     stats["kl_to_teacher"] = (model_token_kl(teacher.model, student.model, teacher.tokenizer, list(zip(inputs, teacher_texts)))
-                              if same_vocab(teacher, student) else None)
+                              if teacher is not None and student is not None and same_vocab(teacher, student) else None)
     return stats
 
 
@@ -180,7 +192,7 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
     judge = _build_judge(evaluation, teacher, dpo, sft) if "teacher" in evaluation.judges else None
     ctx = {"prompts": prompts, "teacher": teacher, "teacher_stored": teacher_stored, "progress": progress, "gen": gen,
            "judge": judge, "dpo": dpo, "sft": sft}
-    stats = {str(evaluation.teacher_id): _model_stats(prompts, teacher_stored, teacher.tokenizer)}
+    stats = {str(evaluation.teacher_id): _model_stats(prompts, teacher_stored, None)}
     for mv in candidates:
         stats[str(mv.id)] = _evaluate_candidate(evaluation, mv, ctx)
     services.evaluation_results_store(evaluation=evaluation, results={
