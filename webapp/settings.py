@@ -179,6 +179,12 @@ DEMO_DIR = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR_DIR / "demo")).resolve
 MODEL_ROOTS = [Path(p).expanduser().resolve() for p in
                os.environ.get("DISTILLERY_MODEL_ROOTS", f"{DATA_DIR},{DEMO_DIR}").replace(os.pathsep, ",").split(",")
                if p.strip()]
+# Hosts (host or host:port, comma-separated) an OpenAI-compatible endpoint may be registered on, like
+# MODEL_ROOTS for directories: the server never sends requests (with a key) to any other host, so a
+# researcher cannot make it probe internal services. Empty (the default): endpoints are off.
+ENDPOINT_HOSTS = [h.strip().lower() for h in os.environ.get("DISTILLERY_ENDPOINT_HOSTS", "").split(",") if h.strip()]
+if "*" in ENDPOINT_HOSTS:
+    raise ImproperlyConfigured("DISTILLERY_ENDPOINT_HOSTS must list host names (host or host:port), not '*'.")
 MAX_UPLOAD_BYTES = _env_int("DISTILLERY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES

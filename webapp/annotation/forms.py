@@ -4,6 +4,7 @@ from django import forms
 from webapp.annotation import aggregation
 from webapp.annotation.models import ComparisonSource, JudgeMethod
 from webapp.catalog.models import ModelVersion
+from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
 from webapp.generation.models import GenerationJob
 
 MODES = [(ComparisonSource.TEACHER_STUDENT, "Teacher vs student (sample i vs sample i)"),
@@ -43,6 +44,25 @@ class JudgeJobForm(forms.Form):
         teachers = ModelVersion.objects.filter(project=project, role="teacher")
         self.fields["teacher"].queryset = teachers
         self.fields["reference"].queryset = teachers
+        for name in ("teacher", "reference"):
+            self.fields[name].label_from_instance = version_label
+        self.endpoint_notes = endpoint_notes(teachers.exclude(endpoint_url=""))
+
+    def clean(self):
+        """An endpoint judge must serve the chosen method (ml.endpoints.spec.methods_for); the implicit
+        reward scores π_dpo and π_sft the same way, so both are endpoints or both are weights."""
+        cleaned = super().clean()
+        method, teacher, reference = cleaned.get("method"), cleaned.get("teacher"), cleaned.get("reference")
+        if not method:
+            return cleaned
+        for field, version in (("teacher", teacher), ("reference", reference if method == "implicit_reward" else None)):
+            why = endpoint_refusal(version, f"judge:{method}")
+            if why:
+                self.add_error(field, why)
+        if method == "implicit_reward" and teacher and reference and teacher.is_endpoint != reference.is_endpoint:
+            self.add_error("reference", "The implicit reward scores π_dpo and π_sft the same way: pick two endpoints "
+                                        "or two versions with weights, not one of each.")
+        return cleaned
 
 
 class SnapshotForm(forms.Form):

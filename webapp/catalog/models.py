@@ -1,10 +1,16 @@
 """Model versions and prompts. A model version points at weights by local path or hub id +
-revision; lineage links it to its parent version and the training run that produced it. A GGUF
-conversion is the job that turns a .gguf file into a model directory and registers it."""
+revision, or at an OpenAI-compatible endpoint (vLLM, SGLang, a hosted API) that serves it; lineage
+links it to its parent version and the training run that produced it. A GGUF conversion is the job
+that turns a .gguf file into a model directory and registers it."""
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from webapp.lifecycle import Job
+
+# The name (never the value) of the worker environment variable holding an endpoint's API key; the
+# same rule as ml.endpoints.spec.check_key_env, kept here too so no row can point at SECRET_KEY.
+KEY_ENV_PATTERN = r"^DISTILLERY_ENDPOINT_KEY_[A-Z0-9_]{1,64}$"
+ENDPOINT_SOURCE_PREFIX = "endpoint:"
 
 
 class ModelRole(models.TextChoices):
@@ -24,7 +30,8 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=200)
     role = models.CharField(max_length=20, choices=ModelRole.choices)
     stage = models.CharField(max_length=10, choices=TeacherStage.choices, default=TeacherStage.BASE)
-    source = models.CharField(max_length=500, help_text="Local directory or hub id.")
+    source = models.CharField(max_length=500, help_text="Local directory or hub id; for an endpoint "
+                              "\"endpoint:<served model>@<base URL>\" (a label: workers read endpoint_url/served_model).")
     revision = models.CharField(max_length=100, blank=True)
     parameter_count = models.BigIntegerField(null=True, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
@@ -34,12 +41,31 @@ class ModelVersion(models.Model):
     config = models.JSONField(default=dict, blank=True)
     weights_hash = models.JSONField(default=dict, blank=True, help_text="sha256 of the weight, config and tokenizer "
                                     "files with their sizes/mtimes (ml.modeling.weights_hash): hashed once, reused after.")
+    # Served by an OpenAI-compatible endpoint instead of weights (empty endpoint_url: weights).
+    endpoint_url = models.CharField(max_length=500, blank=True, help_text="Base URL ending in /v1, checked "
+                                    "against ENDPOINT_HOSTS (ml.endpoints.spec.check_endpoint_url).")
+    served_model = models.CharField(max_length=200, blank=True, help_text="The model name the endpoint serves.")
+    api_key_env = models.CharField(max_length=100, blank=True, help_text="NAME of the workers' environment "
+                                   "variable holding the API key (DISTILLERY_ENDPOINT_KEY_*); the key is never stored.")
+    concurrency = models.PositiveIntegerField(default=4)
+    timeout_s = models.FloatField(default=60.0)
+    rate_limit_per_s = models.FloatField(default=0.0, help_text="Requests per second at most; 0 = no limit.")
+    capability = models.JSONField(null=True, blank=True, help_text="What the probe found (ml.endpoints.probe): "
+                                  "white-box/black-box, top_logprobs max, prompt_logprobs, the served identity.")
+    probe_error = models.TextField(blank=True, help_text="Why the last probe failed; empty when it succeeded.")
+    probed_at = models.DateTimeField(null=True, blank=True, help_text="When the last probe finished; null = pending.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="modelversion_unique_name"),
+            models.CheckConstraint(condition=models.Q(endpoint_url="") | ~models.Q(served_model=""),
+                                   name="modelversion_endpoint_has_model"),
+            models.CheckConstraint(condition=models.Q(api_key_env="") | models.Q(api_key_env__regex=KEY_ENV_PATTERN),
+                                   name="modelversion_key_env_prefixed"),
+            models.CheckConstraint(condition=models.Q(concurrency__gte=1) & models.Q(timeout_s__gt=0)
+                                   & models.Q(rate_limit_per_s__gte=0), name="modelversion_endpoint_limits_valid"),
             models.CheckConstraint(condition=models.Q(role__in=ModelRole.values), name="modelversion_role_valid"),
             models.CheckConstraint(condition=models.Q(stage__in=TeacherStage.values), name="modelversion_stage_valid"),
             models.CheckConstraint(condition=~models.Q(source=""), name="modelversion_source_present"),
@@ -55,6 +81,29 @@ class ModelVersion(models.Model):
         if self.role != ModelRole.TEACHER and self.method:
             return "after " + self.method.replace("_plus", "+").upper()
         return self.get_stage_display()
+
+    @property
+    def is_endpoint(self) -> bool:
+        return bool(self.endpoint_url)
+
+    @property
+    def probe_state(self) -> str:
+        """"" for weights; "pending" until a probe finishes, then "ok" or "failed"."""
+        if not self.is_endpoint:
+            return ""
+        if self.probed_at is None:
+            return "pending"
+        return "failed" if self.probe_error else "ok"
+
+    @property
+    def endpoint_kind(self) -> str:
+        """white-box / black-box as the probe found it; "" before a successful probe."""
+        return (self.capability or {}).get("kind", "") if self.probe_state == "ok" else ""
+
+    def endpoint_spec(self) -> dict:
+        """The plain dict ml.endpoints.spec.EndpointSpec.from_dict takes (no key: only its env name)."""
+        return {"base_url": self.endpoint_url, "model": self.served_model, "api_key_env": self.api_key_env,
+                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "rate_limit_per_s": self.rate_limit_per_s}
 
 
 class Split(models.TextChoices):

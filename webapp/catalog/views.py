@@ -3,6 +3,7 @@ prompt sets (upload → validate → preview → commit, and browse)."""
 import json
 import secrets
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -11,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp.catalog import importers, prompt_imports, selectors
-from webapp.catalog.forms import ModelVersionForm, PromptUploadForm
+from webapp.catalog.forms import EndpointForm, ModelVersionForm, PromptUploadForm
 from webapp.catalog.models import PromptSet
 from webapp.catalog.services import model_version_register, prompt_content_hash
 from webapp.projects.models import Role
@@ -33,10 +34,17 @@ def catalog_home(request, project):
         else:
             messages.success(request, f"Registered {version.name} ({version.parameter_count or '?'} parameters).")
             return redirect("catalog_home", slug=project.slug)
-    context = {"project": project, "role": request.role, "form": form, "upload_form": PromptUploadForm(),
+    return catalog_page(request, project, form=form)
+
+
+def catalog_page(request, project, *, form=None, endpoint_form=None, status=200):
+    """The catalog page, with whichever registration form was posted bound (and its errors shown)."""
+    context = {"project": project, "role": request.role, "form": form or ModelVersionForm(project=project),
+               "endpoint_form": endpoint_form or EndpointForm(project=project),
+               "endpoint_hosts": settings.ENDPOINT_HOSTS, "upload_form": PromptUploadForm(),
                "model_versions": selectors.model_versions_for(project=project),
                "prompt_sets": selectors.prompt_sets_for(project=project)}
-    return render(request, "catalog/home.html", context)
+    return render(request, "catalog/home.html", context, status=status)
 
 
 @project_view(Role.RESEARCHER)

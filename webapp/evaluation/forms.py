@@ -3,7 +3,7 @@ evaluation to the annotators, and the loop's next round. Choices are limited to 
 from django import forms
 
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet, TeacherStage
-from webapp.catalog.selectors import weights_available
+from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label, weights_available
 
 JUDGE_CHOICES = [("teacher", "Teacher-judge"), ("oracle", "Oracle (demo tasks)"), ("humans", "Humans (blind, via the queue)")]
 TEACHER_JUDGE_CHOICES = [("generative", "Generative: asks the teacher A or B, both orders"),
@@ -44,7 +44,28 @@ class EvaluationForm(forms.Form):
         candidates = list(versions.exclude(role=ModelRole.TEACHER))
         self.fields["model_versions"].initial = [mv for mv in candidates if weights_available(mv)]
         self.fields["model_versions"].label_from_instance = (
-            lambda mv: f"{mv.name} · {mv.stage_label}" + ("" if weights_available(mv) else " (weights not found here)"))
+            lambda mv: version_label(mv) + ("" if mv.is_endpoint or weights_available(mv) else " (weights not found here)"))
+        for name in ("teacher", "teacher_dpo", "teacher_sft"):
+            self.fields[name].label_from_instance = version_label
+        self.endpoint_notes = endpoint_notes(versions.exclude(endpoint_url=""))
+
+    def clean(self):
+        """Endpoint versions only where their capability serves the use: the teacher and the compared
+        versions generate; the teacher-judge (or π_dpo and π_sft for the implicit reward) judges."""
+        cleaned = super().clean()
+        checks = [("teacher", cleaned.get("teacher"), "generation")]
+        checks += [("model_versions", mv, "generation") for mv in cleaned.get("model_versions") or []]
+        if "teacher" in (cleaned.get("judges") or []):
+            method = cleaned.get("teacher_judge")
+            if method == "implicit":
+                checks += [(f, cleaned.get(f), "judge:implicit_reward") for f in ("teacher_dpo", "teacher_sft")]
+            elif method:
+                checks.append(("teacher_judge", cleaned.get("teacher"), f"judge:{method}"))
+        for field, version, use in checks:
+            why = endpoint_refusal(version, use)
+            if why:
+                self.add_error(field, why)
+        return cleaned
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -73,5 +94,18 @@ class NextRoundForm(forms.Form):
         self.fields["teacher"].queryset = versions.filter(role=ModelRole.TEACHER)
         self.fields["prompt_set"].queryset = PromptSet.objects.filter(project=project)
         self.fields["student"].initial = latest_student
+        for name in ("student", "teacher"):
+            self.fields[name].label_from_instance = version_label
+        self.endpoint_notes = endpoint_notes(versions.exclude(endpoint_url=""))
         self.fields["teacher"].initial = self.fields["teacher"].queryset.first()
         self.fields["prompt_set"].initial = self.fields["prompt_set"].queryset.first()
+
+    def clean(self):
+        """A loop round generates with both models (its disagreement priority from the teacher's
+        token log-probs is the worker's to route: black-box teachers give none)."""
+        cleaned = super().clean()
+        for field in ("student", "teacher"):
+            why = endpoint_refusal(cleaned.get(field), "generation")
+            if why:
+                self.add_error(field, why)
+        return cleaned

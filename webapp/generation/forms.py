@@ -1,7 +1,10 @@
-"""The generation job form: which model versions, which prompts, k samples and sampling parameters."""
+"""The generation job form: which model versions, which prompts, k samples and sampling parameters.
+Endpoint versions are marked in the picker, with what each can serve; one that cannot generate (probe
+pending or failed, chat refused) is refused at submit time."""
 from django import forms
 
 from webapp.catalog.models import ModelVersion, PromptSet
+from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
 
 
 class GenerationJobForm(forms.Form):
@@ -20,5 +23,13 @@ class GenerationJobForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Imported datasets' stand-in versions (source "import:…") name where answers came from; no weights.
         self.fields["model_versions"].queryset = ModelVersion.objects.filter(project=project).exclude(source__startswith="import:")
-        self.fields["model_versions"].label_from_instance = lambda mv: f"{mv.name} ({mv.role} · {mv.stage_label})"
+        self.fields["model_versions"].label_from_instance = lambda mv: f"{mv.role}: {version_label(mv)}"
         self.fields["prompt_set"].queryset = PromptSet.objects.filter(project=project)
+        self.endpoint_notes = endpoint_notes(self.fields["model_versions"].queryset.exclude(endpoint_url=""))
+
+    def clean_model_versions(self):
+        versions = self.cleaned_data["model_versions"]
+        refusals = [why for why in (endpoint_refusal(mv, "generation") for mv in versions) if why]
+        if refusals:
+            raise forms.ValidationError(refusals)
+        return versions

@@ -1,12 +1,14 @@
 """The launch form, built from ml.config: one field per dataclass field of the chosen method, with its
 help text, bounds and choices from the field metadata, and validation by `config_from_dict` itself,
 so the browser and the worker accept exactly the same configs. ADPA+ nests two stage configs; their
-fields are named `dckd.<name>` / `adpa.<name>`."""
+fields are named `dckd.<name>` / `adpa.<name>`. Endpoint teachers are marked in the pickers with what
+each can serve; a method an endpoint's capability cannot serve is refused at submit time."""
 from django import forms
 
 from ml.config import ConfigError, config_from_dict, config_schema, config_to_dict
 from webapp.annotation.models import PreferenceSnapshot
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet
+from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
 from webapp.training.models import Method
 
 CONFIG_PREFIX = "cfg:"
@@ -75,6 +77,9 @@ class RunForm(forms.Form):
         self.fields["student"].queryset = models.filter(role=ModelRole.STUDENT)
         for name in ("teacher", "teacher_sft", "teacher_dpo"):
             self.fields[name].queryset = models.filter(role=ModelRole.TEACHER)
+            self.fields[name].label_from_instance = version_label
+        self.fields["student"].label_from_instance = version_label
+        self.endpoint_notes = endpoint_notes(models.filter(role=ModelRole.TEACHER).exclude(endpoint_url=""))
         defaults = config_to_dict(config_from_dict(method, config or {}))
         self.config_names = []
         for dotted, entry, initial in _flatten(config_schema(method), defaults):
@@ -116,7 +121,28 @@ class RunForm(forms.Form):
                 field = CONFIG_PREFIX + exc.field if exc.field and CONFIG_PREFIX + exc.field in self.fields else None
                 self.add_error(field, str(exc))
         self._check_eval_cadence(cleaned)
+        self._check_endpoint_teachers(cleaned)
         return cleaned
+
+    def _check_endpoint_teachers(self, cleaned) -> None:
+        """Each endpoint teacher picked must serve this method (ml.endpoints.spec.methods_for). Two rules
+        on top: DPO's teacher reference scores log-probs in the loss (loaded weights), and π_dpo cannot
+        be trained from an endpoint π_sft, so an endpoint π_sft needs its π_dpo endpoint picked too."""
+        config = cleaned.get("config") or {}
+        for field in ("teacher", "teacher_sft", "teacher_dpo"):
+            version = cleaned.get(field)
+            why = endpoint_refusal(version, self.method)
+            if why:
+                self.add_error(field, why)
+            elif version is not None and version.is_endpoint and self.method == "dpo" and field == "teacher" \
+                    and config.get("reference") == "teacher":
+                self.add_error(field, f"{version.name} is an endpoint: DPO with reference=teacher needs the teacher's "
+                                      "weights in the loss; use reference=student, or a teacher with weights.")
+        sft, dpo = cleaned.get("teacher_sft"), cleaned.get("teacher_dpo")
+        if self.method in ("dckd", "adpa", "adpa_plus") and sft is not None and sft.is_endpoint and dpo is None \
+                and "teacher_sft" not in self.errors:
+            self.add_error("teacher_dpo", f"{sft.name} is an endpoint: π_dpo cannot be trained from it here. Register "
+                                          "the teacher's π_dpo endpoint too and pick it as Teacher π_dpo.")
 
     def _check_eval_cadence(self, cleaned) -> None:
         every, config = cleaned.get("eval_every_steps") or 0, cleaned.get("config")
