@@ -94,6 +94,8 @@ class CheckpointEvaluator:
         if not prompts:
             raise ValueError(f"prompt set {run.eval_prompt_set.name!r} has no eval-split prompts")
         source = run.teacher or run.teacher_sft
+        if getattr(source, "is_endpoint", False):
+            source = None  # an endpoint teacher has no weights here: the sample goes without teacher answers or judge
         teacher = load_model(source.source, revision=source.revision or None) if source else None
         inputs = [p.messages or p.text for p in prompts]
         teacher_answers = [o[0].text for o in generate(teacher.model, teacher.tokenizer, inputs, k=1, temperature=0.0,

@@ -2,7 +2,8 @@
 commit), and its lifecycle steps (claim, progress, finish, cancel, rerun, reap: webapp.lifecycle). The worker turns each
 comparison into plain items (`judge_job_items`) and stores verdicts through
 services.teacher_judgement_record. Progress goes to the researchers' judging group (events.py):
-{"event": "judge.progress", "job", "status", "done", "total", "eta" (s left or null), "error"}, and the judge socket sends
+{"event": "judge.progress", "job", "status", "done", "total", "eta" (s left or null), "error", "unparseable"
+(comparisons whose endpoint judge answer could not be read)}, and the judge socket sends
 the recent jobs on connect."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -63,12 +64,13 @@ def judge_job_cancel(*, job: JudgeJob) -> str:
 
 def judge_job_rerun(*, job: JudgeJob) -> JudgeJob:
     """failed / cancelled → queued; the rerun judges every comparison again (replacing this judge's verdicts)."""
-    return JOBS.rerun(job, progress_done=0)
+    return JOBS.rerun(job, progress_done=0, unparseable=0)
 
 
 def progress_message(job: JudgeJob) -> dict:
     return {"event": "judge.progress", "job": job.pk, "status": job.status, "done": job.progress_done,
-            "total": job.progress_total, "eta": lifecycle.eta_seconds(job), "error": job.error}
+            "total": job.progress_total, "eta": lifecycle.eta_seconds(job), "error": job.error,
+            "unparseable": job.unparseable}
 
 
 def judge_jobs_snapshot(*, project, limit: int = 50) -> dict:

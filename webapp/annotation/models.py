@@ -212,6 +212,8 @@ class JudgeJob(Job):
     beta = models.FloatField(default=0.01)
     comparison_ids = models.JSONField(default=list)
     judge_name = models.CharField(max_length=300, blank=True)
+    unparseable = models.PositiveIntegerField(default=0, help_text="Comparisons whose judge answer could not be read "
+                                              "(endpoint judges): no verdict stored, never counted as a tie.")
 
     class Meta(Job.Meta):
         constraints = [

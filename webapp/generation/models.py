@@ -18,6 +18,8 @@ class GenerationJob(Job):
     top_p = models.FloatField(default=1.0)
     max_new_tokens = models.PositiveIntegerField(default=64)
     seed = models.IntegerField(default=0)
+    usage = models.JSONField(default=dict, blank=True, help_text="Endpoint versions' token and request counts, "
+                             "{version id: {prompt_tokens, completion_tokens, requests, retries}}, summed over attempts.")
 
     class Meta(Job.Meta):
         constraints = [

@@ -1,5 +1,6 @@
 """Reads for generation pages: a project's jobs, one job's results grouped by prompt, and the
-prompts that have generations from given model versions (what comparisons are built from)."""
+prompts that have generations from given model versions (what comparisons are built from), and an
+endpoint's token usage per model version."""
 from collections import defaultdict
 
 from django.db.models import Count
@@ -24,6 +25,13 @@ def job_results(*, job, prompt_ids: list) -> list[dict]:
     for generation in generations:
         grouped[generation.prompt_id].append(generation)
     return [{"prompt": gens[0].prompt, "generations": gens} for pid in prompt_ids if (gens := grouped.get(pid))]
+
+
+def job_usage(*, job) -> list[dict]:
+    """[{model, prompt_tokens, completion_tokens, requests, retries}] for the job's endpoint versions."""
+    names = dict(job.model_versions.values_list("id", "name"))
+    return [{"model": names.get(int(version_id), f"model version {version_id}"), **counts}
+            for version_id, counts in sorted((job.usage or {}).items(), key=lambda item: int(item[0]))]
 
 
 def job_prompt_ids(*, job) -> list[int]:

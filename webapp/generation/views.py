@@ -36,7 +36,8 @@ def generation_job_detail(request, project, job_id):
     page = Paginator(selectors.job_prompt_ids(job=job), 20).get_page(request.GET.get("page"))
     results = selectors.job_results(job=job, prompt_ids=list(page))
     return render(request, "generation/job_detail.html", {"project": project, "role": request.role, "job": job,
-                                                           "page": page, "results": results, "progress": _progress(job)})
+                                                           "page": page, "results": results, "progress": _progress(job),
+                                                           "usage": selectors.job_usage(job=job)})
 
 
 def _progress(job) -> dict:

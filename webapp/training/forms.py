@@ -10,6 +10,7 @@ from webapp.annotation.models import PreferenceSnapshot
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet
 from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
 from webapp.training.models import Method
+from webapp.training.monitor import DEFAULT_SAMPLE_SIZE, REFERENCE_EVALUATIONS, detectable_drop
 
 CONFIG_PREFIX = "cfg:"
 
@@ -62,8 +63,12 @@ class RunForm(forms.Form):
     eval_every_steps = forms.IntegerField(
         min_value=0, initial=0, required=False, label="Checkpoint evaluation: every N steps",
         help_text="0 = off. Needs checkpoints at those steps: save_every_steps must divide N.")
-    eval_sample_size = forms.IntegerField(min_value=1, max_value=2000, initial=32, required=False, label="Checkpoint evaluation: prompts",
-                                          help_text="Held-out prompts per evaluation (a fixed sample).")
+    eval_sample_size = forms.IntegerField(
+        min_value=1, max_value=2000, initial=DEFAULT_SAMPLE_SIZE, required=False, label="Checkpoint evaluation: prompts",
+        help_text="Held-out prompts per evaluation (a fixed sample, capped at the set's eval-split size). Every "
+                  "checkpoint evaluation answers, scores and judges each one: the default detects a 10-point fall "
+                  f"and costs about {DEFAULT_SAMPLE_SIZE // 32}x the time of 32 prompts, which detect only a "
+                  f"{detectable_drop(32) * 100:.0f}-point fall.")
     eval_judge = forms.ChoiceField(choices=[("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"),
                                             ("none", "No judge")], initial="likelihood", required=False, label="Checkpoint evaluation: judge",
                                    help_text="Win rate against the teacher, both presentation orders.")
@@ -143,6 +148,18 @@ class RunForm(forms.Form):
                 and "teacher_sft" not in self.errors:
             self.add_error("teacher_dpo", f"{sft.name} is an endpoint: π_dpo cannot be trained from it here. Register "
                                           "the teacher's π_dpo endpoint too and pick it as Teacher π_dpo.")
+
+    def eval_power(self) -> dict:
+        """The smallest fall in the ground truth the teacher-hacking badge catches at the chosen sample
+        size (80% power, between two of REFERENCE_EVALUATIONS evaluations), and `unit`, the same at
+        one prompt, from which the page rescales it as the number changes (the drop goes as 1/sqrt(n))."""
+        value = self["eval_sample_size"].value()
+        try:
+            size = max(1, int(value)) if value not in (None, "") else DEFAULT_SAMPLE_SIZE
+        except (TypeError, ValueError):
+            size = DEFAULT_SAMPLE_SIZE
+        return {"size": size, "drop_points": f"{100 * detectable_drop(size):.1f}", "unit": detectable_drop(1),
+                "evaluations": REFERENCE_EVALUATIONS}
 
     def _check_eval_cadence(self, cleaned) -> None:
         every, config = cleaned.get("eval_every_steps") or 0, cleaned.get("config")

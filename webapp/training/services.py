@@ -251,6 +251,14 @@ def teacher_dpo_register(*, run: TrainingRun, base, source) -> ModelVersion:
     return version
 
 
+def teacher_endpoint_use(*, run: TrainingRun, version: ModelVersion) -> None:
+    """An endpoint teacher serves a DCKD run as its DPO teacher as it is (nothing can train an
+    endpoint into a π_dpo): the run's π_dpo points at the endpoint version, so its lineage and the
+    model card name the endpoint."""
+    TrainingRun.objects.filter(id=run.id).update(teacher_dpo=version)
+    run.teacher_dpo = version
+
+
 def runs_reap_stale(*, now=None) -> int:
     """Fails running runs whose heartbeat went silent (webapp.lifecycle). Returns how many."""
     ids = lifecycle.jobs_reap_stale(TrainingRun, now=now)

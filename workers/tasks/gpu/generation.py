@@ -1,13 +1,18 @@
 """The generation job on the gpu queue: claim the job, load each model version in turn, answer the
 job's prompts in chunks (stored as they finish, so progress is real and a cancel or crash keeps the
 finished chunks), publish progress, finish. A rerun skips the chunks an earlier attempt stored, and
-never duplicates a sample. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
+never duplicates a sample. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's.
+An endpoint model version (workers.endpoints) answers through its server, a few prompts at a time
+(its concurrency), each chunk stored as it arrives, so an endpoint that dies mid-job (the client's
+retries exhausted) fails the job with the reason and a rerun asks only for the missing prompts; its
+token usage is recorded on the job, summed over attempts."""
 from celery import shared_task
 from django.conf import settings
 
 from ml.backends import generator_for
 from webapp.generation import selectors, services
 from webapp.lifecycle import stop_unless_go
+from workers import endpoints
 
 CHUNK = 16  # prompts per stored chunk: small enough for a lively progress bar
 
@@ -19,28 +24,40 @@ def run_generation_job(job_id: int) -> str:
 
 def _generate(job, attempt: int) -> None:
     prompts = list(services.job_prompts(job).values_list("id", "text", "messages"))
-    versions, total, done = list(job.model_versions.all()), len(prompts) * job.model_versions.count(), 0
+    versions, total, done = list(job.model_versions.order_by("id")), len(prompts) * job.model_versions.count(), 0
+    usage = dict(job.usage or {})
     for version in versions:
         stored = selectors.job_prompts_answered(job=job, model_version=version)
-        loaded = None
+        size = endpoints.concurrency(version) if endpoints.is_endpoint(version) else CHUNK
+        loaded, earlier = None, usage.get(str(version.id))
         try:
-            for start in range(0, len(prompts), CHUNK):
-                chunk = [p for p in prompts[start:start + CHUNK] if p[0] not in stored]
+            for start in range(0, len(prompts), size):
+                chunk = [p for p in prompts[start:start + size] if p[0] not in stored]
                 if chunk:
-                    loaded = loaded or generator_for(version.source, revision=version.revision or None,
-                                                     backend=settings.GENERATION_BACKEND)  # HF, or vLLM on GPU hosts
+                    loaded = loaded or _generator(version)
                     outputs = loaded.generate([messages or text for _, text, messages in chunk],
                                               k=job.k, temperature=job.temperature, top_p=job.top_p,
                                               max_new_tokens=job.max_new_tokens, seed=job.seed + start)
                     services.generations_store(job=job, model_version=version, prompt_ids=[p[0] for p in chunk],
                                                outputs=[[_plain(o) for o in samples] for samples in outputs],
                                                seed=job.seed + start)
-                done += len(prompts[start:start + CHUNK])
-                stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total))
+                done += len(prompts[start:start + size])
+                if loaded is not None and endpoints.is_endpoint(version):
+                    usage[str(version.id)] = endpoints.usage_add(earlier, endpoints.usage_of(loaded))
+                stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total,
+                                                                **({"usage": usage} if usage else {})))
         finally:
             if loaded is not None:
                 loaded.close()  # a vLLM engine's GPU memory back before the next model (or a cancelled job's end)
 
 
+def _generator(version):
+    """HF, vLLM on GPU hosts (settings.GENERATION_BACKEND), or the version's endpoint."""
+    if endpoints.is_endpoint(version):
+        return endpoints.generator(version)
+    return generator_for(version.source, revision=version.revision or None, backend=settings.GENERATION_BACKEND)
+
+
 def _plain(output) -> dict:
-    return {"text": output.text, "token_count": len(output.token_ids), "token_logps": [round(x, 4) for x in output.token_logps]}
+    logps = [round(x, 4) for x in output.token_logps]
+    return {"text": output.text, "token_count": len(output.token_ids) or len(logps), "token_logps": logps}

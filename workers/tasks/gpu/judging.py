@@ -2,7 +2,9 @@
 judge each comparison with ml.judges (the generative judge sees both presentation orders), store
 each verdict with its probability and the judge's identity, publish progress. A k-way comparison
 is judged pair by pair and ranked by ml.pipeline.rank_by_mean_win. The lifecycle (claim, heartbeat,
-cancel, finish) is webapp.lifecycle's."""
+cancel, finish) is webapp.lifecycle's. An endpoint teacher (workers.endpoints) judges generatively
+through its server (both orders, ml.endpoints.judge); an answer it gives that cannot be read stores
+no verdict for that comparison and is counted on the job (`unparseable`), never taken for a tie."""
 from itertools import combinations
 
 from celery import shared_task
@@ -12,6 +14,7 @@ from ml.modeling import load_model
 from ml.pipeline import rank_by_mean_win
 from webapp.annotation import judging, services
 from webapp.lifecycle import stop_unless_go
+from workers import endpoints
 
 CHUNK = 8  # comparisons per stored chunk
 
@@ -22,19 +25,25 @@ def run_judge_job(job_id: int) -> str:
 
 
 def _judge_all(job, attempt: int) -> None:
-    judge, done = _judge(job), 0
+    judge, done, unparseable = _judge(job), 0, 0
     for start in range(0, len(job.comparison_ids), CHUNK):
         items = judging.judge_job_items(job=job, ids=job.comparison_ids[start:start + CHUNK])
         pairs = [(item, a, b) for item in items for a, b in combinations(range(len(item["candidates"])), 2)]
         verdicts = judge_pairs(judge, [JudgeItem(item["prompt"], item["candidates"][a][1], item["candidates"][b][1])
                                        for item, a, b in pairs])
         for item in items:
-            _store(job, item, [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item])
+            mine = [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item]
+            if any(v.details.get("unparseable") for _, _, v in mine):
+                unparseable += 1  # no verdict: the comparison stays open for people
+                continue
+            _store(job, item, mine)
         done += len(job.comparison_ids[start:start + CHUNK])
-        stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done))
+        stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done, unparseable=unparseable))
 
 
 def _judge(job):
+    if endpoints.is_endpoint(job.teacher) or endpoints.is_endpoint(job.reference):
+        return endpoints.judge(job.teacher if endpoints.is_endpoint(job.teacher) else job.reference, method=job.method)
     teacher = load_model(job.teacher.source, revision=job.teacher.revision or None)
     if job.method == "implicit_reward":
         reference = load_model(job.reference.source, revision=job.reference.revision or None)

@@ -4,7 +4,9 @@ position 0) whose queue priority is the teacher-student disagreement (ml.pipelin
 the mean per-token KL(teacher || student) over the student's answer), so people see the student's
 weakest answers first. The round records the student's and teacher's oracle accuracy on those
 prompts. The answers come from the generation backend (settings.GENERATION_BACKEND), as in
-evaluations. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's."""
+evaluations. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's. An endpoint
+teacher (workers.endpoints) answers through its server; with no teacher weights here, the
+comparisons keep their prompt order (priority 0) and the round says so (`teacher_signals`)."""
 from celery import shared_task
 from django.conf import settings
 
@@ -17,6 +19,7 @@ from webapp.evaluation.loop_services import JOBS, loop_comparison_store, loop_ro
 from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import generation_record
 from webapp.lifecycle import stop_unless_go
+from workers import endpoints
 
 
 @shared_task(name="workers.tasks.gpu.loop.run_round")
@@ -40,9 +43,13 @@ def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
         stop_unless_go(loop_round_progress(loop_round=loop_round, attempt=attempt, stage=stage, done=offset + done,
                                            total=total))
 
-    outputs, loaded = answers_and_model(model_version.source, [_input(p) for p in prompts],
-                                        revision=model_version.revision or None, backend=settings.GENERATION_BACKEND,
-                                        load=load_model, max_new_tokens=64, batch_size=16, on_progress=on_progress)
+    if endpoints.is_endpoint(model_version):
+        outputs, loaded = endpoints.greedy_answers(model_version, [_input(p) for p in prompts], max_new_tokens=64,
+                                                   on_progress=on_progress), None
+    else:
+        outputs, loaded = answers_and_model(model_version.source, [_input(p) for p in prompts],
+                                            revision=model_version.revision or None, backend=settings.GENERATION_BACKEND,
+                                            load=load_model, max_new_tokens=64, batch_size=16, on_progress=on_progress)
     generations = [generation_record(prompt=p, model_version=model_version, text=o.text, token_count=len(o.token_ids),
                                      token_logps=[round(x, 4) for x in o.token_logps], origin="loop")
                    for p, o in zip(prompts, outputs)]
@@ -59,16 +66,18 @@ def _run(loop_round: LoopRound, attempt: int) -> dict:
     student, student_generations = _answers(loop_round, attempt, loop_round.student, prompts, "student answers",
                                             len(prompts), total)
     student_texts = [g.text for g in student_generations]
-    signals = token_signals(teacher, student, [_input(p) for p in prompts], student_texts)
+    signals = (token_signals(teacher, student, [_input(p) for p in prompts], student_texts) if teacher is not None and student is not None
+               else endpoints.no_teacher_signals(len(prompts)))
     created = 0
     for prompt, mine, theirs, signal in zip(prompts, student_generations, teacher_generations, signals):
         if mine.text.strip() == theirs.text.strip():
             continue  # identical answers teach nothing
         loop_comparison_store(loop_round=loop_round, prompt=prompt, teacher_generation=theirs, student_generation=mine,
-                              disagreement=disagreement_priority(signal["mean_kl"], signal["teacher_logp"]))
+                              disagreement=disagreement_priority(signal["mean_kl"], signal["teacher_logp"] or []))
         created += 1
     kls = [s["mean_kl"] for s in signals if s["mean_kl"] is not None]
     return {"prompts": len(prompts), "comparisons": created, "agreed": len(prompts) - created,
             "student_oracle_accuracy": _accuracy(prompts, student_texts),
             "teacher_oracle_accuracy": _accuracy(prompts, [g.text for g in teacher_generations]),
-            "mean_disagreement": sum(kls) / len(kls) if kls else None}
+            "mean_disagreement": sum(kls) / len(kls) if kls else None,
+            **({"teacher_signals": "none (endpoint teacher: no weights in the worker)"} if teacher is None else {})}

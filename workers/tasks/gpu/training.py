@@ -5,7 +5,12 @@ ended through webapp services: cancelled with a resumable checkpoint, failed wit
 succeeded with a new student model version. DCKD/ADPA/ADPA+ without a π_dpo first get one trained
 from π_sft on the snapshot (β=0.01) from the stage cache (ml.pipeline: built once per content hash,
 atomically); an ADPA+ run reuses an earlier run's DCKD stage found by key in the stage index (teacher
-signals and student generations are cached by content hash inside ml.teacher_signals)."""
+signals and student generations are cached by content hash inside ml.teacher_signals).
+An endpoint teacher (workers.endpoints, issue 17) is never loaded here: DCKD reads its top-K signals
+from the server (ml.endpoints.signals, cached under DATA_DIR/cache/signals) and hands them to the
+recipe; nothing can train an endpoint, so there is no π_dpo stage: the endpoint is the DPO teacher as
+it is, which the run's stage line and its π_dpo (lineage, model card) say. Methods the endpoint's
+capability cannot serve, or that the worker does not run on an endpoint yet, fail with the reason."""
 import dataclasses
 import os
 import socket
@@ -27,10 +32,12 @@ from ml.recipes.hooks import Hooks, TrainResult
 from webapp.training import services
 from webapp.training.models import TrainingRun
 from webapp.training.progress import RunRecorder
+from workers import endpoints
 from workers.checkpoint_evaluator import CheckpointEvaluator
 from workers.launch import train_distributed
 
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
+ON_ENDPOINT = ("dckd",)  # methods this worker runs with an endpoint teacher
 
 
 def _stages() -> Path:
@@ -86,6 +93,8 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     out_dir = services.run_dir(run.id)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorder.stage(f"loading {len(pairs)} preference pairs from {run.snapshot.name}")
+    if (endpoint := endpoint_teacher(run, config)) is not None:
+        return _train_on_endpoint(run, config, pairs, endpoint, out_dir, recorder, evaluator)
     if run.method in ("adpa", "adpa_plus"):
         resolve(settings.GENERATION_BACKEND)  # an explicit vllm that cannot run fails now, not after π_dpo
     pi_dpo = _teacher_dpo(run, config, pairs, recorder) if run.method in NEEDS_PI_DPO else None
@@ -114,6 +123,61 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     checkpoints.scan(force=True)
     if run.method == "adpa_plus":
         dckd_stage_publish(config, pairs, **dckd_inputs)
+    return result
+
+
+def endpoint_teacher(run: TrainingRun, config):
+    """The endpoint version this run would take its teacher from (π_dpo, else π_sft, else the teacher,
+    as the method uses them), checked: raises EndpointRefused when its capability cannot serve the
+    method or the worker does not run the method on an endpoint. None for a run on weights."""
+    if run.method in NEEDS_PI_DPO:
+        used = [run.teacher_dpo] if run.teacher_dpo is not None else [run.teacher_sft or run.teacher]
+        used += [run.teacher_sft] if run.method in ("adpa", "adpa_plus") else []
+    elif run.method in ("kd", "taid") or getattr(config, "target", "") == "teacher" \
+            or getattr(config, "reference", "") == "teacher":
+        used = [run.teacher]
+    else:
+        return None  # the method reads no teacher
+    endpoint = next((version for version in used if endpoints.is_endpoint(version)), None)
+    if endpoint is None:
+        return None
+    endpoints.check_use(endpoint, run.method)
+    if run.method not in ON_ENDPOINT:
+        raise endpoints.EndpointRefused(
+            f"{run.get_method_display()} with the endpoint teacher {endpoint.name} is not run by the worker yet "
+            f"(it runs {', '.join(m.upper() for m in ON_ENDPOINT)} on endpoint signals); use a teacher with weights")
+    return endpoint
+
+
+def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: RunRecorder, evaluator) -> TrainResult:
+    """DCKD on an endpoint teacher's top-K signals: no π_dpo stage (the endpoint is the DPO teacher),
+    the signals from the server into the cache, then the recipe with signals= (no teacher load)."""
+    from ml.endpoints.signals import precompute_dckd_endpoint
+    from ml.modeling import load_tokenizer
+
+    recorder.stage(f"DPO teacher: the endpoint {endpoint.name}, as it is (no π_dpo stage: an endpoint cannot be "
+                   "trained); its top-K signals from the server")
+    services.teacher_endpoint_use(run=run, version=endpoint)
+    signals = precompute_dckd_endpoint(endpoints.client_for(endpoint), pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
+                                       cache_dir=settings.DATA_DIR / "cache" / "signals", top_k=config.top_k,
+                                       max_length=config.max_length, temperature=config.temperature)
+    recorder.stage(f"training ({run.get_method_display()}) on {endpoint.name}'s endpoint signals"
+                   + (f", resuming at step {run.resume_from.step}" if run.resume_from else ""))
+    checkpoints = _CheckpointScanner(run, out_dir, evaluator)
+
+    def on_progress(event):
+        recorder.progress(**dataclasses.asdict(event))
+        checkpoints.scan()
+
+    hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
+    resume_from = run.resume_from.path if run.resume_from else None
+    models = {"student": _ref(run.student), "signals": str(getattr(signals, "path", signals))}
+    if (processes := num_processes_of(config)) > 1:
+        result = train_distributed(run.method, config_to_dict(config), pairs, out_dir, hooks, num_processes=processes,
+                                   resume_from=resume_from, **models)
+    else:
+        result = recipe_for(run.method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
+    checkpoints.scan(force=True)
     return result
 
 

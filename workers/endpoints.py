@@ -1,0 +1,107 @@
+"""The gpu worker's bridge to teacher endpoints (ml.endpoints, issue 17): whether a model version is
+served by an OpenAI-compatible endpoint instead of weights on disk, and the client, generator and
+judge built from its spec. The API key is read from this worker's environment by name (the spec
+carries only the variable's name), never from the database. A use the endpoint's probed capability
+cannot serve is refused here with the reason ml.endpoints.spec.methods_for gives, so a job fails
+with a sentence instead of half-running; no teacher weights are ever loaded for an endpoint."""
+import dataclasses
+
+
+class EndpointRefused(ValueError):
+    """The endpoint version cannot serve this use (unprobed, black-box for a token-level method ...)."""
+
+
+def is_endpoint(version) -> bool:
+    return bool(version is not None and getattr(version, "is_endpoint", False))
+
+
+def spec_of(version):
+    from ml.endpoints.spec import EndpointSpec
+
+    return EndpointSpec.from_dict(version.endpoint_spec())
+
+
+def client_for(version):
+    from ml.endpoints.client import EndpointClient
+
+    return EndpointClient(spec_of(version))
+
+
+def check_use(version, use: str) -> None:
+    """Raises EndpointRefused unless methods_for(version.capability) allows `use` ("generation",
+    "judge:generative", a training method ...), with its reason."""
+    from ml.endpoints.spec import methods_for
+
+    rows = {name: (allowed, why) for name, allowed, why in methods_for(getattr(version, "capability", None))}
+    allowed, why = rows.get(use, (False, f"{use} is not something an endpoint can serve"))
+    if not allowed:
+        raise EndpointRefused(f"{version.name} is an endpoint teacher and cannot serve {use}: {why}")
+
+
+def generator(version):
+    """An EndpointGenerator (ml.backends.Generator) for an endpoint version, its use checked first."""
+    from ml.endpoints.generation import EndpointGenerator
+
+    check_use(version, "generation")
+    return EndpointGenerator(spec_of(version))
+
+
+def judge(version, *, method: str = "generative"):
+    """The generative judge on an endpoint. The likelihood and implicit-reward judges score
+    sequences with the teacher's weights in this worker, so an endpoint refuses them."""
+    if method != "generative":
+        raise EndpointRefused(f"{version.name} is an endpoint teacher: the {method} judge scores responses with the "
+                              "teacher's weights in the worker; an endpoint judges generatively only")
+    from ml.endpoints.judge import EndpointJudge
+
+    check_use(version, "judge:generative")
+    return EndpointJudge(client_for(version))
+
+
+def concurrency(version) -> int:
+    return max(1, int(getattr(version, "concurrency", 0) or 1))
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "requests", "retries")
+
+
+def usage_of(thing) -> dict:
+    """Token and request counters of an endpoint client (or of a generator/judge holding one), as a
+    plain dict of ints; {} when there are none."""
+    usage = getattr(thing, "usage", None)
+    if usage is None and getattr(thing, "client", None) is not None:
+        usage = getattr(thing.client, "usage", None)
+    if usage is None:
+        return {}
+    if dataclasses.is_dataclass(usage):
+        usage = dataclasses.asdict(usage)
+    elif not isinstance(usage, dict):
+        usage = {key: getattr(usage, key, 0) for key in USAGE_KEYS}
+    return {key: int(usage.get(key, 0) or 0) for key in USAGE_KEYS}
+
+
+def usage_add(earlier: dict | None, now: dict) -> dict:
+    """An attempt's counters on top of what earlier attempts recorded."""
+    earlier = earlier or {}
+    return {key: int(earlier.get(key, 0)) + int(now.get(key, 0)) for key in USAGE_KEYS}
+
+
+def greedy_answers(version, inputs: list, *, max_new_tokens: int, on_progress=None) -> list:
+    """One greedy answer per input from an endpoint version (as ml.pipeline.greedy_answers gives
+    for weights), asked a few at a time (its concurrency) so on_progress(done, total) moves."""
+    answers, size = [], concurrency(version)
+    with generator(version) as endpoint:
+        for start in range(0, len(inputs), size):
+            outputs = endpoint.generate(inputs[start:start + size], k=1, temperature=0.0, top_p=1.0,
+                                        max_new_tokens=max_new_tokens, seed=0)
+            answers += [samples[0] for samples in outputs]
+            if on_progress is not None:
+                on_progress(len(answers), len(inputs))
+    return answers
+
+
+def no_teacher_signals(count: int) -> list[dict]:
+    """Per-answer signal rows when the teacher is an endpoint: its weights are not here to read
+    per-token log-probs or KL from, so the heatmap says "not available" and priorities fall back."""
+    return [{"tokens": [], "teacher_logp": None, "kl": None, "advantage": None, "mean_kl": None}
+            for _ in range(count)]
