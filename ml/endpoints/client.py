@@ -241,17 +241,19 @@ class EndpointClient:
         return self.request("POST", f"{self.base_url}/chat/completions", {"model": self.spec.model, **payload})
 
     def tokenize(self, text: str | None = None, *, messages: list[dict] | None = None,
-                 add_special_tokens: bool = True, add_generation_prompt: bool = True) -> list[int]:
+                 add_special_tokens: bool | None = None, add_generation_prompt: bool = True) -> list[int]:
         """Token ids from vLLM's /tokenize (server root): of `text`, or of `messages` rendered by the
-        server's chat template (add_generation_prompt: ending with the assistant's turn opener)."""
+        server's chat template (add_generation_prompt: ending with the assistant's turn opener).
+        add_special_tokens None = the server's default (vLLM: True for text, False for messages)."""
         if (text is None) == (messages is None):
             raise ValueError("tokenize takes text or messages, not both")
         payload = {"model": self.spec.model}
         if messages is None:
-            payload.update(prompt=text, add_special_tokens=add_special_tokens)
+            payload["prompt"] = text
         else:
-            payload.update(messages=messages, add_generation_prompt=add_generation_prompt,
-                           add_special_tokens=add_special_tokens)
+            payload.update(messages=messages, add_generation_prompt=add_generation_prompt)
+        if add_special_tokens is not None:
+            payload["add_special_tokens"] = add_special_tokens
         return [int(t) for t in self.request("POST", f"{self.root_url}/tokenize", payload)["tokens"]]
 
     def detokenize(self, ids: list[int]) -> str:
@@ -263,8 +265,8 @@ class EndpointClient:
             should_stop: Callable[[], bool] | None = None) -> list:
         """[fn(item) for item in items], at most spec.concurrency at a time. `on_result(index, result)`
         runs in the CALLER's thread as each result arrives (any order), so it may use the caller's
-        database connection. The first error cancels what has not started and is raised once the
-        running calls end; results delivered before it stay delivered. `should_stop()` (checked as
+        database connection. The first error stops submitting and is raised once the running calls
+        end; every call that succeeded, before or after it, is still delivered. `should_stop()` (checked as
         results arrive) stops submitting; items never run get None in the returned list."""
         items = list(items)
         results: list = [None] * len(items)
@@ -286,7 +288,7 @@ class EndpointClient:
                         error = error or future.exception()
                         continue
                     results[index] = future.result()
-                    if on_result is not None and error is None:
+                    if on_result is not None:
                         on_result(index, results[index])
                 if error is not None:
                     next_index = len(items)

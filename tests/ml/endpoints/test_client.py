@@ -148,7 +148,7 @@ def test_map_raises_first_error_and_keeps_delivered_results():
         return x
     with pytest.raises(EndpointUnavailable, match="boom"):
         client.map(work, range(6), on_result=lambda i, r: delivered.append(i))
-    assert delivered[:2] == [0, 1] and 2 not in delivered
+    assert {0, 1} <= set(delivered) and 2 not in delivered and len(delivered) <= 3  # 0, 1 and maybe 3 (in flight)
 
 
 def test_map_stops_submitting_when_asked():
