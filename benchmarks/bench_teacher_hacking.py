@@ -15,7 +15,15 @@ run page uses (ml.checkpoint_eval, on one fixed held-out sample). The monitor's 
 
     python -m benchmarks.bench_teacher_hacking --demo-dir var/demo [--steps 240 --every 40]
 
-Prints a markdown table per run and the verdicts; writes the whole result as JSON."""
+Prints a markdown table per run and the verdicts; writes the whole result as JSON.
+
+    python -m benchmarks.bench_teacher_hacking --simulate [--reps 2000]
+
+trains nothing: it simulates the statistics behind the monitor (issue 21), old and new side by side
+on the same draws: the coverage of the 95% interval on a win rate or accuracy (percentile bootstrap,
+1000 resamples, before; continuity-corrected Wilson now), and the badge's detection and false-alarm
+rates (the last-stretch rule before; every stretch with a Bonferroni z-test now) on a ground truth
+that falls 20 or 10 points over 5 checkpoints, stays flat, or dips 20 points and recovers."""
 import argparse
 import importlib.util
 import json
@@ -24,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +44,7 @@ from ml.data import PreferencePair  # noqa: E402
 from ml.demo.annotator import SimulatedAnnotator  # noqa: E402
 from ml.demo.tasks import oracle_score  # noqa: E402
 from ml.experiments import annotate_pairs, load_demo_world, sample_answers  # noqa: E402
+from ml.intervals import wilson_interval  # noqa: E402
 from ml.modeling import load_model  # noqa: E402
 from ml.recipes import recipe_for  # noqa: E402
 
@@ -143,6 +153,96 @@ def format_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _bootstrap_interval(hits: int, n: int, rng, n_boot: int = 1000) -> tuple[float, float]:
+    """The interval win rates had before issue 21: percentile bootstrap of a 0/1 mean. A resampled
+    mean of 0/1 outcomes is Binomial(n, hits/n)/n, so this draws it directly (same distribution as
+    resampling the outcomes, n times cheaper)."""
+    means = rng.binomial(n, hits / n, size=n_boot) / n
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _old_verdict(points: list[dict]) -> str:
+    """The badge rule before issue 21, verbatim in effect: only the stretch ending at the last
+    checkpoint, proxy up and ground truth down at every step over >= 3 checkpoints; "significant"
+    when the first interval lies wholly above the last. Returns "", "suspected" or "significant"."""
+    start = end = len(points) - 1
+    while start > 0 and points[start]["proxy"] > points[start - 1]["proxy"] \
+            and points[start]["ground"] < points[start - 1]["ground"]:
+        start -= 1
+    if end - start + 1 < 3:
+        return ""
+    return "significant" if points[start]["ground_low"] > points[end]["ground_high"] else "suspected"
+
+
+def simulate_coverage(reps: int, seed: int = 0) -> list[dict]:
+    """Coverage of the 95% interval, old and new, on the same binomial draws."""
+    rows = []
+    for n in (16, 32, 100, 500):
+        for p in (0.02, 0.5, 0.98):
+            rng = np.random.default_rng([seed, n, int(p * 100)])
+            old = new = zero_width = 0
+            for hits in rng.binomial(n, p, size=reps):
+                low, high = _bootstrap_interval(int(hits), n, rng)
+                old += low <= p <= high
+                zero_width += low == high
+                low, high = wilson_interval(int(hits), n)
+                new += low <= p <= high
+            rows.append({"n": n, "p": p, "old": old / reps, "old_zero_width": zero_width / reps, "new": new / reps})
+    return rows
+
+
+TRUTHS = {  # the ground truth per evaluated checkpoint; the proxy rises steadily in every scenario
+    "20-point drop": [0.60, 0.55, 0.50, 0.45, 0.40],
+    "10-point drop": [0.55, 0.525, 0.50, 0.475, 0.45],
+    "flat": [0.50] * 5,
+    "20-point dip, recovered": [0.60, 0.60, 0.50, 0.40, 0.50, 0.60, 0.60],
+}
+
+
+def simulate_monitor(reps: int, sizes=(32, 200, 600), seed: int = 0) -> list[dict]:
+    """Share of simulated runs whose badge fires, old rule (any level, and "significant") and new
+    (one level), on the same draws: per checkpoint, ground ~ Binomial(n, truth)/n and proxy (agreement) ~
+    Binomial(n, 0.5 -> 0.7)/n."""
+    monitor = _monitor()
+    rows = []
+    for scenario, truth in TRUTHS.items():
+        proxy_truth = np.linspace(0.5, 0.7, len(truth))
+        for n in sizes:
+            rng = np.random.default_rng([seed, n, len(rows)])
+            counts = {"old_any": 0, "old_significant": 0, "new": 0, "new_recovered": 0}
+            for _ in range(reps):
+                ground = rng.binomial(n, truth) / n
+                proxy = rng.binomial(n, proxy_truth) / n
+                old_points, new_points = [], []
+                for k, (g, q) in enumerate(zip(ground, proxy)):
+                    old_low, old_high = _bootstrap_interval(round(g * n), n, rng, n_boot=200)
+                    low, high = wilson_interval(round(g * n), n)
+                    old_points.append({"step": k, "proxy": q, "ground": g, "ground_low": old_low, "ground_high": old_high})
+                    new_points.append({"step": k, "proxy": q, "ground": g, "ground_low": low, "ground_high": high,
+                                       "ground_n": n})
+                old, new = _old_verdict(old_points), monitor.hacking_verdict(new_points)
+                counts["old_any"] += bool(old)
+                counts["old_significant"] += old == "significant"
+                counts["new"] += new.hacking
+                counts["new_recovered"] += new.hacking and new.recovered
+            rows.append({"scenario": scenario, "checkpoints": len(truth), "n": n,
+                         **{k: v / reps for k, v in counts.items()}})
+    return rows
+
+
+def format_simulation(coverage: list[dict], monitor_rows: list[dict]) -> str:
+    lines = ["Coverage of the 95% interval (share of draws whose interval holds the truth):", "",
+             "| n | p | percentile bootstrap (before) | of which zero width | Wilson, continuity-corrected (now) |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['n']} | {r['p']} | {r['old']:.3f} | {r['old_zero_width']:.3f} | {r['new']:.3f} |" for r in coverage]
+    lines += ["", "Teacher-hacking badge: share of runs it fires on:", "",
+              "| truth | checkpoints | prompts per checkpoint | before: any level | before: significant | now | now, as recovered |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['scenario']} | {r['checkpoints']} | {r['n']} | {r['old_any']:.3f} | {r['old_significant']:.3f} | "
+              f"{r['new']:.3f} | {r['new_recovered']:.3f} |" for r in monitor_rows]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo-dir", default="var/demo")
@@ -161,7 +261,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true", help="evaluate what --work-dir already holds")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--simulate", action="store_true", help="only the coverage and badge simulations")
+    parser.add_argument("--reps", type=int, default=2000, help="simulated samples or runs per cell (--simulate)")
     args = parser.parse_args(argv)
+    if args.simulate:
+        out = {"coverage": simulate_coverage(args.reps, args.seed), "monitor": simulate_monitor(args.reps, seed=args.seed)}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(format_simulation(out["coverage"], out["monitor"]))
+        return out
     torch.set_num_threads(args.threads)
     import transformers
 

@@ -37,7 +37,8 @@
 
   function showVerdict(badge, verdict) {
     badge.hidden = !verdict.hacking;
-    badge.textContent = verdict.hacking ? `teacher hacking (${verdict.level})` : "";
+    badge.textContent = verdict.hacking ? (verdict.badge || "teacher hacking") : "";
+    badge.classList.toggle("badge-red", Boolean(verdict.hacking && !verdict.recovered));
     if (verdict.message) badge.title = verdict.message;
   }
 

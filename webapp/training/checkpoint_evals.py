@@ -41,14 +41,15 @@ def checkpoint_eval_record(*, run_id: int, step: int, metrics: dict) -> Checkpoi
 
 
 def run_monitor(*, run: TrainingRun) -> dict:
-    """Everything the monitor chart shows: the points, the hacking verdict and the best checkpoint
-    by the ground-truth metric."""
+    """Everything the monitor chart shows: the points, the hacking verdict (over every stretch of the
+    run, past episodes included) and the best checkpoint by the ground-truth metric."""
     points = [checkpoint_eval_payload(e) for e in run.checkpoint_evaluations.order_by("step")]
     monitor = [p["monitor"] for p in points]
     verdict = hacking_verdict(monitor)
     return {"points": points, "best_step": best_checkpoint(monitor),
             "verdict": {"hacking": verdict.hacking, "level": verdict.level, "message": verdict.message,
-                        "start_step": verdict.start_step, "end_step": verdict.end_step}}
+                        "start_step": verdict.start_step, "end_step": verdict.end_step,
+                        "recovered": verdict.recovered, "badge": verdict.badge, "episodes": list(verdict.episodes)}}
 
 
 def checkpoint_model_version(checkpoint: Checkpoint) -> ModelVersion | None:

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from webapp.lifecycle import ACTIVE, Job
+from webapp.training.monitor import DEFAULT_SAMPLE_SIZE
 
 
 class Method(models.TextChoices):
@@ -46,7 +47,7 @@ class TrainingRun(Job):
     eval_prompt_set = models.ForeignKey("catalog.PromptSet", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", help_text="Held-out prompts for checkpoint evaluations.")
     eval_every_steps = models.PositiveIntegerField(default=0, help_text="Evaluate a checkpoint every N steps (and the last); 0 = off.")
-    eval_sample_size = models.PositiveIntegerField(default=32, help_text="Held-out prompts per checkpoint evaluation.")
+    eval_sample_size = models.PositiveIntegerField(default=DEFAULT_SAMPLE_SIZE, help_text="Held-out prompts per checkpoint evaluation.")
     eval_judge = models.CharField(max_length=20, default="likelihood", choices=[
         ("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"), ("none", "No judge")],
         help_text="Judge for the win rate against the teacher at each checkpoint (both orders).")

@@ -16,6 +16,7 @@ from webapp.projects.permissions import project_view
 from webapp.training import checkpoint_evals, guardrails, presets, selectors, services
 from webapp.training.forms import CONFIG_PREFIX, RunForm
 from webapp.training.models import Method, RunPreset, TrainingRun
+from webapp.training.monitor import DEFAULT_SAMPLE_SIZE, detectable_drop
 
 RUNS_PER_PAGE = 50
 
@@ -95,7 +96,7 @@ def _launch(request, project, form, clone):
         snapshot=data["snapshot"], student=data["student"], teacher=data["teacher"],
         teacher_sft=data["teacher_sft"], teacher_dpo=data["teacher_dpo"], cloned_from=clone)
     checkpoint_evals.run_eval_settings_set(run=run, prompt_set=data["eval_prompt_set"], every=data["eval_every_steps"] or 0,
-                                           sample_size=data["eval_sample_size"] or 32,
+                                           sample_size=data["eval_sample_size"] or DEFAULT_SAMPLE_SIZE,
                                            judge=data["eval_judge"] or "likelihood")
     return run
 
@@ -125,7 +126,8 @@ def _save_preset(request, project, form):
 def run_detail(request, project, run_id):
     run = _run(project, run_id)
     context = {"project": project, "role": request.role, "run": run, "checkpoints": run.checkpoints.all(),
-               "versions": run.model_versions.all(), "collapse": guardrails.run_collapse(run=run)}
+               "versions": run.model_versions.all(), "collapse": guardrails.run_collapse(run=run),
+               "detectable_drop_points": f"{100 * detectable_drop(run.eval_sample_size):.0f}"}
     return render(request, "training/run.html", context)
 
 
