@@ -2,6 +2,7 @@
 (webapp/catalog/prompt_imports.py holds the rules; this task only claims and runs it), and probing an
 endpoint model version (ml.endpoints.probe) with the API key only this worker's environment holds."""
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -10,6 +11,7 @@ from celery import shared_task
 from django.conf import settings
 
 from ml.endpoints.client import EndpointClient, EndpointError
+from ml.endpoints.probe import probe
 from ml.endpoints.spec import EndpointSpec, check_endpoint_url
 from webapp.catalog.endpoints import endpoint_probe_store
 from webapp.catalog.models import ModelVersion, PromptImport
@@ -38,8 +40,6 @@ def probe_endpoint(model_version_id: int) -> str:
     try:  # the host rule again, here: the allow-list may have shrunk since the registration
         check_endpoint_url(version.endpoint_url, settings.ENDPOINT_HOSTS)
         spec = dataclasses.replace(EndpointSpec.from_dict(version.endpoint_spec()), max_retries=PROBE_RETRIES)
-        from ml.endpoints.probe import probe
-
         with EndpointClient(spec) as client:
             capability = probe(client)
     except (EndpointError, ValueError) as exc:  # messages name the key's variable, never its value
@@ -50,6 +50,7 @@ def probe_endpoint(model_version_id: int) -> str:
         endpoint_probe_store(model_version_id=version.pk, error=_without_key(error, version))
         log.warning("probe of model version %s failed unexpectedly: %s", version.pk, type(exc).__name__)
         return "failed"
+    capability = json.loads(_without_key(json.dumps(capability), version))  # server texts in its notes
     endpoint_probe_store(model_version_id=version.pk, capability=capability)
     return capability.get("kind", "probed")
 

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.django_db
 VALID = {"name": "big-teacher", "role": "teacher", "stage": "base", "endpoint_url": "http://127.0.0.1:8765",
          "served_model": "demo-teacher", "api_key_env": "DISTILLERY_ENDPOINT_KEY_TEST", "concurrency": 4,
          "timeout_s": 30, "rate_limit_per_s": 0}
-WHITE = {"kind": WHITE_BOX, "chat": True, "top_logprobs_max": 20, "prompt_logprobs": True,
+WHITE = {"kind": WHITE_BOX, "chat": True, "top_logprobs_max": 20, "prompt_logprobs": 50, "tokenizer_fingerprint": "ab" * 32,
          "model": {"id": "demo-teacher", "root": "/models/teacher", "max_model_len": 512}}
-BLACK = {"kind": BLACK_BOX, "chat": True, "top_logprobs_max": 5, "prompt_logprobs": False, "model": {"id": "gpt-x"}}
+BLACK = {"kind": BLACK_BOX, "chat": True, "top_logprobs_max": 5, "prompt_logprobs": 0, "model": {"id": "gpt-x"},
+         "notes": {"tokenize": "404 Not Found"}}
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ def test_model_page_shows_the_capability_and_what_it_allows(client_for, project,
     version = _endpoint(project, WHITE)
     page = client_for(researcher).get(f"/p/{project.slug}/catalog/models/{version.pk}/").content.decode()
     assert "http://127.0.0.1:8765/v1" in page and "demo-teacher" in page and "DISTILLERY_ENDPOINT_KEY_TEST" in page
-    assert "<strong>white-box</strong>" in page and "top_logprobs up to 20" in page and "prompt_logprobs yes" in page
+    assert "<strong>white-box</strong>" in page and "top_logprobs up to 20" in page and "prompt_logprobs top-50 per position" in page
     assert "/models/teacher" in page and "max length 512" in page and "probed " in page
     assert "TAID interpolates full teacher logits" in page  # refused, with the reason
     catalog = client_for(researcher).get(f"/p/{project.slug}/catalog/").content.decode()

@@ -39,5 +39,5 @@ def test_catalog_shows_a_trained_students_method_as_its_stage(client_for, projec
     ModelVersion.objects.create(project=project, name="s-dckd", role="student", source="org/s", method="adpa_plus")
     ModelVersion.objects.create(project=project, name="t-sft", role="teacher", source="org/t", stage="sft")
     html = client_for(researcher).get(f"/p/{project.slug}/catalog/").content.decode()
-    assert "<td>s-dckd</td><td>student</td><td>after ADPA+</td>" in html
-    assert "<td>t-sft</td><td>teacher</td><td>After SFT (π_sft)</td>" in html
+    assert ">s-dckd</a></td><td>student</td><td>after ADPA+</td>" in html
+    assert ">t-sft</a></td><td>teacher</td><td>After SFT (π_sft)</td>" in html
