@@ -2,10 +2,15 @@
 the probe queued after commit and stored, Probe again, the model page, and every form that picks a
 teacher marking endpoint versions and refusing a method their capability cannot serve. No server is
 needed here (tests/webapp/catalog/test_endpoint_probe.py talks to real ones)."""
+import httpx
 import pytest
+from django.core.exceptions import ValidationError
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ml.endpoints.spec import BLACK_BOX, WHITE_BOX
-from webapp.catalog.endpoints import endpoint_probe_store, endpoint_register
+from webapp.catalog.endpoints import endpoint_probe_store, endpoint_register, endpoint_url_check
 from webapp.catalog.models import ModelVersion
 from webapp.celery import app
 
@@ -114,7 +119,6 @@ def test_key_variable_name_refusals(client_for, project, researcher, hosts, sent
 
 
 def test_the_service_refuses_too_and_the_database_constraint_backs_it(project, hosts, sent):
-    from django.core.exceptions import ValidationError
     from django.db import IntegrityError, transaction
 
     with pytest.raises(ValidationError) as caught:
@@ -262,3 +266,26 @@ def test_pages_that_pick_a_teacher_list_what_each_endpoint_allows(client_for, pr
         page = client.get(f"/p/{project.slug}/{url}").content.decode()
         assert 'id="endpoint-uses"' in page and "hosted" in page and "endpoint · black-box" in page, url
         assert "no log-probabilities of given tokens" in page, url  # the why, not just a no
+
+
+HOSTISH = ["127.0.0.1", "127.0.0.1:8765", "localhost", "[::1]", "127.0.0.1@evil.test", "evil.test@127.0.0.1",
+           "127.0.0.1.evil.test", "127.1", "2130706433", "0x7f.0.0.1", "127.0.0.1%2f@evil.test", "127.0.0.1\\@evil.test",
+           "evil.test#@127.0.0.1", "evil.test?@127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "\t127.0.0.1", "ǀ27.0.0.1"]
+
+
+@given(url=st.text(max_size=40) | st.builds("{}://{}{}".format, st.sampled_from(["http", "https", "HTTP", "ftp", "", "gopher"]),
+                                             st.sampled_from(HOSTISH), st.sampled_from(["", "/", "/v1", "/x/../v1", "/v1?a",
+                                                                                        "/%0d%0a", "/ v1", "#x"])))
+@hsettings(max_examples=300, deadline=None, database=None)
+def test_no_url_gets_past_the_allow_list_to_another_host(url):
+    """Whatever is typed, a URL the check accepts reaches 127.0.0.1 as httpx (the client) parses it."""
+    from django.test import override_settings
+
+    with override_settings(ENDPOINT_HOSTS=["127.0.0.1"]):
+        try:
+            normalised = endpoint_url_check(url)
+        except ValidationError:
+            return
+    parsed = httpx.URL(normalised)
+    assert parsed.host == "127.0.0.1" and parsed.userinfo == b"" and not parsed.query and not parsed.fragment
+    assert parsed.scheme in ("http", "https") and normalised.endswith("/v1")
