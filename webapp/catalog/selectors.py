@@ -55,18 +55,29 @@ def weights_available(model_version: ModelVersion) -> bool:
     hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
     return (hub / ("models--" + source.replace("/", "--"))).is_dir()
 
+# Uses the capability would allow but the workers do not run on an endpoint yet: refused with this
+# reason until they do (drop an entry when its worker path lands).
+NOT_YET_ON_ENDPOINTS = {
+    "judge:likelihood": "the judge workers ask endpoints generatively only; use the generative judge",
+    "judge:implicit_reward": "the judge workers ask endpoints generatively only; use the generative judge",
+    "adpa": "ADPA's token advantages are not computed from endpoints yet; use DCKD",
+    "adpa_plus": "ADPA+'s token advantages are not computed from endpoints yet; use DCKD",
+}
+
 
 def endpoint_uses(model_version: ModelVersion) -> list[tuple[str, bool, str]]:
     """(use or method, allowed, why) for an endpoint version, from ml.endpoints.spec.methods_for on its
-    probed capability; while the probe is pending or after it failed, nothing is allowed and the
-    reason says so. [] for a version with weights (everything its loader supports)."""
+    probed capability, less NOT_YET_ON_ENDPOINTS; while the probe is pending or after it failed,
+    nothing is allowed and the reason says so. [] for a version with weights."""
     state = model_version.probe_state
     if not state:
         return []
     if state == "failed":
         why = f"the last probe failed ({model_version.probe_error[:160]}); probe it again"
         return [(name, False, why) for name, _, _ in methods_for(None)]
-    return methods_for(model_version.capability if state == "ok" else None)
+    rows = methods_for(model_version.capability if state == "ok" else None)
+    return [(name, False, NOT_YET_ON_ENDPOINTS[name]) if ok and name in NOT_YET_ON_ENDPOINTS else (name, ok, why)
+            for name, ok, why in rows]
 
 
 def endpoint_refusal(model_version, use: str) -> str | None:

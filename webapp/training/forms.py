@@ -84,6 +84,9 @@ class RunForm(forms.Form):
             self.fields[name].queryset = models.filter(role=ModelRole.TEACHER)
             self.fields[name].label_from_instance = version_label
         self.fields["student"].label_from_instance = version_label
+        if method == "dckd":
+            self.fields["teacher_dpo"].help_text += (" An endpoint teacher picked as π_sft or teacher is used as it is "
+                                                     "as the DPO teacher (no π_dpo stage trains from an endpoint).")
         self.endpoint_notes = endpoint_notes(models.filter(role=ModelRole.TEACHER).exclude(endpoint_url=""))
         defaults = config_to_dict(config_from_dict(method, config or {}))
         self.config_names = []
@@ -130,9 +133,10 @@ class RunForm(forms.Form):
         return cleaned
 
     def _check_endpoint_teachers(self, cleaned) -> None:
-        """Each endpoint teacher picked must serve this method (ml.endpoints.spec.methods_for). Two rules
-        on top: DPO's teacher reference scores log-probs in the loss (loaded weights), and π_dpo cannot
-        be trained from an endpoint π_sft, so an endpoint π_sft needs its π_dpo endpoint picked too."""
+        """Each endpoint teacher picked must serve this method (ml.endpoints.spec.methods_for). On top:
+        DPO's teacher reference scores log-probs inside the loss (loaded weights). No π_dpo stage
+        trains from an endpoint: for DCKD the worker uses an endpoint π_sft (or teacher) itself as the
+        DPO teacher, and the page says so (endpoint_notes)."""
         config = cleaned.get("config") or {}
         for field in ("teacher", "teacher_sft", "teacher_dpo"):
             version = cleaned.get(field)
@@ -143,11 +147,6 @@ class RunForm(forms.Form):
                     and config.get("reference") == "teacher":
                 self.add_error(field, f"{version.name} is an endpoint: DPO with reference=teacher needs the teacher's "
                                       "weights in the loss; use reference=student, or a teacher with weights.")
-        sft, dpo = cleaned.get("teacher_sft"), cleaned.get("teacher_dpo")
-        if self.method in ("dckd", "adpa", "adpa_plus") and sft is not None and sft.is_endpoint and dpo is None \
-                and "teacher_sft" not in self.errors:
-            self.add_error("teacher_dpo", f"{sft.name} is an endpoint: π_dpo cannot be trained from it here. Register "
-                                          "the teacher's π_dpo endpoint too and pick it as Teacher π_dpo.")
 
     def eval_power(self) -> dict:
         """The smallest fall in the ground truth the teacher-hacking badge catches at the chosen sample

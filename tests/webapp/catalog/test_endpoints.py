@@ -220,10 +220,12 @@ def test_judge_form_refuses_likelihood_on_a_black_box_endpoint(project, hosts, s
     assert not form.is_valid()
     assert "no log-probabilities of given tokens" in str(form.errors["teacher"])
     assert JudgeJobForm({**data, "method": "generative"}, project=project).is_valid()
-    assert JudgeJobForm({**data, "teacher": white.pk}, project=project).is_valid()
+    white_likelihood = JudgeJobForm({**data, "teacher": white.pk}, project=project)  # allowed, not run by workers yet
+    assert not white_likelihood.is_valid() and "generatively only" in str(white_likelihood.errors["teacher"])
     weights = ModelVersion.objects.create(project=project, name="sft-w", role="teacher", stage="sft", source="org/sft")
     mixed = JudgeJobForm({**data, "teacher": white.pk, "reference": weights.pk, "method": "implicit_reward"}, project=project)
     assert not mixed.is_valid() and "two endpoints" in str(mixed.errors["reference"])
+    assert JudgeJobForm({**data, "teacher": weights.pk}, project=project).is_valid()  # weights: as before
 
 
 def test_evaluation_form_refuses_a_judge_the_teacher_cannot_serve(project, hosts, sent):
@@ -251,9 +253,13 @@ def test_training_form_refuses_token_level_methods_on_a_black_box_teacher(projec
     taid = RunForm({"student": student.pk, "teacher": white.pk}, project=project, method="taid")
     taid.is_valid()
     assert "TAID interpolates full teacher logits" in str(taid.errors["teacher"])
-    no_dpo = RunForm({"student": student.pk, "teacher_sft": white.pk}, project=project, method="dckd")
-    no_dpo.is_valid()
-    assert "π_dpo cannot be trained from it" in str(no_dpo.errors["teacher_dpo"])
+    as_dpo = RunForm({"student": student.pk, "teacher_sft": white.pk}, project=project, method="dckd")
+    as_dpo.is_valid()  # the worker uses the endpoint itself as the DPO teacher
+    assert not {"teacher_sft", "teacher_dpo"} & set(as_dpo.errors)
+    adpa = RunForm({"student": student.pk, "teacher_sft": white.pk, "teacher_dpo": white.pk}, project=project,
+                   method="adpa")
+    adpa.is_valid()
+    assert "not computed from endpoints yet" in str(adpa.errors["teacher_dpo"])
     sft = RunForm({"student": student.pk, "teacher": black.pk}, project=project, method="sft")
     sft.is_valid()
     assert "teacher" not in sft.errors  # text only: a black-box teacher serves sequence-level KD
