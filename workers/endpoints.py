@@ -43,7 +43,7 @@ def generator(version):
     from ml.endpoints.generation import EndpointGenerator
 
     check_use(version, "generation")
-    return EndpointGenerator(spec_of(version))
+    return EndpointGenerator(spec_of(version), capability=version.capability)
 
 
 def judge(version, *, method: str = "generative"):
@@ -101,7 +101,26 @@ def greedy_answers(version, inputs: list, *, max_new_tokens: int, on_progress=No
 
 
 def no_teacher_signals(count: int) -> list[dict]:
-    """Per-answer signal rows when the teacher is an endpoint: its weights are not here to read
-    per-token log-probs or KL from, so the heatmap says "not available" and priorities fall back."""
+    """Per-answer signal rows with nothing in them: the heatmap then says "not available"."""
     return [{"tokens": [], "teacher_logp": None, "kl": None, "advantage": None, "mean_kl": None}
             for _ in range(count)]
+
+
+def teacher_signals(version, tokenizer, prompts: list, responses: list) -> list[dict]:
+    """The endpoint teacher's log-prob of each token of each answer (ml.endpoints.signals, from
+    prompt_logprobs on the answer tokenized by `tokenizer`, the student's), for the heatmap and the
+    loop's priority; KL and advantage need the teacher's whole distribution, so they stay None. Empty
+    rows when the endpoint gives no prompt log-probs or does not share the tokenizer."""
+    from ml.endpoints.signals import check_tokenizer_alignment, endpoint_token_signals
+    from ml.modeling import TokenizerMismatchError
+
+    if tokenizer is None or not (getattr(version, "capability", None) or {}).get("prompt_logprobs"):
+        return no_teacher_signals(len(responses))
+    client = client_for(version)
+    try:
+        check_tokenizer_alignment(client, tokenizer, texts=list(responses[:2]), method="the token heatmap")
+        return endpoint_token_signals(client, tokenizer, prompts, responses)
+    except TokenizerMismatchError:
+        return no_teacher_signals(len(responses))
+    finally:
+        client.close()

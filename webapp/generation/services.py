@@ -63,6 +63,12 @@ def generations_store(*, job: GenerationJob, model_version, prompt_ids: list, ou
     return len(Generation.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500))
 
 
+def generation_job_usage_store(*, job: GenerationJob, usage: dict) -> None:
+    """The endpoint versions' token and request counts so far, {version id: counts}; written also when
+    an attempt fails, so the retries that preceded the failure are on the page."""
+    GenerationJob.objects.filter(pk=job.pk).update(usage=usage)
+
+
 def generation_job_cancel(*, job: GenerationJob) -> str:
     """Queued jobs stop at once; running ones at the next batch (cooperative)."""
     return JOBS.cancel(job)

@@ -7,8 +7,9 @@ The per-token teacher signals come from ml.token_heatmaps; the result refreshes 
 trigger run on the default queue (workers.tasks.evaluation). The answers come from the generation
 backend (settings.GENERATION_BACKEND: HF over the model the signals need anyway, or vLLM on its own
 engine, closed before the HF load). An endpoint teacher (workers.endpoints) answers through its
-server and judges generatively there; its weights are never loaded, so its per-token signals and KL
-to the teacher are left out (the heatmap says so)."""
+server and judges generatively there (an answer it gives that cannot be read stores no verdict and
+is counted in the results, never as a tie); its weights are never loaded: the heatmap's teacher
+log-probs come from the server's prompt log-probs where it gives them, KL to the teacher is left out."""
 from dataclasses import asdict
 
 from celery import shared_task
@@ -123,13 +124,18 @@ def _model_stats(prompts, stored, tokenizer) -> dict:
 def _judge(judge, teacher_mv, prompts, comparisons, candidate_texts, teacher_texts, progress):
     items = [JudgeItem(prompt_input(p), c, t) for p, c, t in zip(prompts, candidate_texts, teacher_texts)]
     verdicts = judge_pairs(judge, items, batch_size=8, on_progress=progress.stage("teacher-judge"))
+    unparseable = 0
     for comparison, verdict in zip(comparisons, verdicts):
+        if verdict.details.get("unparseable"):
+            unparseable += 1  # an endpoint judge's answer that could not be read: no verdict, not a tie
+            continue
         order = [item.generation_id for item in comparison.items.all()]
         services.machine_judgement_store(
             comparison=comparison, source="teacher", judge_name=verdict.judge, judge_model=teacher_mv,
             verdict=VERDICT[verdict_outcome(verdict)], probability=min(1.0, max(0.0, verdict.p_a_over_b)),
             shown_order=order if verdict.order != "both" else [order, order[::-1]],
             details={"order": verdict.order, **verdict.details})
+    return unparseable
 
 
 def _oracle(prompts, comparisons, candidate_outputs, teacher_outputs):
@@ -162,15 +168,17 @@ def _evaluate_candidate(evaluation, mv, ctx: dict) -> dict:
     texts, teacher_texts = [s.generation.text for s in stored], [s.generation.text for s in teacher_stored]
     inputs = [prompt_input(p) for p in prompts]
     signals = (token_signals(teacher, student, inputs, texts, dpo=ctx["dpo"], sft=ctx["sft"]) if teacher is not None
-               else endpoints.no_teacher_signals(len(texts)))
+               else endpoints.teacher_signals(evaluation.teacher, getattr(student, "tokenizer", None), inputs, texts))
     comparisons = _comparisons(evaluation, prompts, stored, teacher_stored, signals)
     progress.advance(len(prompts))
+    stats = {}
     if ctx["judge"] is not None:
-        _judge(ctx["judge"], evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
+        unparseable = _judge(ctx["judge"], evaluation.teacher, prompts, comparisons, texts, teacher_texts, progress)
+        stats.update({"teacher_judge_unparseable": unparseable} if unparseable else {})
     if "oracle" in evaluation.judges:
         _oracle(prompts, comparisons, stored, teacher_stored)
     progress.advance(len(prompts))
-    stats = _model_stats(prompts, stored, None)
+    stats.update(_model_stats(prompts, stored, None))
     stats["kl_to_teacher"] = (model_token_kl(teacher.model, student.model, teacher.tokenizer, list(zip(inputs, teacher_texts)))
                               if teacher is not None and student is not None and same_vocab(teacher, student) else None)
     return stats

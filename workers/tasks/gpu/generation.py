@@ -35,20 +35,35 @@ def _generate(job, attempt: int) -> None:
                 chunk = [p for p in prompts[start:start + size] if p[0] not in stored]
                 if chunk:
                     loaded = loaded or _generator(version)
-                    outputs = loaded.generate([messages or text for _, text, messages in chunk],
-                                              k=job.k, temperature=job.temperature, top_p=job.top_p,
-                                              max_new_tokens=job.max_new_tokens, seed=job.seed + start)
-                    services.generations_store(job=job, model_version=version, prompt_ids=[p[0] for p in chunk],
-                                               outputs=[[_plain(o) for o in samples] for samples in outputs],
-                                               seed=job.seed + start)
+                    _answer(job, version, loaded, chunk, seed=job.seed + start)
                 done += len(prompts[start:start + size])
-                if loaded is not None and endpoints.is_endpoint(version):
+                if loaded is not None and endpoints.is_endpoint(version):  # live on the page with the progress
                     usage[str(version.id)] = endpoints.usage_add(earlier, endpoints.usage_of(loaded))
-                stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total,
-                                                                **({"usage": usage} if usage else {})))
+                    services.generation_job_usage_store(job=job, usage=usage)
+                stop_unless_go(services.generation_job_progress(job=job, attempt=attempt, done=done, total=total))
         finally:
+            if loaded is not None and endpoints.is_endpoint(version):  # also when it failed: its retries count
+                usage[str(version.id)] = endpoints.usage_add(earlier, endpoints.usage_of(loaded))
+                services.generation_job_usage_store(job=job, usage=usage)
             if loaded is not None:
                 loaded.close()  # a vLLM engine's GPU memory back before the next model (or a cancelled job's end)
+
+
+def _answer(job, version, generator, chunk: list, *, seed: int) -> None:
+    """Answers one chunk and stores it. An endpoint hands each prompt's samples over as they arrive,
+    so when it fails mid-chunk (retries exhausted) the answers that did arrive are still stored."""
+    arrived = {}
+    options = {"k": job.k, "temperature": job.temperature, "top_p": job.top_p, "max_new_tokens": job.max_new_tokens,
+               "seed": seed}
+    try:
+        if endpoints.is_endpoint(version):
+            generator.generate([messages or text for _, text, messages in chunk], **options, on_result=arrived.__setitem__)
+        else:
+            arrived.update(enumerate(generator.generate([messages or text for _, text, messages in chunk], **options)))
+    finally:
+        if arrived:
+            services.generations_store(job=job, model_version=version, prompt_ids=[chunk[i][0] for i in sorted(arrived)],
+                                       outputs=[[_plain(o) for o in arrived[i]] for i in sorted(arrived)], seed=seed)
 
 
 def _generator(version):

@@ -58,7 +58,8 @@ def _store(job, item, verdicts) -> None:
     ids = [gid for gid, _ in item["candidates"]]
     details = {"identity": verdicts[0][2].judge, "order": verdicts[0][2].order,
                "pairs": [{"a": ids[a], "b": ids[b], "p_a_over_b": v.p_a_over_b, **v.details} for a, b, v in verdicts]}
-    shown = [ids, ids[::-1]] if verdicts[0][2].order == "both" else ids
+    order = verdicts[0][2].order  # "ab" or "ba": an endpoint judge read only that order
+    shown = [ids, ids[::-1]] if order == "both" else ids[::-1] if order == "ba" else ids
     if item["kind"] == "pairwise":
         services.teacher_judgement_record(comparison_id=item["comparison"], judge_name=job.judge_name, judge_model=job.teacher,
                                           probability=verdicts[0][2].p_a_over_b, outcome=verdict_outcome(verdicts[0][2]),

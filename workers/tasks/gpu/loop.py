@@ -5,8 +5,9 @@ the mean per-token KL(teacher || student) over the student's answer), so people 
 weakest answers first. The round records the student's and teacher's oracle accuracy on those
 prompts. The answers come from the generation backend (settings.GENERATION_BACKEND), as in
 evaluations. The lifecycle (claim, heartbeat, cancel, finish) is webapp.lifecycle's. An endpoint
-teacher (workers.endpoints) answers through its server; with no teacher weights here, the
-comparisons keep their prompt order (priority 0) and the round says so (`teacher_signals`)."""
+teacher (workers.endpoints) answers through its server; with no teacher weights here, the priority
+is the teacher's surprise at the student's answer, from the server's prompt log-probs where it gives
+them (else 0, prompt order), and the round says so (`teacher_signals`)."""
 from celery import shared_task
 from django.conf import settings
 
@@ -56,6 +57,16 @@ def _answers(loop_round, attempt, model_version, prompts, stage, offset, total):
     return loaded, generations
 
 
+def _signals(loop_round, teacher, student, inputs, student_texts) -> list[dict]:
+    """Per-token teacher signals over the student's answers: from the loaded models, or from an
+    endpoint teacher's server (teacher log-probs only), or none when the student is an endpoint."""
+    if teacher is not None and student is not None:
+        return token_signals(teacher, student, inputs, student_texts)
+    if teacher is None and student is not None:
+        return endpoints.teacher_signals(loop_round.teacher, student.tokenizer, inputs, student_texts)
+    return endpoints.no_teacher_signals(len(inputs))
+
+
 def _run(loop_round: LoopRound, attempt: int) -> dict:
     prompts = selectors.fresh_prompts(loop_round=loop_round)
     if not prompts:
@@ -66,8 +77,7 @@ def _run(loop_round: LoopRound, attempt: int) -> dict:
     student, student_generations = _answers(loop_round, attempt, loop_round.student, prompts, "student answers",
                                             len(prompts), total)
     student_texts = [g.text for g in student_generations]
-    signals = (token_signals(teacher, student, [_input(p) for p in prompts], student_texts) if teacher is not None and student is not None
-               else endpoints.no_teacher_signals(len(prompts)))
+    signals = _signals(loop_round, teacher, student, [_input(p) for p in prompts], student_texts)
     created = 0
     for prompt, mine, theirs, signal in zip(prompts, student_generations, teacher_generations, signals):
         if mine.text.strip() == theirs.text.strip():
@@ -80,4 +90,4 @@ def _run(loop_round: LoopRound, attempt: int) -> dict:
             "student_oracle_accuracy": _accuracy(prompts, student_texts),
             "teacher_oracle_accuracy": _accuracy(prompts, [g.text for g in teacher_generations]),
             "mean_disagreement": sum(kls) / len(kls) if kls else None,
-            **({"teacher_signals": "none (endpoint teacher: no weights in the worker)"} if teacher is None else {})}
+            **({"teacher_signals": "endpoint (teacher log-probs only, no KL)"} if teacher is None else {})}
