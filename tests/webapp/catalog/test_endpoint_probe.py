@@ -4,14 +4,13 @@ and a closed port, then against a real vLLM server (marker `vllm`). And the key'
 known value in DISTILLERY_ENDPOINT_KEY_TEST, no page the researcher can open, no log the tests
 collect and no row of any table holds it."""
 import functools
-import json
 import logging
 from pathlib import Path
 
-import httpx
 import pytest
 from django.db import connection
 
+from tests.webapp.catalog import fake_openai
 from tests.webapp.catalog.test_endpoints import VALID
 from webapp.catalog.endpoints import endpoint_register
 from webapp.catalog.models import ModelVersion
@@ -23,38 +22,8 @@ KEY_ENV = "DISTILLERY_ENDPOINT_KEY_TEST"
 SECRET = "sk-distillery-test-7f3a9c1e5b2d4068"
 
 
-def fake_vllm(key: str, *, echo_key_on_tokenize: bool = False):
-    """A MockTransport answering like vLLM with --api-key `key` (401 otherwise), serving demo-teacher
-    white-box: chat with top_logprobs, /tokenize, and prompt_logprobs on token-id prompts."""
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.path)
-        if request.headers.get("authorization") != f"Bearer {key}":
-            return httpx.Response(401, json={"error": "Unauthorized"})
-        body = json.loads(request.content or b"{}")
-        path = request.url.path
-        if path == "/v1/models":
-            return httpx.Response(200, json={"data": [{"id": "demo-teacher", "root": "/models/teacher",
-                                                       "max_model_len": 512, "owned_by": "vllm"}]})
-        if path == "/v1/chat/completions":
-            top = body.get("top_logprobs") or 0
-            logprobs = {"content": [{"token": "OK", "logprob": -0.1,
-                                     "top_logprobs": [{"token": f"t{i}", "logprob": -i} for i in range(top)]}]}
-            return httpx.Response(200, json={"choices": [{"message": {"content": "OK"}, "finish_reason": "stop",
-                                                          "logprobs": logprobs if body.get("logprobs") else None}]})
-        if path == "/tokenize":
-            if echo_key_on_tokenize:  # a server that echoes the request's header in an error
-                return httpx.Response(404, text=f"no tokenize for {request.headers.get('authorization')}")
-            return httpx.Response(200, json={"tokens": [ord(c) % 97 for c in body["prompt"]]})
-        if path == "/v1/completions":
-            k = body.get("prompt_logprobs") or 0
-            positions = [None] + [{str(j): {"logprob": -1.0, "rank": j + 1} for j in range(k)}
-                                  for _ in body["prompt"][1:]]
-            return httpx.Response(200, json={"choices": [{"text": "x", "prompt_logprobs": positions}]})
-        return httpx.Response(404, json={"error": "not found"})
-
-    return httpx.MockTransport(handler), seen
+def fake_vllm(key: str, **options):
+    return fake_openai.transport(key, **options)
 
 
 @pytest.fixture
