@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,11 @@ def service_env(embedded_services, django_db_setup, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     env.update({"DATABASE_URL": _test_database_url(embedded_services), "REDIS_URL": embedded_services["redis_url"],
                 "DJANGO_SETTINGS_MODULE": "webapp.settings", "DISTILLERY_DATA_DIR": str(data_dir),
-                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "DISTILLERY_PASSWORD_HASHERS": FAST_HASHER})
+                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "DISTILLERY_PASSWORD_HASHERS": FAST_HASHER,
+                # Endpoint model versions on 127.0.0.1 (fakes and the vLLM test server), and a key only
+                # the child processes hold, random per session, for the tests that grep for it.
+                "DISTILLERY_ENDPOINT_HOSTS": env.get("DISTILLERY_ENDPOINT_HOSTS") or "127.0.0.1",
+                "DISTILLERY_ENDPOINT_KEY_E2E": "sk-distillery-e2e-" + secrets.token_hex(12)})
     return env
 
 
