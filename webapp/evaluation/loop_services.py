@@ -14,6 +14,12 @@ from webapp.evaluation.models import LoopRound
 from webapp.evaluation.services import pair_comparison_store
 
 ROUND_TASK = "workers.tasks.gpu.loop.run_round"
+ONE_ACTIVE = "loopround_one_active_per_project"  # the constraint that keeps one round in progress
+IN_PROGRESS = "A round is already in progress; wait for it to finish, or cancel it."
+
+
+def _constraint(exc: IntegrityError) -> str:
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") or ""
 
 
 def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int, created_by=None) -> LoopRound:
@@ -29,7 +35,7 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
     # A crashed round (its worker died) must not block the next one until beat's reaper gets to it.
     loop_rounds_reap_stale()
     if LoopRound.objects.filter(project=project, status__in=lifecycle.ACTIVE).exists():
-        raise ValidationError("A round is already in progress; wait for it to finish, or cancel it.")
+        raise ValidationError(IN_PROGRESS)  # the common case, said early; the constraint decides races
     for _ in range(3):  # two researchers clicking at once race for the number: retry on the unique constraint
         number = (LoopRound.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         try:
@@ -39,7 +45,9 @@ def loop_round_start(*, project, student, teacher, prompt_set, prompt_count: int
                                                       created_by=created_by)
                 enqueue(ROUND_TASK, loop_round.id)
             return loop_round
-        except IntegrityError:
+        except IntegrityError as exc:
+            if _constraint(exc) == ONE_ACTIVE:
+                raise ValidationError(IN_PROGRESS) from None
             continue
     raise ValidationError("Could not number the round; try again.")
 
@@ -71,10 +79,13 @@ def loop_round_cancel(*, loop_round: LoopRound) -> str:
 
 def loop_round_rerun(*, loop_round: LoopRound) -> LoopRound:
     """failed / cancelled → queued (its number is kept); it answers fresh prompts again."""
-    with transaction.atomic():
-        if LoopRound.objects.filter(project=loop_round.project_id, status__in=lifecycle.ACTIVE).exclude(pk=loop_round.pk).exists():
-            raise ValidationError("A round is already in progress; wait for it to finish.")
-        return JOBS.rerun(loop_round, stage="queued (rerun)")
+    try:
+        with transaction.atomic():
+            return JOBS.rerun(loop_round, stage="queued (rerun)")
+    except IntegrityError as exc:
+        if _constraint(exc) != ONE_ACTIVE:
+            raise
+        raise ValidationError("A round is already in progress; wait for it to finish.") from None
 
 
 def loop_rounds_reap_stale() -> int:

@@ -62,6 +62,9 @@ class LoopRound(Job):
         constraints = [
             *Job.Meta.constraints,
             models.UniqueConstraint(fields=["project", "number"], name="loopround_unique_number"),
+            # Two starts at once (a double click, two researchers) leave one round running, not two.
+            models.UniqueConstraint(fields=["project"], condition=models.Q(status__in=["queued", "running"]),
+                                    name="loopround_one_active_per_project"),
         ]
 
     def __str__(self):
