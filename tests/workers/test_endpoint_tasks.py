@@ -19,6 +19,7 @@ from webapp.catalog.endpoints import endpoint_probe_store, endpoint_register
 from webapp.catalog.importers import parse_path, prompts_import
 from webapp.catalog.models import ModelVersion, Prompt, PromptSet
 from webapp.catalog.services import model_version_register
+from webapp.evaluation.models import Evaluation
 from webapp.generation import services
 from webapp.generation.models import Generation, GenerationJob
 from webapp.projects.services import project_create
@@ -53,6 +54,11 @@ def ledger(tmp_path, monkeypatch):
     path = tmp_path / "loads.jsonl"
     monkeypatch.setenv("DISTILLERY_LOAD_LEDGER", str(path))
     return lambda: [json.loads(line)["source"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def researcher_of(world):
+    return world["owner"]
 
 
 @pytest.fixture
@@ -144,3 +150,35 @@ def test_a_likelihood_judge_on_an_endpoint_fails_with_the_reason(world):
     assert run_judge_job(job.pk) == "failed"
     job.refresh_from_db()
     assert "endpoint" in job.error and "generatively only" in job.error
+
+
+def test_a_loop_round_takes_the_teacher_answers_from_the_endpoint(world, researcher_of, ledger):
+    from webapp.evaluation import loop_services
+    from workers.tasks.gpu.loop import run_round
+
+    loop_round = loop_services.loop_round_start(project=world["project"], student=world["student"], teacher=world["teacher"],
+                                                prompt_set=world["prompt_set"], prompt_count=3, created_by=researcher_of)
+    assert run_round(loop_round.id) == "succeeded"
+    loop_round.refresh_from_db()
+    assert Generation.objects.filter(model_version=world["teacher"], origin="loop").count() == 3
+    assert loop_round.stats["prompts"] == 3 and loop_round.stats["teacher_signals"].startswith("endpoint")
+    assert ledger() == [world["student"].source]  # only the student's weights
+
+
+def test_an_evaluation_against_an_endpoint_teacher(world, fake, researcher_of, ledger):
+    from webapp.evaluation import services as evaluation_services
+    from workers.tasks.gpu.evaluation import run_evaluation
+
+    fake.reply = lambda messages: "A" if "Which response" in messages[-1]["content"] else "42"
+    evaluation = evaluation_services.evaluation_create(
+        project=world["project"], name="vs endpoint", teacher=world["teacher"], model_versions=[world["student"]],
+        prompt_set=world["prompt_set"], judges=["teacher", "oracle"], created_by=researcher_of,
+        config={"split": "", "prompt_limit": 3, "teacher_judge": "generative", "max_new_tokens": 4})
+    assert run_evaluation(evaluation.id) == "succeeded", Evaluation.objects.get(pk=evaluation.id).error
+    evaluation.refresh_from_db()
+    assert evaluation.results["teacher_judge"].startswith("generative(endpoint=fake-teacher@")
+    teacher_verdicts = Judgement.objects.filter(comparison__evaluation=evaluation, source="teacher")
+    assert teacher_verdicts.count() == 3
+    assert all(j.verdict == "tie" for j in teacher_verdicts)  # "A" in both orders: a pure position bias
+    assert evaluation.results["models"][str(world["student"].pk)]["kl_to_teacher"] is None
+    assert ledger() == [world["student"].source]
