@@ -2,6 +2,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from webapp.projects.models import Role
 
@@ -13,7 +14,9 @@ class ProjectForm(forms.Form):
 
 
 class AddMemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    # The same rule as sign-up (letters, digits and @.+-_), so no name is made here that could not sign in.
+    username = forms.CharField(max_length=150, validators=[UnicodeUsernameValidator()],
+                               help_text="Letters, digits and @ . + - _ only.")
     password = forms.CharField(widget=forms.PasswordInput, required=False, help_text="Only for a new user.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)  # the least rights unless chosen
 

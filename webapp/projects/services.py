@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -45,7 +45,28 @@ def user_create(*, username: str, password: str, email: str = ""):
     if User.objects.filter(username=username).exists():
         raise ValidationError(f"The username {username!r} is taken.")
     validate_password(password, user=User(username=username, email=email))
-    return User.objects.create_user(username=username, password=password, email=email)
+    try:
+        with transaction.atomic():  # the unique username decides a race the check above let through
+            return User.objects.create_user(username=username, password=password, email=email)
+    except IntegrityError:
+        raise ValidationError(f"The username {username!r} is taken.") from None
+
+
+def member_add(*, project: Project, username: str, password: str, role: str) -> Membership:
+    """Adds a user to the project by name, creating them (with `password`) when new. Two adds of one
+    new name at once make one user: the loser of the unique-username race adds the winner's user."""
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        if not password:
+            raise ValidationError("A new user needs a password.")
+        try:
+            user = user_create(username=username, password=password)  # validates the password
+        except ValidationError:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                raise
+    return member_set_role(project=project, user=user, role=role)
 
 
 def invite_create(*, project: Project, role: str, created_by, days_valid: int = 7) -> Invite:

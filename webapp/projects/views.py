@@ -50,13 +50,7 @@ def project_members(request, project):
 
 
 def _add_member(project, data):
-    User = get_user_model()
-    user = User.objects.filter(username=data["username"]).first()
-    if user is None:
-        if not data["password"]:
-            raise ValidationError("A new user needs a password.")
-        user = services.user_create(username=data["username"], password=data["password"])  # validates it
-    services.member_set_role(project=project, user=user, role=data["role"])
+    services.member_add(project=project, username=data["username"], password=data["password"], role=data["role"])
 
 
 @require_POST
