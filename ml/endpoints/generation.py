@@ -11,8 +11,9 @@ What an output holds depends on the endpoint: a white-box (vLLM) server returns 
 filled like the HF backend's; a black-box one gives text (and log-probs where it offers them) but no
 ids: `token_ids` is then []. vLLM reports log-probs of the model's RAW distribution (before
 temperature) unless the server runs with --logprobs-mode processed_logprobs; the HF backend's are
-temperature-scaled, so compare the two only at temperature 1. finish_reason is the server's
-("stop", "length", or whatever else it says)."""
+temperature-scaled, so compare the two only at temperature 1. `text` is the server's own
+detokenization (vLLM's incremental detokenizer may put a space before a WordPiece vocabulary's first
+word, where HF's decode does not). finish_reason is the server's ("stop", "length", or whatever else)."""
 from __future__ import annotations
 
 import os
