@@ -40,11 +40,16 @@ class Comparison(models.Model):
     evaluation = models.ForeignKey("evaluation.Evaluation", null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons")
     loop_round = models.ForeignKey("evaluation.LoopRound", null=True, blank=True, on_delete=models.SET_NULL, related_name="comparisons")
     generations = models.ManyToManyField("generation.Generation", through="ComparisonItem", related_name="comparisons")
+    # Built comparisons (services.comparisons_build) only: their generation ids, sorted, comma-joined.
+    # Unique per project, so builds that race insert each set once (ON CONFLICT DO NOTHING).
+    build_key = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-priority", "id"]
         constraints = [
+            models.UniqueConstraint(fields=["project", "build_key"], condition=~models.Q(build_key=""),
+                                    name="comparison_unique_build_key"),
             models.CheckConstraint(condition=models.Q(required_annotations__gte=1), name="comparison_needs_annotators"),
             models.CheckConstraint(condition=models.Q(status__in=ComparisonStatus.values), name="comparison_status_valid"),
         ]
@@ -120,6 +125,21 @@ class Judgement(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["annotator", "-created_at"])]
+
+
+class PreferenceImport(models.Model):
+    """One imported preference dataset per (project, name): the row four concurrent uploads of one
+    file race for, so its votes are stored once (preference_store.preferences_import)."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="preference_imports")
+    dataset = models.CharField(max_length=80)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "dataset"], name="preferenceimport_unique_dataset")]
+
+    def __str__(self):
+        return f"import:{self.dataset}"
 
 
 class PreferenceSnapshot(models.Model):

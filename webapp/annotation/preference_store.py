@@ -9,12 +9,12 @@ import re
 from collections import Counter
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from webapp.annotation import events
 from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonKind, ComparisonSource, ComparisonStatus,
-                                      Judgement, JudgementSource, Verdict)
+                                      Judgement, JudgementSource, PreferenceImport, Verdict)
 from webapp.catalog.models import ModelVersion, Prompt, PromptSet
 from webapp.catalog.services import prompt_content_hash, prompts_bulk_create
 from webapp.generation.models import Generation
@@ -54,9 +54,12 @@ def preferences_import(*, project, dataset: str, rows: list) -> dict:
     dataset = dataset_name_check(dataset)
     same_dataset = Q(judge_name=f"import:{dataset}") | Q(judge_name__startswith=f"import:{dataset}:") | Q(
         judge_name__startswith=f"import:{dataset}#")
+    taken = ValidationError(f"Dataset {dataset!r} was already imported into this project; give this upload another name.")
     if Judgement.objects.filter(same_dataset, comparison__project=project, source=JudgementSource.IMPORTED).exists():
-        raise ValidationError(f"Dataset {dataset!r} was already imported into this project; give this upload another name.")
+        raise taken
     with transaction.atomic():
+        if not _claim_dataset(project, dataset):
+            raise taken  # another upload of this name got there first (it committed; or it is still writing)
         prompt_set, _ = PromptSet.objects.get_or_create(project=project, name=f"imported: {dataset}",
                                                         defaults={"description": f"Prompts of the imported dataset {dataset}."})
         prompt_rows = [{"text": r.prompt} if isinstance(r.prompt, str) else {"messages": r.prompt} for r in rows]
@@ -84,6 +87,15 @@ def preferences_import(*, project, dataset: str, rows: list) -> dict:
         events.counters_changed(project.pk)
     return {"comparisons": len(comparisons), "judgements": len(judgements), "prompt_set": prompt_set,
             "raters": len({j.judge_name for j in judgements})}
+
+
+def _claim_dataset(project, dataset: str) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on the unique (project, dataset): of four uploads of one file
+    at once, one stores it and the others wait for its commit and are refused (issue 22)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {PreferenceImport._meta.db_table} (project_id, dataset, created_at) VALUES (%s, %s, now()) "
+                       "ON CONFLICT (project_id, dataset) DO NOTHING RETURNING id", [project.pk, dataset])
+        return cursor.fetchone() is not None
 
 
 def _judgements(comparison, row, ids: list, dataset: str) -> list:

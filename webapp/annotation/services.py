@@ -42,14 +42,45 @@ def comparisons_build(*, project, generations, mode: str, required_annotations: 
     groups = [g for prompt_id in by_prompt for g in _groups(by_prompt[prompt_id], mode, kway_size)]
     groups = [g for g in groups if frozenset(x.pk for x in g) not in existing][:limit]
     kind = ComparisonKind.KWAY if mode == ComparisonSource.KWAY else ComparisonKind.PAIRWISE
+    planned = sorted(((build_key(g), g) for g in groups), key=lambda kg: kg[0])  # one lock order for racing builds
     with transaction.atomic():
-        comparisons = Comparison.objects.bulk_create([
-            Comparison(project=project, prompt_id=g[0].prompt_id, kind=kind, source=mode,
-                       required_annotations=required_annotations, priority=priority) for g in groups])
-        ComparisonItem.objects.bulk_create([ComparisonItem(comparison=c, generation=x, position=i)
-                                            for c, g in zip(comparisons, groups) for i, x in enumerate(g)])
-        events.counters_changed(project.pk)
+        made = _insert_new_sets([Comparison(project=project, prompt_id=g[0].prompt_id, kind=kind, source=mode, build_key=key,
+                                            required_annotations=required_annotations, priority=priority)
+                                 for key, g in planned])
+        comparisons = [made[key] for key, _ in planned if key in made]
+        ComparisonItem.objects.bulk_create([ComparisonItem(comparison=made[key], generation=x, position=i)
+                                            for key, g in planned if key in made for i, x in enumerate(g)])
+        if comparisons:
+            events.counters_changed(project.pk)
     return comparisons
+
+
+def build_key(generations) -> str:
+    """A built comparison's generation set, as the unique build_key column holds it."""
+    return ",".join(str(pk) for pk in sorted(g.pk for g in generations))
+
+
+def _insert_new_sets(comparisons: list, batch: int = 500) -> dict:
+    """INSERT ... ON CONFLICT (project, build_key) DO NOTHING: the builds that race (three clicks on
+    "Build comparisons") each store a generation set once; a set another build holds waits for that
+    build's commit and is then skipped. Returns {build_key: comparison} for the rows this call made."""
+    fields = [f for f in Comparison._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    made = {}
+    for start in range(0, len(comparisons), batch):
+        chunk = comparisons[start:start + batch]
+        params = [f.get_db_prep_save(f.pre_save(c, True), connection) for c in chunk for f in fields]
+        rows = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {Comparison._meta.db_table} ({columns}) VALUES {rows} "
+                           "ON CONFLICT (project_id, build_key) WHERE build_key <> '' DO NOTHING RETURNING id, build_key",
+                           params)
+            ids = dict((key, pk) for pk, key in cursor.fetchall())
+        for c in chunk:
+            if c.build_key in ids:
+                c.pk, c._state.adding, c._state.db = ids[c.build_key], False, connection.alias
+                made[c.build_key] = c
+    return made
 
 
 def _existing_sets(project, prompt_ids) -> set:
