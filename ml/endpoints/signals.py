@@ -7,7 +7,9 @@ it unchanged. Also the per-token teacher log-probs of given answers (the heatmap
 vLLM's prompt_logprobs[i] is {token_id: {logprob, rank, decoded_token}} for the distribution that
 predicts prompt token i from tokens < i (position 0: null), holding the top K plus token i itself.
 Response token j of a row sits at i = len(prompt_ids) + j, so row j of the top-K is the state that
-predicts response token j, as in ml.teacher_signals.topk_logprobs.
+predicts response token j, as in ml.teacher_signals.topk_logprobs. ADPA's signals come from TWO
+white-box endpoints (pi_dpo and pi_sft, each served on its own) at the states of the local student's
+own greedy responses (precompute_adpa_endpoint, precompute_adpa's layout).
 
 Before anything is sent the server's tokenizer is compared with the student's (sample texts through
 /tokenize, and the last id of the student's vocabulary through /detokenize): token ids only mean the
@@ -22,12 +24,15 @@ from typing import Callable
 
 import torch
 
-from ml.chat import render_prompt
+from ml.chat import messages_of, render_prompt
 from ml.endpoints.client import EndpointClient
 from ml.endpoints.probe import FINGERPRINT_TEXTS
 from ml.modeling import TokenizerMismatchError
 from ml.recipes.batching import encode
-from ml.teacher_signals import SignalFile, _describe, _flat, _write, cache_key
+from ml.losses.adpa import SFT_PROB_FLOOR, adpa_advantages
+from ml.recipes.batching import encode_prompt, fit
+from ml.teacher_signals import (SignalFile, _describe, _flat, _write, cache_key, model_identity, student_generator,
+                                student_responses)
 
 STILL_WORKING = ("sequence-level methods still work with this endpoint: sft on the teacher's generations "
                  "(sequence-level KD), dpo, redi, and the generative judge")
@@ -148,18 +153,94 @@ def precompute_dckd_endpoint(client: EndpointClient, pairs: list, *, student_tok
     return _describe(path, "dckd", key, False)
 
 
+def _endpoint_topk(client: EndpointClient, rows: list, top_k: int, progressed=None) -> list:
+    """rows (Encoded) -> per row (ids (R,K) int64, logps (R,K) float32) from prompt_logprobs."""
+    def one(row):
+        positions = _score(client, row.prompt_ids + row.response_ids, top_k)
+        return topk_from_prompt_logprobs(positions, len(row.prompt_ids), len(row.response_ids), top_k)
+    return client.map(one, rows, on_result=progressed)
+
+
+def precompute_adpa_endpoint(dpo_client: EndpointClient, sft_client: EndpointClient, student, pairs: list, *,
+                             cache_dir, top_k: int = 50, max_length: int = 1024, max_new_tokens: int = 256,
+                             batch_size: int = 8, device=None, on_progress=None, sft_floor: float = SFT_PROB_FLOOR,
+                             generation_backend: str | None = "hf") -> SignalFile:
+    """ml.teacher_signals.precompute_adpa with pi_dpo and pi_sft served by two white-box endpoints:
+    the local `student` (a directory or LoadedModel) writes its greedy responses, both endpoints
+    score them (prompt_logprobs=top_k on the student's ids, tokenizers checked first), and the raw
+    advantages A = log pi_dpo - log pi_sft over pi_dpo's top-K, floored at `sft_floor`, go into the
+    same file layout (ml.recipes.adpa.train(..., signals=path) reads it). Keyed by both endpoints'
+    identities, the student's files, the pairs and the parameters."""
+    params = {"top_k": top_k, "max_length": max_length, "max_new_tokens": max_new_tokens,
+              "sft_floor": float(sft_floor)}
+    models = {"dpo": endpoint_identity(dpo_client), "sft": endpoint_identity(sft_client),
+              "student": model_identity(student)}
+    key = cache_key("adpa", models=models, data=pairs, params=params)
+    path = Path(cache_dir) / "adpa" / f"{key}.safetensors"
+    if path.exists():
+        return _describe(path, "adpa", key, True)
+    with student_generator(student, backend=generation_backend, device=device) as generator:
+        tok, backend = generator.tokenizer, generator.name
+        samples = [render_prompt(tok, p.prompt) for p in pairs[:2]]
+        check_tokenizer_alignment(dpo_client, tok, texts=samples, method="ADPA")
+        check_tokenizer_alignment(sft_client, tok, texts=samples, method="ADPA")
+        responses = student_responses(generator, [p.prompt for p in pairs], max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size)
+    rows = [fit(encode_prompt(tok, p.prompt), ids, max_length) for p, ids in zip(pairs, responses)]
+    done = [0]
+
+    def progressed(index, result):
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], 2 * len(rows))
+    dpo_top = _endpoint_topk(dpo_client, rows, top_k, progressed)
+    sft_top = _endpoint_topk(sft_client, rows, top_k, progressed)
+    advantages = [adpa_advantages(d_ids[None], d_lp[None], s_ids[None], s_lp[None], floor=sft_floor)[0]  # (R,K)
+                  for (d_ids, d_lp), (s_ids, s_lp) in zip(dpo_top, sft_top)]
+    chosen = [encode(tok, p.prompt, p.chosen, max_length) for p in pairs]
+    tensors = {}  # the same tensors as precompute_adpa writes
+    tensors["prompt_ids"], tensors["prompt_offsets"] = _flat([r.prompt_ids for r in rows], torch.int32)
+    tensors["chosen_prompt_ids"], tensors["chosen_prompt_offsets"] = _flat([c.prompt_ids for c in chosen],
+                                                                           torch.int32)
+    tensors["chosen_ids"], tensors["chosen_offsets"] = _flat([c.response_ids for c in chosen], torch.int32)
+    tensors["student_ids"], tensors["student_offsets"] = _flat([r.response_ids for r in rows], torch.int32)
+    tensors["student_topk_ids"], _ = _flat([ids for ids, _ in dpo_top], torch.int32)
+    tensors["student_advantages"], _ = _flat(advantages, torch.float16)
+    _write(path, tensors, {"kind": "adpa", "num_rows": len(pairs), "student_generation": backend, **params,
+                           "teachers": f"endpoints: dpo={dpo_client.spec.model}@{dpo_client.base_url}, "
+                                       f"sft={sft_client.spec.model}@{sft_client.base_url}"})
+    return _describe(path, "adpa", key, False)
+
+
+def _server_row(client: EndpointClient, prompt, response: str) -> tuple[list[int], list[int], list[str]]:
+    """(prompt ids, response ids, response token strings) by the server's own tokenizer: the prompt
+    through its chat template (/tokenize with messages), the response as plain text (no end-of-turn
+    token: the server does not say which one its template uses)."""
+    prompt_ids = client.tokenize(messages=messages_of(prompt))
+    body = client.request("POST", f"{client.root_url}/tokenize", {"model": client.spec.model, "prompt": response,
+                                                                  "add_special_tokens": False,
+                                                                  "return_token_strs": True})
+    return prompt_ids, [int(t) for t in body["tokens"]], list(body.get("token_strs") or [])
+
+
 def endpoint_token_signals(client: EndpointClient, tokenizer, prompts: list, responses: list) -> list[dict]:
     """Per answer, like ml.token_heatmaps.token_signals without a student or teacher stages: tokens
-    (decoded one by one), teacher_logp = log pi_T(y_t | s_t) from prompt_logprobs on the tokenizer's
-    prompt+response ids (the caller checks alignment once: check_tokenizer_alignment); kl, advantage
-    and mean_kl are None."""
+    (decoded one by one), teacher_logp = log pi_T(y_t | s_t) from prompt_logprobs; kl, advantage and
+    mean_kl are None. `tokenizer`: a local tokenizer the server shares (check_tokenizer_alignment
+    once), giving the same rows as the in-worker teacher (response closed by the end-of-turn token);
+    None: the server's own tokenization, for any endpoint whose vocabulary is not the student's."""
     def one(pair):
-        row = encode(tokenizer, pair[0], pair[1], 10**9)
-        ids = row.prompt_ids + row.response_ids
+        if tokenizer is not None:
+            row = encode(tokenizer, pair[0], pair[1], 10**9)
+            prompt_ids, response_ids = row.prompt_ids, row.response_ids
+            tokens = [tokenizer.decode([t]) for t in response_ids]
+        else:
+            prompt_ids, response_ids, tokens = _server_row(client, pair[0], pair[1])
+        ids = prompt_ids + response_ids
+        if not response_ids:
+            return {"tokens": [], "teacher_logp": [], "kl": None, "advantage": None, "mean_kl": None}
         positions = _score(client, ids, 1)
-        start = len(row.prompt_ids)
-        logps = [round(float(positions[i][str(ids[i])]["logprob"]), 4) for i in range(start, len(ids))]
-        return {"tokens": [tokenizer.decode([t]) for t in row.response_ids], "teacher_logp": logps,
-                "kl": None, "advantage": None, "mean_kl": None}
+        logps = [round(float(positions[i][str(ids[i])]["logprob"]), 4) for i in range(len(prompt_ids), len(ids))]
+        return {"tokens": tokens, "teacher_logp": logps, "kl": None, "advantage": None, "mean_kl": None}
 
     return client.map(one, list(zip(prompts, responses)))

@@ -253,3 +253,46 @@ def test_a_job_cut_mid_way_resumes_without_duplicates(vllm_server, env, capabili
     finally:
         proxy.__exit__()
     assert sorted(store) == list(range(6)) and sorted(delivered) == list(range(6))
+
+
+def test_server_tokenized_token_signals_equal_the_shared_tokenizer_ones_on_the_response(client, teacher):
+    """tokenizer=None (the server tokenizes): the same teacher log-probs on the response's tokens; the
+    shared-tokenizer row has one more token, the end-of-turn the server's tokenization leaves out."""
+    prompts, responses = ["What is 1 + 1?", "Reverse: cat dog"], ["2", "dog cat"]
+    served = endpoint_token_signals(client, None, prompts, responses)
+    shared = endpoint_token_signals(client, teacher.tokenizer, prompts, responses)
+    for s, h in zip(served, shared):
+        n = len(s["teacher_logp"])
+        assert n == len(h["teacher_logp"]) - 1 and len(s["tokens"]) == n
+        assert s["teacher_logp"] == pytest.approx(h["teacher_logp"][:n], abs=1e-3)
+
+
+def test_adpa_signal_file_from_two_endpoints_equals_the_in_process_one(client, vllm_server, pairs, tmp_path):
+    """pi_dpo and pi_sft both the served teacher (one server in the session): every advantage is
+    log p - log p = 0 exactly when both sides' top-K line up state by state, as in-process; the
+    file's other tensors equal precompute_adpa's, and ADPA trains on it."""
+    from safetensors.torch import load_file
+
+    from ml.config import ADPAConfig
+    from ml.endpoints.signals import precompute_adpa_endpoint
+    from ml.recipes import adpa
+    from ml.teacher_signals import precompute_adpa
+
+    tokenizer = load_tokenizer(str(vllm_server.model_dir))
+    student_dir = save_model_dir(build_model(llama_config(tokenizer, "tiny-student"), seed=0), tokenizer,
+                                 tmp_path / "student")
+    remote = precompute_adpa_endpoint(client, client, student_dir, pairs, cache_dir=tmp_path / "e", top_k=5,
+                                      max_length=64, max_new_tokens=6)
+    here = precompute_adpa(vllm_server.model_dir, vllm_server.model_dir, student_dir, pairs, cache_dir=tmp_path / "h",
+                           top_k=5, max_length=64, max_new_tokens=6)
+    a, b = load_file(str(remote.path)), load_file(str(here.path))
+    assert set(a) == set(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
+        if name != "student_topk_ids":
+            assert torch.equal(a[name], b[name]), name
+    assert (a["student_topk_ids"] == b["student_topk_ids"]).float().mean() > 0.95
+    assert torch.count_nonzero(a["student_advantages"]) == 0
+    config = ADPAConfig(batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-2, warmup_ratio=0.0,
+                        lr_scheduler="constant", seed=0, max_steps=1, top_k=5, max_new_tokens=6)
+    assert adpa.train(config, pairs, tmp_path / "run", student=student_dir, signals=remote).steps == 1
