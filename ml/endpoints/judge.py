@@ -57,11 +57,13 @@ def text_answer(text: str, labels: tuple[str, str]) -> float | None:
 class EndpointJudge:
     """judge_batch(items) -> one Verdict per item (order "both", or the one order that parsed).
     details: p_ab, p_ba (P(a ≻ b) per order, None when unparseable), p_source_ab/_ba,
-    answer_mass_ab/_ba (None without log-probs), and the unparseable markers described above."""
+    answer_mass_ab/_ba (None without log-probs), and the unparseable markers described above.
+    `capability` (the probe's record, optional) caps top_logprobs at what the server allows (0: the
+    answer text is parsed), so a hosted API without log-probs is not sent a field it refuses."""
 
     def __init__(self, client: EndpointClient, template: str = DEFAULT_JUDGE_TEMPLATE,
                  labels: tuple[str, str] = ("A", "B"), *, top_logprobs: int | None = 20, max_tokens: int = 8,
-                 warn_below: float = 0.5):
+                 warn_below: float = 0.5, capability: dict | None = None):
         try:
             template.format(prompt="", first="", second="", first_label="", second_label="")
         except (KeyError, IndexError, ValueError) as error:
@@ -71,6 +73,8 @@ class EndpointJudge:
             raise ValueError("judge template must show both responses: {first} and {second}")
         if len(set(labels)) != 2:
             raise ValueError(f"two different answer labels are needed, got {labels}")
+        if capability is not None:  # the probe's record: ask no more alternatives than the server gives
+            top_logprobs = min(top_logprobs or 0, int(capability.get("top_logprobs_max") or 0)) or None
         self.client, self.template, self.labels = client, template, tuple(labels)
         self.top_logprobs, self.max_tokens, self.warn_below = top_logprobs, max_tokens, warn_below
         self.identity = (f"generative(endpoint={client.spec.model}@{client.base_url}, "

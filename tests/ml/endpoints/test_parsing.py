@@ -120,3 +120,10 @@ def test_topk_rows_by_rank_and_the_scored_token_dropped():
     assert torch.allclose(logps, torch.tensor([[-0.5, -1.0], [-0.2, -2.0]]))
     with pytest.raises(ValueError, match="max-logprobs"):
         topk_from_prompt_logprobs(positions, 2, 2, top_k=3)
+
+
+def test_judge_asks_no_more_alternatives_than_the_probe_found():
+    client = _Answers({})
+    assert EndpointJudge(client, capability={"top_logprobs_max": 5}).top_logprobs == 5
+    assert EndpointJudge(client, capability={"logprobs": False, "top_logprobs_max": 0}).top_logprobs is None
+    assert EndpointJudge(client, top_logprobs=50, capability={"top_logprobs_max": 50}).top_logprobs == 50
