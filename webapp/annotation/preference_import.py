@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from webapp import json_bounds
 from webapp.catalog.importers import MAX_ERRORS, MAX_PROMPT_CHARS, MESSAGE_ROLES, ParseResult, _lines, _plain
 
 MAX_RECORDS = 100_000
@@ -356,9 +357,11 @@ def _json_records(data: bytes, result: ParseResult):
     if body.lstrip()[:1] != b"[":
         for number, line in _lines(data, result):
             try:
-                yield number, json.loads(line)
+                yield number, json_bounds.loads(line)
             except json.JSONDecodeError as exc:
                 result.error(f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            except ValueError as exc:  # nested too deep, NaN, a number out of range
+                result.error(f"line {number}", f"not stored: {exc}")
         return
     try:
         text = body.decode("utf-8")
@@ -366,7 +369,7 @@ def _json_records(data: bytes, result: ParseResult):
         line = body.count(b"\n", 0, exc.start) + 1
         result.error(f"line {line}", "not valid UTF-8; save the file as UTF-8")
         return
-    decoder, pos = json.JSONDecoder(), text.index("[") + 1
+    decoder, pos = json_bounds.decoder(), text.index("[") + 1
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
@@ -377,6 +380,9 @@ def _json_records(data: bytes, result: ParseResult):
             record, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             result.error(f"line {exc.lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            return
+        except (ValueError, RecursionError) as exc:  # the rest of the array cannot be found past it
+            result.error(f"line {line}", f"not stored: {exc if isinstance(exc, ValueError) else f'nested deeper than {json_bounds.MAX_DEPTH} levels'}")
             return
         yield line, record
 
@@ -401,7 +407,13 @@ def parse_preferences(data: bytes, *, filename: str, fmt: str = "auto") -> Parse
     result, where = ParseResult(fmt), "row" if filename.lower().endswith(".parquet") else "line"
     records = _parquet_records(data, result) if where == "row" else _json_records(data, result)
     for number, record in records:
-        record = _plain(record)
+        try:
+            json_bounds.check(record)
+            record = _plain(record)
+            json_bounds.check(record)  # parquet's NaN inside lists, after conversion
+        except ValueError as exc:
+            result.error(f"{where} {number}", f"not stored: {exc}")
+            continue
         kind = fmt if fmt != "auto" else detect_format(record)
         if kind is None:
             result.error(f"{where} {number}", "not a preference record of a known format (prompt/chosen/rejected, "

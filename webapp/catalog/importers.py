@@ -12,6 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapp import json_bounds
 from webapp.catalog.models import Split
 
 MAX_LINE_BYTES = 64 * 1024  # one prompt per line; longer lines are almost always a broken file
@@ -78,10 +79,17 @@ def normalize_record(record, where: str, default_split: str, result: ParseResult
     text, messages = _content(record, where, result)
     split = _split(record.get("split"), default_split, where, result)
     tags = _tags(record, where, result)
-    metadata = {k: _plain(v) for k, v in record.items() if k not in RESERVED and not _missing(v)}
     try:
+        extra = {k: v for k, v in record.items() if k not in RESERVED and not _missing(v)}
+        json_bounds.check(extra)  # before _plain's recursion
+        metadata = {k: _plain(v) for k, v in extra.items()}
+        json_bounds.check(metadata)  # NaN/1e309 inside (jsonb would refuse them at commit, far from the line)
         json.dumps(metadata)
-    except (TypeError, ValueError):
+    except ValueError as exc:
+        metadata = {}
+        result.error(where, f"extra fields: {exc}")
+    except TypeError:
+        metadata = {}
         result.error(where, "extra fields must be JSON values (strings, numbers, lists, objects)")
     if len(result.errors) == before:
         row = {"split": split, "tags": tags, "metadata": metadata}
@@ -107,9 +115,9 @@ def _content(record, where, result):
         return text.strip(), None
     if isinstance(messages, str):  # CSV cells hold JSON text
         try:
-            messages = json.loads(messages)
-        except json.JSONDecodeError as exc:
-            result.error(where, f"'messages' is not valid JSON ({exc.msg})")
+            messages = json_bounds.loads(messages)
+        except ValueError as exc:
+            result.error(where, f"'messages' is not valid JSON ({getattr(exc, 'msg', exc)})")
             return "", None
     messages = _plain(messages)
     ok = isinstance(messages, list) and messages and all(
@@ -137,7 +145,8 @@ def _tags(record, where, result):
     if _missing(tags) or tags == "":
         tags = []
     elif isinstance(tags, str):
-        tags = [t.strip() for t in (json.loads(tags) if tags.startswith("[") and _is_json(tags) else tags.split(","))]
+        tags = [t.strip() if isinstance(t, str) else t
+                for t in (json_bounds.loads(tags) if tags.startswith("[") and _is_json(tags) else tags.split(","))]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         result.error(where, "'tags' must be a list of strings or a comma-separated string")
         return []
@@ -151,9 +160,9 @@ def _tags(record, where, result):
 
 def _is_json(text: str) -> bool:
     try:
-        json.loads(text)
+        json_bounds.loads(text)
         return True
-    except json.JSONDecodeError:
+    except ValueError:
         return False
 
 
@@ -194,9 +203,12 @@ def _parse_jsonl(data: bytes, default_split: str) -> ParseResult:
     result = ParseResult("jsonl")
     for number, line in _lines(data, result):
         try:
-            record = json.loads(line)
+            record = json_bounds.loads(line)
         except json.JSONDecodeError as exc:
             result.error(f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except ValueError as exc:  # nested too deep, NaN, a number out of range
+            result.error(f"line {number}", f"not stored: {exc}")
             continue
         normalize_record(record, f"line {number}", default_split, result)
         if len(result.rows) > MAX_ROWS:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from webapp import json_bounds
 from webapp.catalog.models import ModelVersion, Prompt, PromptSet
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -21,6 +22,7 @@ INTERNAL_DATA_AREAS = ("cache", "imports", "snapshots", "exports", "uploads")
 
 # The safetensors format itself refuses headers over 100 MB; a real 70B model's header is a few MB.
 SAFETENSORS_HEADER_MAX = 100 * 1024 * 1024
+MAX_TENSOR_ELEMENTS = 2 ** 53  # far past any real model; keeps the sum inside parameter_count's bigint
 
 
 def _safetensors_header(file: Path) -> dict:
@@ -36,18 +38,23 @@ def _safetensors_header(file: Path) -> dict:
                                   "exceeds the file or the 100 MB limit).")
         raw = fh.read(header_len)
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        header = json_bounds.loads(raw, max_depth=4)  # {name: {dtype, shape: [...], data_offsets: [...]}}
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValidationError(f"{file.name} is not a valid safetensors file (its header is not JSON).") from None
+    except ValueError as exc:  # nested too deep, NaN, a number out of range
+        raise ValidationError(f"{file.name} is not a valid safetensors file (its header: {exc}).") from None
     if not isinstance(header, dict):
         raise ValidationError(f"{file.name} is not a valid safetensors file (its header is not a JSON object).")
     for name, tensor in header.items():
         if name == "__metadata__":
             continue
         shape = tensor.get("shape") if isinstance(tensor, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+        if not isinstance(shape, list) or len(shape) > 16 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise ValidationError(f"{file.name} is not a valid safetensors file (tensor {name[:80]!r} has no valid shape).")
+        if prod(shape) > MAX_TENSOR_ELEMENTS:
+            raise ValidationError(f"{file.name} is not a valid safetensors file (tensor {name[:80]!r} has shape "
+                                  f"{str(shape)[:80]}: over {MAX_TENSOR_ELEMENTS:,} elements, more than any file holds).")
     return header
 
 
@@ -62,6 +69,9 @@ def safetensors_parameter_count(directory: str) -> int | None:
     for file in files:
         header = _safetensors_header(file)
         total += sum(prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+        if total > MAX_TENSOR_ELEMENTS:
+            raise ValidationError(f"{file.name}: the model's tensors add up to over {MAX_TENSOR_ELEMENTS:,} parameters; "
+                                  "its headers cannot be right.")
     return total if files else None
 
 

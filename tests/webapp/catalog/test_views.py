@@ -44,6 +44,22 @@ def test_malformed_upload_shows_errors_and_imports_nothing(client_for, project, 
     assert not Prompt.objects.exists() and not PromptSet.objects.exists()
 
 
+@pytest.mark.parametrize("extra,why", [
+    (b'{"score": 1e309}', "the number 1e309 is out of range"),  # parsed as inf; jsonb refused it at commit
+    (b'{"score": [1, NaN]}', "NaN is not a JSON number"),
+    (b'{"score": Infinity}', "Infinity is not a JSON number"),
+    (b'{"tree": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than 32 levels"),  # was RecursionError, a 500
+    (b'{"tree": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper than 32 levels"),
+])
+def test_metadata_jsonb_cannot_store_is_refused_at_preview(client_for, project, researcher, settings, tmp_path, extra, why):
+    settings.DATA_DIR = tmp_path
+    line = b'{"prompt": "b", "meta": ' + extra + b"}"
+    response = upload(client_for(researcher), project, b'{"prompt": "a"}\n' + line)
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 422 and f"line 2: not stored: {why}" in page
+    assert not Prompt.objects.exists() and not PromptSet.objects.exists()
+
+
 def test_commit_is_all_or_nothing(client_for, project, researcher, settings, tmp_path, monkeypatch):
     settings.DATA_DIR = tmp_path
     client = client_for(researcher)
@@ -156,6 +172,10 @@ def test_model_sources_limited_to_roots_and_own_runs(client_for, project, resear
     assert _register(client, project, "org/any-hub-model", "hub").status_code == 302  # hub ids stay allowed
 
 
+def _header(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
 @pytest.mark.parametrize("raw,why", [
     (struct.pack("<Q", 2**63) + b"{}", "exceeds the file"),       # was OverflowError → 500
     (struct.pack("<Q", 10**6) + b"{}", "exceeds the file"),
@@ -164,6 +184,10 @@ def test_model_sources_limited_to_roots_and_own_runs(client_for, project, resear
     (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     (struct.pack("<Q", 27) + b'{"w": {"shape": ["2", 3]}} ', "has no valid shape"),
     (struct.pack("<Q", 14) + b'{"w": [1, 2]} ', "has no valid shape"),
+    # issue 22: a deep header was a RecursionError (a 500 after 20 s); shapes past any real file overflowed
+    (_header(b'{"w": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"), "nested deeper than 4 levels"),
+    (_header(b'{"w": {"shape": [4294967296, 4294967296, 4294967296], "dtype": "F32"}}'), "more than any file holds"),
+    (_header(b'{"w": {"shape": [1e309]}}'), "out of range"),
 ])
 def test_malformed_safetensors_header_is_a_form_error(client_for, project, researcher, settings, tmp_path, raw, why):
     settings.DATA_DIR = tmp_path
