@@ -13,7 +13,17 @@ than 1e-3, and max |Δp| <= 1e-4: float32 on both sides differs only by kernel s
 A bf16 server (measured by hand, not run here) against the float32 worker: overlap mean 0.997
 (min 0.96: ids near the 50th place swap), top-1 110/110, max |Δp| 0.020, mean 5.6e-5 — inside
 what bf16 does in-worker (HF bf16 vs HF float32 on the same rows: 0.997 / 0.96 / 110/110 / 0.027 /
-6.1e-5). Figures and commands: docs/benchmarks.md."""
+6.1e-5). Figures and commands: docs/benchmarks.md.
+
+Judge verdicts: ml.endpoints.judge.EndpointJudge (chat, both orders, P from the answer position's
+top_logprobs) against ml.judges.GenerativeJudge (the same template, P from the answer tokens'
+logits) on the same weights. The demo teacher was never taught to judge: it puts ~0 probability on
+"A"/"B", so with those labels both sides would be noise (the endpoint sees neither label in its
+top-50 and reports the verdict unparseable). The labels here are two words the demo teacher does
+start its judge answers with ("apple"/"bird", mean answer mass ~0.5), which exercises the whole
+mechanism with real probability on both labels: 16/16 verdict outcomes agree, max |ΔP| 4.3e-7.
+(On the real SmolLM2-135M-Instruct pair, labels A/B, answer mass 0.05: 8/8 agree, max |ΔP| 2.4e-6
+where both orders were read from top_logprobs; docs/benchmarks.md.)"""
 from __future__ import annotations
 
 import json
@@ -27,6 +37,7 @@ TOP_K = 50
 MIN_OVERLAP = 0.98
 MAX_PROB_ERROR = 1e-4
 TOP1_MARGIN = 1e-3
+JUDGE_LABELS = ("apple", "bird")  # words the demo teacher starts judge answers with (see above)
 
 
 def compare_topk(worker: list, server: list, *, k: int) -> dict:
@@ -101,3 +112,28 @@ def test_endpoint_topk_matches_the_in_worker_teacher(vllm_server, demo_world_dir
     assert figures["overlap_min"] >= MIN_OVERLAP, figures
     assert figures["top1_clear"] == figures["clear"], figures
     assert figures["max_prob_error"] <= MAX_PROB_ERROR, figures
+
+
+def test_endpoint_judge_verdicts_match_the_in_worker_judge(vllm_server, demo_world_dir):
+    from ml.endpoints.client import EndpointClient
+    from ml.endpoints.judge import EndpointJudge
+    from ml.endpoints.spec import EndpointSpec
+    from ml.judges import GenerativeJudge, JudgeItem, verdict_outcome
+    from ml.modeling import load_model
+
+    torch.set_num_threads(1)
+    loaded = load_model(str(vllm_server.model_dir), device="cpu")
+    tasks = [json.loads(line) for line in (demo_world_dir / "prompts" / "eval.jsonl").read_text().splitlines()[:16]]
+    items = [JudgeItem(t["prompt"], t["answer"], " ".join(reversed(t["answer"].split())) + " cat") for t in tasks]
+    worker = GenerativeJudge(loaded.model, loaded.tokenizer, answer_tokens=JUDGE_LABELS).judge_batch(items)
+    spec = EndpointSpec(vllm_server.base_url, vllm_server.model, vllm_server.env_name, concurrency=2)
+    with EndpointClient(spec, env={vllm_server.env_name: vllm_server.api_key}) as client:
+        endpoint = EndpointJudge(client, labels=JUDGE_LABELS, top_logprobs=50).judge_batch(items)
+
+    mass = sum(v.details["answer_mass_ab"] + v.details["answer_mass_ba"] for v in worker) / (2 * len(worker))
+    assert mass > 0.1, f"the labels carry {mass:.3f} of the demo teacher's answer mass: the comparison would be noise"
+    for w, e in zip(worker, endpoint, strict=True):
+        assert (e.details["p_source_ab"], e.details["p_source_ba"]) == ("top_logprobs", "top_logprobs"), e.details
+        assert e.p_a_over_b == pytest.approx(w.p_a_over_b, abs=MAX_PROB_ERROR), (w, e)
+        if abs(w.p_a_over_b - 0.5) > MAX_PROB_ERROR:
+            assert verdict_outcome(e) == verdict_outcome(w)
