@@ -21,6 +21,7 @@ from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, Co
 LEASE = timedelta(minutes=5)
 UNDO_WINDOW = timedelta(minutes=30)
 MAX_KWAY = 6
+MAX_RATIONALE_CHARS = 5000  # a paragraph or two; longer is refused, not cut (the page's field says so too)
 FLAGS = ("wrong", "unsafe", "off-topic", "unsure")  # the annotation page offers these, on Shift+1..4
 
 
@@ -119,6 +120,11 @@ def _groups(gens, mode, kway_size):
     return pairs
 
 
+def rationale_check(rationale: str) -> None:
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise ValidationError(f"The rationale is {len(rationale):,} characters, over the {MAX_RATIONALE_CHARS:,} limit; shorten it.")
+
+
 def ranking_for(comparison_ids: list[int], ranking, *, both_bad: bool = False) -> list[list[int]]:
     """Checks that `ranking` (groups of generation ids, best first; ties share a group) covers each
     of the comparison's generations exactly once, and returns it with plain ints."""
@@ -158,6 +164,7 @@ def judgement_record(*, comparison: Comparison, annotator, ranking, both_bad: bo
                      flags=(), time_spent_ms=None) -> tuple[Judgement, bool]:
     """Stores one human judgement; returns (judgement, created). A repeated submission of the same
     verdict returns the first one; a different verdict for an already judged item is refused."""
+    rationale_check(rationale)
     return _judgement_write(comparison.pk, None, annotator, ranking, both_bad=both_bad, rationale=rationale, flags=flags,
                             time_spent_ms=time_spent_ms)
 
@@ -166,6 +173,7 @@ def judgement_submit(*, project, comparison_id: int, annotator, ranking, both_ba
                      flags=(), time_spent_ms=None) -> tuple[Judgement, bool] | None:
     """judgement_record for a submission through the annotation queue: None (and nothing written)
     unless the comparison was offered to this annotator (see comparison_offered)."""
+    rationale_check(rationale)
     return _judgement_write(comparison_id, project.pk, annotator, ranking, both_bad=both_bad, rationale=rationale, flags=flags,
                             time_spent_ms=time_spent_ms)
 
@@ -320,6 +328,7 @@ def _status_refresh(comparison: Comparison, judgements=None) -> None:
 def comparison_adjudicate(*, comparison: Comparison, researcher, ranking, both_bad: bool = False, rationale: str = "") -> Judgement:
     """A researcher's final word on a disputed comparison. It replaces their own earlier judgement
     of it, if any (one judgement per person and comparison)."""
+    rationale_check(rationale)
     with transaction.atomic():
         locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
         positions = dict(ComparisonItem.objects.filter(comparison=locked).values_list("generation_id", "position"))

@@ -12,6 +12,7 @@ from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from webapp import json_bounds
 from webapp.annotation import exports, judging, quality, selectors, services, snapshots
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
@@ -85,10 +86,11 @@ def adjudicate(request, project, comparison_id):
     comparison = get_object_or_404(Comparison, project=project, pk=comparison_id)
     try:
         both_bad = request.POST.get("both_bad") == "1"
-        ranking = [list(comparison.items.values_list("generation_id", flat=True))] if both_bad else json.loads(request.POST.get("ranking", "[]"))
+        ranking = [list(comparison.items.values_list("generation_id", flat=True))] if both_bad else \
+            json_bounds.loads(request.POST.get("ranking", "[]"), max_depth=2)  # [[id, ...], ...]
         services.comparison_adjudicate(comparison=comparison, researcher=request.user, ranking=ranking, both_bad=both_bad,
                                        rationale=request.POST.get("rationale", ""))
-    except (ValidationError, json.JSONDecodeError) as exc:
+    except (ValidationError, ValueError) as exc:  # ValueError: not JSON, or nested too deep (was a RecursionError 500)
         messages.error(request, f"Comparison {comparison.pk}: {getattr(exc, 'messages', [str(exc)])[0]}")
     else:
         messages.success(request, f"Comparison {comparison.pk} adjudicated.")
