@@ -296,3 +296,34 @@ def test_adpa_signal_file_from_two_endpoints_equals_the_in_process_one(client, v
     config = ADPAConfig(batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-2, warmup_ratio=0.0,
                         lr_scheduler="constant", seed=0, max_steps=1, top_k=5, max_new_tokens=6)
     assert adpa.train(config, pairs, tmp_path / "run", student=student_dir, signals=remote).steps == 1
+
+
+def test_a_server_refusing_vllm_extensions_probes_black_box(vllm_server, env):
+    """The proxy answers as a hosted API would where it lacks vLLM's extensions: no /tokenize (404),
+    no /v1/completions (404), top_logprobs above 20 refused (400); chat itself is the real server's."""
+    def rule(path, body):
+        if path.startswith("/tokenize") or path.startswith("/v1/completions"):
+            return ("status", 404, None)
+        if path.startswith("/v1/chat") and (body or {}).get("top_logprobs", 0) > 20:
+            return ("status", 400, None)
+        return None
+    proxy, client, _ = _faulty(vllm_server, env, rule)
+    try:
+        record = probe(client)
+    finally:
+        proxy.__exit__()
+    assert (record["kind"], record["chat"], record["top_logprobs_max"]) == ("black-box", True, 20)
+    assert (record["prompt_logprobs"], record["tokenize"], record["tokenizer_fingerprint"]) == (0, False, None)
+    assert "HTTP 400" in record["notes"]["top_logprobs"] and "HTTP 404" in record["notes"]["tokenize"]
+    allowed = sorted(n for n, a, _ in methods_for(record) if a)
+    assert allowed == ["dpo", "generation", "judge:generative", "redi", "sft"]
+
+
+def test_rate_limit_spaces_real_requests(vllm_server, env):
+    import time
+
+    with EndpointClient(_spec(vllm_server, concurrency=4, rate_limit_per_s=4.0), env=env) as client:
+        started = time.monotonic()
+        client.map(lambda _: client.models(), range(5))
+        elapsed = time.monotonic() - started
+    assert elapsed >= 1.0  # 5 requests at 4/s: slots at 0, 0.25, 0.5, 0.75, 1.0 s
