@@ -51,8 +51,8 @@ class EndpointRequestError(EndpointError):
 
 @dataclass
 class Usage:
-    """Counters over the client's life: HTTP attempts that got an answer or failed (requests), retries,
-    and the token counts servers report in `usage`."""
+    """Counters over the client's life: requests the server answered (any status), retries (tries
+    after the first, whatever failed), and the token counts servers report in `usage`."""
 
     requests: int = 0
     retries: int = 0
