@@ -3,7 +3,11 @@
 teacher and student once (CPU), migrates, bootstraps the demo project, then runs the ASGI server,
 the gpu and default Celery workers and celery beat, prefixing each one's output with its name. It
 prints the URL once /healthz is green. Ctrl-C (or SIGTERM) stops every child, then Redis, then
-PostgreSQL; var/ keeps the data for the next start."""
+PostgreSQL; var/ keeps the data for the next start.
+
+It serves with DEBUG off (real 404/500 pages, no URL list or settings dump for whoever reaches the
+port), with a secret key kept in var/ and the local host names allowed; DISTILLERY_DEV=1 (or an
+explicit DJANGO_DEBUG) asks for Django's debug pages."""
 import fcntl
 import json
 import os
@@ -100,6 +104,36 @@ def _children(env: dict) -> dict[str, subprocess.Popen]:
     return children
 
 
+def debug_env(environ=None) -> dict:
+    """The DJANGO_* variables the children get: DEBUG off unless a developer flag asks for it."""
+    environ = os.environ if environ is None else environ
+    if "DJANGO_DEBUG" in environ:
+        return {}  # the operator decided; settings.py checks the rest
+    if environ.get("DISTILLERY_DEV", "").lower() in ("1", "true", "yes", "on"):
+        return {"DJANGO_DEBUG": "1"}
+    env = {"DJANGO_DEBUG": "0"}
+    if not environ.get("DJANGO_SECRET_KEY"):
+        env["DJANGO_SECRET_KEY"] = _local_secret_key()
+    if not environ.get("DJANGO_ALLOWED_HOSTS"):
+        names = ["localhost", "127.0.0.1", "[::1]"]
+        names += [socket.gethostname(), socket.getfqdn()] if HOST in ("0.0.0.0", "::") else [HOST]
+        env["DJANGO_ALLOWED_HOSTS"] = ",".join(dict.fromkeys(n for n in names if n))
+    return env
+
+
+def _local_secret_key() -> str:
+    """A random key made once per var/ (sessions survive restarts), readable by this user only."""
+    import secrets
+
+    path = VAR / "secret_key"
+    if not path.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 def _wait_until_healthy(children: dict[str, subprocess.Popen]) -> dict | None:
     """Polls /healthz until it is 200, a child dies or READY_TIMEOUT passes; returns the last report."""
     url = f"http://{'127.0.0.1' if HOST in ('0.0.0.0', '::') else HOST}:{PORT}/healthz"
@@ -129,7 +163,9 @@ def _banner(report: dict | None) -> str:
         state = "  Every part is up: database, Redis, channel layer, gpu/default workers, beat."
     else:
         state = "  Started, but /healthz reports down: " + ", ".join(_down_parts(report))
-    return (f"\n  Distillery:  http://{shown}:{PORT}/    health: http://{shown}:{PORT}/healthz\n"
+    mode = "  Debug pages on (a developer flag)." if debug_env().get("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG")) in (
+        "1", "true", "yes", "on") else "  Debug pages off (DISTILLERY_DEV=1 make run turns them on)."
+    return (f"\n  Distillery:  http://{shown}:{PORT}/    health: http://{shown}:{PORT}/healthz\n{mode}\n"
             f"  Demo login:  admin / distillery\n{state}\n  Ctrl-C stops everything.\n")
 
 
@@ -185,7 +221,7 @@ def _serve(started: dict) -> int:
     (VAR / "embedded.json").write_text(json.dumps(urls))  # so `manage.py shell` finds the running services
     started["embedded_json"] = VAR / "embedded.json"
     env = {**os.environ, "DATABASE_URL": urls["database_url"], "REDIS_URL": urls["redis_url"],
-           "DJANGO_SETTINGS_MODULE": "webapp.settings", "PYTHONUNBUFFERED": "1"}
+           "DJANGO_SETTINGS_MODULE": "webapp.settings", "PYTHONUNBUFFERED": "1", **debug_env()}
     demo = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR / "demo"))
     if not (demo / "build.json").exists():
         say(f"• building the demo teacher and student in {demo} on the CPU (first run only, a few minutes) …")

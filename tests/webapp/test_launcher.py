@@ -113,6 +113,19 @@ def _login(launch: Launch, username: str, password: str) -> str:
     return landed
 
 
+def _no_debug_pages(launch: Launch) -> None:
+    """Issue 22: `make run` serves with DEBUG off: a real 404 page (no URL list), a CSP header, and
+    static files still served."""
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(launch.url("/no-such-page/"), timeout=20)
+    page = missing.value.read().decode()
+    assert missing.value.code == 404 and "Page not found" in page and "URLconf" not in page and "settings" not in page
+    with urllib.request.urlopen(launch.url("/login/"), timeout=20) as response:
+        assert "script-src 'self' 'nonce-" in response.headers["Content-Security-Policy"]
+    with urllib.request.urlopen(launch.url("/static/css/app.css"), timeout=20) as response:
+        assert response.status == 200
+
+
 def _state(var: Path) -> dict:
     """What a restart must keep, read straight from the embedded database the launcher announced."""
     url = json.loads((var / "embedded.json").read_text())["database_url"]
@@ -139,9 +152,10 @@ def _start_check_stop(var: Path, demo: Path, log: Path, *, probe_second: bool = 
             _second_launcher_is_refused(launch, demo)
         assert report["ok"] and report["database"]["ok"] and report["channel_layer"]["ok"]
         for queue in ("gpu", "default", "beat"):
-            assert report["workers"][queue]["hosts"], f"no live {queue} heartbeat: {report}"
+            assert report["workers"][queue]["count"], f"no live {queue} heartbeat: {report}"
         landed = _login(launch, "admin", "distillery")
         assert 'href="/p/demo/"' in landed and "Demo" in landed
+        _no_debug_pages(launch)
         state = _state(var)
         procs = launch.processes()
         commands = " ".join(_cmdline(p) for p in procs)

@@ -82,3 +82,54 @@ def test_bootstrap_demo_embedded_default_and_weak_password(settings, tiny_demo_d
     assert "login admin / distillery" in capsys.readouterr().out
     with pytest.raises(CommandError, match="too short"):
         call_command("bootstrap_demo", demo_dir=str(tiny_demo_dir), username="boss", password="abc")
+
+
+# --- issue 22: no debug pages, a Content-Security-Policy, /healthz names no hosts ---------------------
+
+TEMPLATES = REPO / "templates"
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_csp_whose_nonce_their_inline_scripts_use(client_for, project, researcher):
+    response = client_for(researcher).get(f"/p/{project.slug}/training/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in policy and "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", response.content.decode())
+    assert inline and all(f'nonce="{nonce}"' in attrs or "application/json" in attrs for attrs in inline)
+    again = client_for(researcher).get(f"/p/{project.slug}/training/").headers["Content-Security-Policy"]
+    assert again != policy  # a fresh nonce per response
+
+
+def test_templates_use_no_inline_event_handlers_or_unnonced_scripts():
+    """The policy runs neither; site.js binds data-confirm / data-autosubmit instead."""
+    for path in TEMPLATES.rglob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"\son[a-z]+=[\"']", text), f"{path}: inline event handler"
+        assert not re.search(r"<script(?![^>]*\b(src|nonce|type)=)[^>]*>", text), f"{path}: inline script without the nonce"
+
+
+@pytest.mark.django_db
+def test_without_debug_errors_are_plain_pages(client_for, project, researcher, settings, rf):
+    from django.views.defaults import server_error
+
+    settings.DEBUG = False
+    response = client_for(researcher).get("/no-such-page/")
+    page = response.content.decode()
+    assert response.status_code == 404 and "Page not found" in page and "URLconf" not in page
+    page = server_error(rf.get("/")).content.decode()
+    assert "Something went wrong on our side" in page and "Traceback" not in page
+
+
+def test_launcher_turns_debug_off_unless_a_developer_asks(tmp_path, monkeypatch):
+    from webapp import launcher
+
+    monkeypatch.setattr(launcher, "VAR", tmp_path)
+    env = launcher.debug_env({})
+    assert env["DJANGO_DEBUG"] == "0" and "127.0.0.1" in env["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert env["DJANGO_SECRET_KEY"] == launcher.debug_env({})["DJANGO_SECRET_KEY"]  # kept in var/, sessions survive
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert launcher.debug_env({"DISTILLERY_DEV": "1"}) == {"DJANGO_DEBUG": "1"}
+    assert launcher.debug_env({"DJANGO_DEBUG": "1"}) == {}
+    result = _load_settings(**{k: v for k, v in env.items() if k != "DJANGO_DEBUG"}, DJANGO_DEBUG="0")
+    assert result.returncode == 0, result.stderr  # the settings it passes load without DEBUG
