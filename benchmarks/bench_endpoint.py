@@ -138,8 +138,9 @@ def run_endpoint(args) -> dict:
 def child(side: str, args, env: dict) -> dict:
     command = [sys.executable, "-m", "benchmarks.bench_endpoint", "--side", side, "--demo", str(args.demo),
                "--prompts", str(args.prompts), "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens),
-               "--signal-rows", str(args.signal_rows), "--top-k", str(args.top_k), "--concurrency", str(args.concurrency),
-               "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--model", args.model]
+               "--signal-rows", str(args.signal_rows), "--top-k", str(args.top_k),
+               "--concurrency", str(args.concurrency), "--threads", str(args.threads),
+               "--batch-size", str(args.batch_size), "--model", args.model]
     if args.server:
         command += ["--server", args.server]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)

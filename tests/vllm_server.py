@@ -140,8 +140,9 @@ def start_server(model_dir: str | Path, *, name: str = "demo-teacher", api_key: 
                              max_model_len=max_model_len)
     started = time.monotonic()
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, cwd=tempfile.gettempdir(), env=server_env(threads=threads, kv_cache_gib=kv_cache_gib),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=tempfile.gettempdir(), stdout=log, stderr=subprocess.STDOUT,
+                                env=server_env(threads=threads, kv_cache_gib=kv_cache_gib), stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     server = VLLMServer(f"http://127.0.0.1:{port}/v1", name, api_key, model_dir, log_path, proc)
     deadline = started + timeout
     while time.monotonic() < deadline:
@@ -153,8 +154,8 @@ def start_server(model_dir: str | Path, *, name: str = "demo-teacher", api_key: 
             return server
         time.sleep(1)
     server.stop()
-    raise RuntimeError(f"the vLLM server for {model_dir} did not answer {server.root_url}/health within {timeout:.0f}s; "
-                       f"log {log_path}:\n{server.log_tail()}")
+    raise RuntimeError(f"the vLLM server for {model_dir} did not answer {server.root_url}/health within "
+                       f"{timeout:.0f}s; log {log_path}:\n{server.log_tail()}")
 
 
 def main(argv: list[str] | None = None) -> None:
