@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "ninja",  # the API docs page's static files (webapp/api)
     "webapp.projects",
     "webapp.catalog",
     "webapp.generation",
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "webapp.training",
     "webapp.evaluation",
     "webapp.health",
+    "webapp.api",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +188,8 @@ MODEL_ROOTS = [Path(p).expanduser().resolve() for p in
 ENDPOINT_HOSTS = [h.strip().lower() for h in os.environ.get("DISTILLERY_ENDPOINT_HOSTS", "").split(",") if h.strip()]
 if "*" in ENDPOINT_HOSTS:
     raise ImproperlyConfigured("DISTILLERY_ENDPOINT_HOSTS must list host names (host or host:port), not '*'.")
+# Requests a minute per API token (webapp/api/access.py), counted in the shared Redis cache; 0 = no limit.
+API_RATE_LIMIT = _env_int("DISTILLERY_API_RATE_LIMIT", 600)
 MAX_UPLOAD_BYTES = _env_int("DISTILLERY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES

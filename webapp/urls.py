@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("webapp.annotation.urls")),
     path("", include("webapp.training.urls")),
     path("", include("webapp.evaluation.urls")),
+    path("", include("webapp.api.urls")),
 ]
