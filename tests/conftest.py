@@ -220,7 +220,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, tmp_path):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # bypass_csp: Playwright's wait_for_function/evaluate strings run through eval, which the pages'
+    # Content-Security-Policy refuses; tests/webapp/test_csp_browser.py checks the pages under it.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     page = context.new_page()
     yield page
     context.close()

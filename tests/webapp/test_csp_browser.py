@@ -14,6 +14,14 @@ def _login(page, client, base, user):
     page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": base}])
 
 
+@pytest.fixture
+def page(browser):
+    """A page that keeps the policy (the shared fixture bypasses it for Playwright's own eval)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
 def test_pages_run_under_the_policy(transactional_db, page, client, asgi_server, project, researcher, admin_user, annotator):
     from webapp.projects.models import Membership
 

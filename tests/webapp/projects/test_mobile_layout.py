@@ -9,7 +9,8 @@ PAGES = ["", "catalog/", "generation/", "comparisons/", "comparisons/import/", "
 
 @pytest.mark.browser
 def test_researcher_pages_fit_a_phone(transactional_db, asgi_server, browser, project, researcher, artifacts_dir):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True,
+                                  bypass_csp=True)  # Playwright evaluates through eval (see tests/conftest.py)
     page = context.new_page()
     try:
         browser_login(page, asgi_server, researcher.username)
