@@ -4,6 +4,9 @@ bytes, random JSON of random types and sizes, and text in random encodings. Two 
   below 500 (Django's test client re-raises a view's exception, so a 500 fails the test);
 - no partial write: when a request is rejected (status >= 400, or an upload that shows errors) the
   row counts of everything it could write are unchanged.
+Issue 22 adds what broke before: nesting thousands of levels deep (a RecursionError and a 500),
+NaN/Infinity/1e309 (parsed by Python, refused by jsonb at commit), rationales past their limit,
+safetensors headers with overflowing shapes, and any username on the members page.
 Bounded: a modest number of examples per property, no deadline (the machine is shared), no
 example database, so the default run stays fast and deterministic enough to be quiet."""
 import io
@@ -43,7 +46,16 @@ def _jsonl(records) -> str:
     return "\n".join(json.dumps(r, allow_nan=True) for r in records)
 
 
+# What jsonb or the recursion limit cannot take, placed where a record's fields are.
+DEEP = st.integers(min_value=1, max_value=3000).map(lambda n: "[" * n + "]" * n) | \
+    st.integers(min_value=1, max_value=1500).map(lambda n: '{"a": ' * n + "1" + "}" * n)
+SPECIAL_NUMBERS = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e309", "-1e400", "1e308", "[1, NaN]", '{"x": 1e999}'])
+HOSTILE_LINES = st.builds(lambda key, value, prefix: prefix + '"%s": %s}' % (key, value), KEYS, DEEP | SPECIAL_NUMBERS,
+                          st.sampled_from(['{"prompt": "p", ', '{"prompt": "p", "chosen": "a", "rejected": "b", ', "{"]))
+
 FILE_BYTES = st.one_of(
+    st.builds(lambda lines: "\n".join(lines).encode(), st.lists(HOSTILE_LINES, min_size=1, max_size=4)),
+    st.builds(lambda lines: ("[" + ",\n".join(lines) + "]").encode(), st.lists(HOSTILE_LINES, min_size=1, max_size=4)),
     st.binary(max_size=3000),
     st.builds(lambda rs, enc: _encode(_jsonl(rs), enc), st.lists(RECORDS, max_size=8), ENCODINGS),
     st.builds(lambda rs: json.dumps(rs, allow_nan=True).encode(), st.lists(RECORDS, max_size=8)),
@@ -128,6 +140,9 @@ API_BODIES = st.one_of(
         {}, optional={"comparison": JSON_VALUES, "ranking": JSON_VALUES, "both_bad": JSON_VALUES, "flags": JSON_VALUES,
                       "rationale": JSON_VALUES, "time_spent_ms": JSON_VALUES})),
     st.just(b'{"comparison": 1e309}'), st.just(b"[" * 5000 + b"]" * 5000), st.just(b'{"comparison": NaN}'),
+    st.builds(lambda deep: ('{"comparison": 1, "ranking": %s}' % deep).encode(), DEEP | SPECIAL_NUMBERS),
+    st.builds(lambda n: json.dumps({"comparison": 1, "ranking": [[1], [2]], "rationale": "x" * n}).encode(),
+              st.integers(4990, 5010)),
 )
 
 
@@ -195,15 +210,15 @@ def test_adjudicate_is_all_or_nothing(client, researcher, project, fuzz_world):
     gens = list(comparison.items.values_list("generation_id", flat=True))
 
     @FUZZ
-    @given(ranking=st.one_of(st.text(max_size=60), st.builds(json.dumps, JSON_VALUES),
+    @given(ranking=st.one_of(st.text(max_size=60), st.builds(json.dumps, JSON_VALUES), DEEP, SPECIAL_NUMBERS,
                              st.builds(json.dumps, st.lists(st.lists(st.sampled_from(gens) | st.integers(), max_size=3),
                                                             max_size=3))),
-           both_bad=st.sampled_from(["", "0", "1", "yes"]))
-    def run(ranking, both_bad):
+           both_bad=st.sampled_from(["", "0", "1", "yes"]), rationale=st.sampled_from(["", "why", "y" * 5001]))
+    def run(ranking, both_bad, rationale):
         Judgement.objects.filter(comparison=comparison).delete()
         Comparison.objects.filter(pk=comparison.pk).update(status=ComparisonStatus.DISPUTED)
         response = client.post(f"/p/{project.slug}/quality/adjudicate/{comparison.pk}",
-                               {"ranking": ranking, "both_bad": both_bad})
+                               {"ranking": ranking, "both_bad": both_bad, "rationale": rationale})
         assert response.status_code < 500
         stored = Judgement.objects.filter(comparison=comparison, is_adjudication=True).exists()
         status = Comparison.objects.get(pk=comparison.pk).status
@@ -237,5 +252,55 @@ def test_uploads_never_500_and_rejected_uploads_write_nothing(client, researcher
             assert commit.status_code < 500
             if commit.status_code >= 400:
                 assert _counts() == before
+
+    run()
+
+
+# --- issue 22: safetensors headers and the members page ---------------------------------------------
+
+SHAPES = st.lists(st.integers(min_value=-3, max_value=2**70) | st.floats(allow_nan=True) | st.text(max_size=3), max_size=20)
+HEADERS = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda tensors: json.dumps(tensors, allow_nan=True).encode(), st.dictionaries(
+        st.text(max_size=8), st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "BF16"]), "shape": SHAPES}), max_size=4)),
+    st.builds(lambda deep: ('{"w": %s}' % deep).encode(), DEEP | SPECIAL_NUMBERS),
+)
+
+
+@FUZZ
+@given(header=HEADERS, declared=st.none() | st.integers(min_value=0, max_value=2**64 - 1))
+def test_safetensors_headers_give_a_count_or_a_reason(tmp_path_factory, header, declared):
+    import struct
+
+    from django.core.exceptions import ValidationError
+
+    from webapp.catalog.services import safetensors_parameter_count
+
+    folder = tmp_path_factory.mktemp("model")
+    length = len(header) if declared is None else declared
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", length) + header)
+    try:
+        count = safetensors_parameter_count(str(folder))
+    except ValidationError as exc:
+        assert "safetensors" in exc.messages[0]
+    else:
+        assert isinstance(count, int) and 0 <= count < 2**63  # fits parameter_count's bigint
+
+
+@pytest.mark.django_db
+def test_members_page_never_500s_and_makes_only_valid_users(client, admin_user, project, django_user_model):
+    import re
+
+    client.force_login(admin_user)
+
+    @FUZZ
+    @given(username=st.text(max_size=160) | st.sampled_from(["nia", "nia ", "<b>x</b>", "a/b", "ß.ok+1@x", "x" * 151]),
+           password=st.sampled_from(["", "short", "a-long-enough-passphrase-42"]),
+           role=st.sampled_from(["annotator", "researcher", "admin", "owner", ""]))
+    def run(username, password, role):
+        response = client.post(f"/p/{project.slug}/members/", {"username": username, "password": password, "role": role})
+        assert response.status_code < 500
+        for name in django_user_model.objects.values_list("username", flat=True):
+            assert re.fullmatch(r"[\w.@+-]{1,150}", name), name
 
     run()
