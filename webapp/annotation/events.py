@@ -10,7 +10,8 @@ pending = open comparisons; done = complete or adjudicated; disputed = waiting f
 import time
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
 
 from webapp import live_groups
 from webapp.projects.live import publish_now
@@ -21,13 +22,13 @@ judging_group = live_groups.judging_project  # researchers only: judge-job progr
 
 
 def counters(project_id: int) -> dict:
-    from webapp.annotation.models import Comparison, ComparisonStatus
+    """The project's comparison counts by status: the sum of its maintained shards (ProjectCounter),
+    sixteen rows however many comparisons it holds."""
+    from webapp.annotation.models import ProjectCounter
 
-    counts = Comparison.objects.filter(project_id=project_id).aggregate(
-        pending=Count("id", filter=Q(status=ComparisonStatus.OPEN)),
-        done=Count("id", filter=Q(status__in=[ComparisonStatus.COMPLETE, ComparisonStatus.ADJUDICATED])),
-        disputed=Count("id", filter=Q(status=ComparisonStatus.DISPUTED)))
-    return {"event": "annotation.counters", **counts}
+    counts = ProjectCounter.objects.filter(project_id=project_id).aggregate(
+        pending=Coalesce(Sum("pending"), 0), done=Coalesce(Sum("done"), 0), disputed=Coalesce(Sum("disputed"), 0))
+    return {"event": "annotation.counters", **{k: int(v) for k, v in counts.items()}}
 
 
 _recent: dict = {}  # project id -> (monotonic time, counters): see counters_recent

@@ -240,3 +240,37 @@ class JudgeJob(Job):
             *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(method__in=["generative", "likelihood", "implicit_reward"]), name="judgejob_method_valid"),
         ]
+
+
+class AnnotatorProgress(models.Model):
+    """One annotator's maintained progress in one project: their judgements, those on open
+    comparisons and their skips of open comparisons. Kept by PostgreSQL triggers (migration 0012)
+    in the transaction of every write that changes them, so the hot path reads one row instead of
+    recounting the project; `annotation_counters_rebuild(project)` recounts from scratch."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    judged = models.IntegerField(default=0)
+    judged_open = models.IntegerField(default=0)
+    skipped_open = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="annotatorprogress_unique")]
+
+
+class ProjectCounter(models.Model):
+    """A project's comparison counts by status and its judgement count, in 16 shards (comparison id
+    mod 16) so that concurrent status changes rarely wait on one row; a read sums the shards. Kept by
+    the same triggers as AnnotatorProgress."""
+
+    SHARDS = 16
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    shard = models.SmallIntegerField()
+    pending = models.BigIntegerField(default=0)
+    done = models.BigIntegerField(default=0)
+    disputed = models.BigIntegerField(default=0)
+    judgements = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "shard"], name="projectcounter_unique_shard")]

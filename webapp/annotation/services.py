@@ -15,7 +15,7 @@ from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from webapp.annotation import events
-from webapp.annotation.models import (Assignment, Comparison, ComparisonItem, ComparisonKind, ComparisonSource,
+from webapp.annotation.models import (AnnotatorProgress, Assignment, Comparison, ComparisonItem, ComparisonKind, ComparisonSource,
                                       ComparisonStatus, Judgement, JudgementSource, Skip, Verdict)
 
 LEASE = timedelta(minutes=5)
@@ -179,7 +179,7 @@ def judgement_submit(*, project, comparison_id: int, annotator, ranking, both_ba
 
 
 _T = {"c": Comparison._meta.db_table, "a": Assignment._meta.db_table, "j": Judgement._meta.db_table,
-      "s": Skip._meta.db_table, "i": ComparisonItem._meta.db_table}
+      "s": Skip._meta.db_table, "i": ComparisonItem._meta.db_table, "ap": AnnotatorProgress._meta.db_table}
 _LOCKED_FIELDS = ["id", "project_id", "kind", "required_annotations", "status", "evaluation_id"]  # model order: Model.from_db
 # The comparison locked, with its candidates' positions (the hot path: every verdict of every
 # annotator). A statement's snapshot predates the lock it waited for, so what others may have
@@ -188,13 +188,24 @@ _LOCK_SQL = f"""
 SELECT {", ".join("c." + f for f in _LOCKED_FIELDS)},
        (SELECT json_agg(json_build_array(i.generation_id, i.position)) FROM {_T['i']} i WHERE i.comparison_id = c.id)
   FROM {_T['c']} c WHERE c.id = %(id)s AND (%(project)s::bigint IS NULL OR c.project_id = %(project)s) FOR UPDATE OF c"""
+# The maintained progress rows this write may change (AnnotatorProgress, migration 0012: theirs, and
+# everyone's who judged or skipped the comparison, should its status change), locked in annotator
+# order right after the comparison row: two verdicts closing two comparisons that the same two
+# people judged then wait for each other instead of deadlocking in the triggers.
+_PROGRESS_LOCK = f"""
+(SELECT count(*) FROM (SELECT 1 FROM {_T['ap']} p
+   WHERE p.project_id = (SELECT project_id FROM {_T['c']} WHERE id = %(id)s)
+     AND p.annotator_id IN (SELECT %(me)s::bigint UNION SELECT annotator_id FROM {_T['j']} WHERE comparison_id = %(id)s
+                            UNION SELECT annotator_id FROM {_T['s']} WHERE comparison_id = %(id)s)
+   ORDER BY p.annotator_id FOR UPDATE OF p) locked)"""
 # Their judgement if any, and whether the queue offered them the comparison (see comparison_offered).
 _MINE_SQL = f"""
 SELECT (SELECT j.id FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annotator_id = %(me)s),
        (%(project)s::bigint IS NULL
         OR EXISTS (SELECT 1 FROM {_T['a']} a WHERE a.comparison_id = %(id)s AND a.annotator_id = %(me)s)
         OR EXISTS (SELECT 1 FROM {_T['j']} j WHERE j.comparison_id = %(id)s AND j.annotator_id = %(me)s)
-        OR EXISTS (SELECT 1 FROM {_T['s']} s WHERE s.comparison_id = %(id)s AND s.annotator_id = %(me)s))"""
+        OR EXISTS (SELECT 1 FROM {_T['s']} s WHERE s.comparison_id = %(id)s AND s.annotator_id = %(me)s)),
+       {_PROGRESS_LOCK}"""
 # The judgement inserted, the lease done with, and the comparison's other human verdicts (with this
 # one, they decide its status), in one statement: its snapshot predates the insert, so the new row
 # is not among the others. Columns: every concrete field but the id, in model order.
@@ -208,6 +219,13 @@ UNION ALL
 SELECT false, id, verdict, ranking, is_adjudication FROM {_T['j']} WHERE comparison_id = %s AND source = 'human'"""
 
 
+def progress_lock(*, comparison_id: int, annotator_id: int) -> None:
+    """Takes the progress-row locks a write on this (already locked) comparison may need, in the
+    one order every writer uses (see _PROGRESS_LOCK)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_PROGRESS_LOCK}", {"id": comparison_id, "me": annotator_id})
+
+
 def _judgement_write(comparison_id, project_id, annotator, ranking, *, both_bad, rationale, flags, time_spent_ms):
     with transaction.atomic(), connection.cursor() as cursor:
         params = {"id": comparison_id, "project": project_id, "me": annotator.pk}
@@ -215,7 +233,7 @@ def _judgement_write(comparison_id, project_id, annotator, ranking, *, both_bad,
         row = cursor.fetchone()
         if row is not None:
             cursor.execute(_MINE_SQL, params)
-            existing_id, offered = cursor.fetchone()
+            existing_id, offered, _ = cursor.fetchone()
         if row is None or not offered:
             if project_id is None:
                 raise Comparison.DoesNotExist(f"comparison {comparison_id} does not exist")
@@ -281,6 +299,7 @@ def judgement_undo(*, project, annotator) -> Comparison | None:
         comparison = Comparison.objects.select_for_update().get(pk=latest.comparison_id)
         if comparison.status == ComparisonStatus.ADJUDICATED:
             return None
+        progress_lock(comparison_id=comparison.pk, annotator_id=annotator.pk)
         latest.delete()
         comparison_lease(comparison=comparison, annotator=annotator)
         _status_refresh(comparison)
@@ -331,6 +350,7 @@ def comparison_adjudicate(*, comparison: Comparison, researcher, ranking, both_b
     rationale_check(rationale)
     with transaction.atomic():
         locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
+        progress_lock(comparison_id=locked.pk, annotator_id=researcher.pk)
         positions = dict(ComparisonItem.objects.filter(comparison=locked).values_list("generation_id", "position"))
         groups = ranking_for(list(positions), ranking, both_bad=both_bad)
         judgement, _ = Judgement.objects.update_or_create(
