@@ -59,7 +59,8 @@ def test_the_fixture_serves_the_demo_teacher_as_ml_chat_tokenizes_it(vllm_server
         from ml.modeling import load_model
 
         loaded = load_model(str(vllm_server.model_dir), device="cpu")
-        local = generate(loaded.model, loaded.tokenizer, [t["prompt"] for t in tasks], temperature=0.0, max_new_tokens=16)
+        local = generate(loaded.model, loaded.tokenizer, [t["prompt"] for t in tasks], temperature=0.0,
+                         max_new_tokens=16)
         for task, samples in zip(tasks, local):
             body = http.post(f"{vllm_server.base_url}/chat/completions", headers=headers, json={
                 "model": vllm_server.model, "messages": [{"role": "user", "content": task["prompt"]}],
