@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp import json_bounds
 from webapp.annotation import events, selectors, services
 from webapp.projects.models import Role
 from webapp.projects.permissions import project_view
@@ -26,9 +27,11 @@ def _state(project, user, comparison_id=None, *, lease_next=False) -> dict:
 
 def _body(request) -> dict:
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, or nesting too deep
+        body = json_bounds.loads(request.body or b"{}")
+    except json.JSONDecodeError:
         raise ValidationError("The request body is not JSON.") from None
+    except ValueError as exc:  # UnicodeDecodeError, nested too deep, NaN or a number out of range
+        raise ValidationError(f"The request body is not JSON we store: {exc}.") from None
     if not isinstance(body, dict):
         raise ValidationError("The request body must be a JSON object.")
     return body

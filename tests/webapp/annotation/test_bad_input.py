@@ -40,3 +40,11 @@ def test_api_rationale_has_a_size_limit(client_for, project, pairwise, annotator
     assert not Judgement.objects.exists()
     with pytest.raises(Exception, match="over the 5,000 limit"):
         services.judgement_record(comparison=pairwise[0], annotator=annotator, ranking=[[ids[0]], [ids[1]]], rationale=LONG)
+
+
+@pytest.mark.parametrize("body,why", [(b'{"comparison": 1, "ranking": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "nested deeper than 32"),
+                                      (b'{"comparison": 1, "ranking": [[1], [2]], "time_spent_ms": NaN}', "NaN is not a JSON number")])
+def test_api_bodies_jsonb_cannot_store_say_why(client_for, project, pairwise, annotator, body, why):
+    response = client_for(annotator).generic("POST", f"/p/{project.slug}/annotate/api/submit", data=body,
+                                             content_type="application/json")
+    assert response.status_code == 400 and why in response.json()["error"]
