@@ -50,20 +50,21 @@ def _generate(job, attempt: int) -> None:
 
 
 def _answer(job, version, generator, chunk: list, *, seed: int) -> None:
-    """Answers one chunk and stores it. An endpoint hands each prompt's samples over as they arrive,
-    so when it fails mid-chunk (retries exhausted) the answers that did arrive are still stored."""
-    arrived = {}
+    """Answers one chunk and stores it. An endpoint hands each prompt's samples over as they arrive
+    (in this thread), and each is stored at once, so when the endpoint fails mid-chunk (retries
+    exhausted) the answers that did arrive are kept."""
+    inputs = [messages or text for _, text, messages in chunk]
     options = {"k": job.k, "temperature": job.temperature, "top_p": job.top_p, "max_new_tokens": job.max_new_tokens,
                "seed": seed}
-    try:
-        if endpoints.is_endpoint(version):
-            generator.generate([messages or text for _, text, messages in chunk], **options, on_result=arrived.__setitem__)
-        else:
-            arrived.update(enumerate(generator.generate([messages or text for _, text, messages in chunk], **options)))
-    finally:
-        if arrived:
-            services.generations_store(job=job, model_version=version, prompt_ids=[chunk[i][0] for i in sorted(arrived)],
-                                       outputs=[[_plain(o) for o in arrived[i]] for i in sorted(arrived)], seed=seed)
+
+    def store(indices: list, outputs: list) -> None:
+        services.generations_store(job=job, model_version=version, prompt_ids=[chunk[i][0] for i in indices],
+                                   outputs=[[_plain(o) for o in samples] for samples in outputs], seed=seed)
+
+    if endpoints.is_endpoint(version):
+        generator.generate(inputs, **options, on_result=lambda index, samples: store([index], [samples]))
+    else:
+        store(list(range(len(chunk))), generator.generate(inputs, **options))
 
 
 def _generator(version):
