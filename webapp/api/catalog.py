@@ -96,7 +96,7 @@ def model_version_list(request, slug: str, role: str = ""):
     return page_of(request, versions.filter(role=role) if role else versions, model_version_out)
 
 
-@router.get("/projects/{slug}/model-versions/{version_id}")
+@router.get("/projects/{slug}/model-versions/{int:version_id}")
 def model_version_detail(request, slug: str, version_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     return model_version_out(get_object_or_404(selectors.model_versions_for(project=project), pk=version_id))

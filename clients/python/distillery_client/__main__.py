@@ -1,0 +1,3 @@
+from distillery_client.cli import main
+
+raise SystemExit(main())
