@@ -26,6 +26,12 @@ def reliability(comparisons: list[dict]) -> dict:
     """Per human rater: (agreements + 1) / (pairings + 2) over every pairing with another rater on a
     comparison both judged (Laplace-smoothed, so someone with no overlap yet starts at 0.5)."""
     agree, total = defaultdict(int), defaultdict(int)
+    reliability_tally(comparisons, agree, total)
+    return {r: (agree[r] + 1) / (total[r] + 2) for r in total}
+
+
+def reliability_tally(comparisons: list[dict], agree: dict, total: dict) -> None:
+    """reliability's counts, added to `agree` and `total` (so a stream can tally chunk by chunk)."""
     for comparison in comparisons:
         humans = [v for v in comparison["votes"] if v["source"] == "human" and not v.get("adjudication")]
         labels = [(tuple(map(tuple, v["ranking"])), bool(v.get("both_bad"))) for v in humans]
@@ -34,7 +40,6 @@ def reliability(comparisons: list[dict]) -> dict:
                 if i != j:
                     total[vote["rater"]] += 1
                     agree[vote["rater"]] += labels[i] == labels[j]
-    return {r: (agree[r] + 1) / (total[r] + 2) for r in total}
 
 
 def _weight(vote: dict, rule: str, weights: dict) -> float:
@@ -60,13 +65,16 @@ def _scores(votes: list[dict], rule: str, weights: dict):
     return scores, total, both_bad
 
 
-def aggregate(comparisons: list[dict], *, rule: str = "majority", tie_policy: str = "drop") -> tuple[list[dict], dict]:
+def aggregate(comparisons: list[dict], *, rule: str = "majority", tie_policy: str = "drop", weights: dict | None = None) -> tuple[list[dict], dict]:
     """comparisons: [{id, prompt_id, kind, candidates: [gid...], votes: [vote...]}] with votes
     already filtered by source. Returns (pairs, stats); a pair is {comparison, prompt_id, chosen,
-    rejected, weight, votes (judgement ids)}, weight in (0, 1] = the winner's share of the vote."""
+    rejected, weight, votes (judgement ids)}, weight in (0, 1] = the winner's share of the vote.
+    weights: the raters' reliability when the comparisons are one chunk of a larger set (the
+    agreement_weighted rule needs it over the whole set); computed from `comparisons` otherwise."""
     if rule not in RULES or tie_policy not in TIE_POLICIES:
         raise ValueError(f"rule must be one of {RULES} and tie_policy one of {TIE_POLICIES}")
-    weights = reliability(comparisons) if rule == "agreement_weighted" else {}
+    if weights is None:
+        weights = reliability(comparisons) if rule == "agreement_weighted" else {}
     pairs, stats = [], defaultdict(int)
     for comparison in comparisons:
         votes = [v for v in comparison["votes"] if v.get("adjudication")] or comparison["votes"]

@@ -274,3 +274,15 @@ class ProjectCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "shard"], name="projectcounter_unique_shard")]
+
+
+class QualityReport(models.Model):
+    """The quality page's agreement figures (κ, α, judge-human, biases) as the default-queue task
+    `refresh_quality` last computed them: the page shows them with their age and asks for a refresh
+    when the project's judgement count moved, never recomputing them in the request."""
+
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="+")
+    report = models.JSONField(default=dict, blank=True)
+    judgements = models.BigIntegerField(default=-1, help_text="The project's judgement count the report was computed at.")
+    computed_at = models.DateTimeField(null=True, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True, help_text="When the last refresh was asked for.")

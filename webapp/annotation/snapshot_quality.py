@@ -104,3 +104,134 @@ def _warnings(report: dict) -> list[str]:
             warnings.append(f"The judge {judge['name']} agrees with the human majority on only "
                             f"{100 * judge['agreement']:.0f}% of {judge['n']} shared comparisons.")
     return warnings
+
+
+# Streaming forms of the above for a freeze that reads the comparisons a chunk at a time
+# (snapshots.snapshot_freeze): the same figures, from counts that add up chunk by chunk.
+
+class IdSet:
+    """A set of (positive integer) ids as a bitmap: a million comparison ids in 125 kB."""
+
+    def __init__(self):
+        self.bits = bytearray()
+
+    def add_all(self, ids) -> None:
+        for i in ids:
+            if i // 8 >= len(self.bits):
+                self.bits.extend(bytes(max(i // 8 + 1 - len(self.bits), len(self.bits))))
+            self.bits[i // 8] |= 1 << (i % 8)
+
+    def __contains__(self, i) -> bool:
+        return i // 8 < len(self.bits) and bool(self.bits[i // 8] & (1 << (i % 8)))
+
+
+class SourceTally:
+    """snapshot_sources and the freeze's per-source vote counts, chunk by chunk."""
+
+    def __init__(self):
+        self.counts, self.annotators = defaultdict(Counter), set()
+        self.votes = {"human": 0, "teacher": 0, "imported": 0}
+
+    def add(self, comparisons: list[dict], pairs: list[dict]) -> None:
+        for c in comparisons:
+            if c["votes"] and len(c["candidates"]) >= 2:
+                for v in c["votes"]:
+                    self.votes[v["source"]] += 1
+        votes = {v["judgement"]: v for c in comparisons for v in c["all_votes"]}
+        for judgement in sorted({j for p in pairs for j in p["votes"]}):
+            vote = votes[judgement]
+            if vote["origin"] == "human":
+                self.counts["human"]["judgements"] += 1
+                self.annotators.add(vote["rater"])
+            else:
+                self.counts[vote["origin"]][str(vote["rater"])] += 1
+
+    @staticmethod
+    def people_of(comparisons: list[dict], pairs: list[dict]) -> set:
+        """The people whose judgements these pairs were made from."""
+        used = {j for p in pairs for j in p["votes"]}
+        return {v["rater"] for c in comparisons for v in c["all_votes"] if v["origin"] == "human" and v["judgement"] in used}
+
+    def vote_counts(self) -> dict:
+        return dict(self.votes)
+
+    def report(self) -> dict:
+        out = {origin: dict(c) for origin, c in sorted(self.counts.items())}
+        if "human" in out:
+            out["human"]["annotators"] = len(self.annotators)
+        return out
+
+
+class AgreementTally:
+    """snapshot_agreement from counts: Krippendorff's coincidence matrix, a confusion table per pair
+    of annotators and per judge (against the human majority). Same scope rule and figures; fed the
+    trainable comparisons chunk by chunk, after the pairs are known (used, people)."""
+
+    def __init__(self):
+        self.multi, self.coincidence = 0, defaultdict(float)
+        self.pair_tables, self.judge_tables = defaultdict(Counter), defaultdict(Counter)
+
+    def add(self, comparisons: list[dict], *, used, people: set) -> None:
+        for comparison in comparisons:
+            if comparison["id"] not in used and not any(v["rater"] in people for v in comparison["all_votes"] if v["origin"] == "human"):
+                continue
+            human = [v for v in comparison["all_votes"] if v["origin"] == "human" and not v.get("adjudication")]
+            labels = [vote_label(comparison, v) for v in human]
+            m = len(labels)
+            if m >= 2:
+                self.multi += 1
+                for i in range(m):  # krippendorff_alpha's loop, unit by unit in the same order
+                    for j in range(i + 1, m):
+                        self.coincidence[labels[i], labels[j]] += 1 / (m - 1)
+                        self.coincidence[labels[j], labels[i]] += 1 / (m - 1)
+            if comparison["kind"] != "pairwise":
+                continue
+            rated = sorted(((v["rater"], label) for v, label in zip(human, labels)), key=lambda rl: str(rl[0]))
+            for i, (r1, l1) in enumerate(rated):
+                for r2, l2 in rated[i + 1:]:
+                    self.pair_tables[r1, r2][l1, l2] += 1
+            top = agreement.majority([x for x in labels if x in ("a", "b")])
+            for vote in comparison["all_votes"]:
+                if vote["origin"] != "human" and vote.get("probability") not in (None, 0.5):
+                    name = vote["rater"] if vote["origin"] == "teacher" else f"{vote['origin']}:{vote['rater']}"
+                    table = self.judge_tables[name]  # listed even with nothing shared (n = 0), as snapshot_agreement does
+                    if top in ("a", "b"):
+                        table[top, "a" if vote["probability"] > 0.5 else "b"] += 1
+
+    def _alpha(self):
+        n_c = defaultdict(float)
+        for (c, _), value in self.coincidence.items():
+            n_c[c] += value
+        if not self.multi or len(n_c) < 2:
+            return None
+        n = sum(n_c.values())
+        observed = sum(value for (c, k), value in self.coincidence.items() if c != k)
+        expected = (n * n - sum(v * v for v in n_c.values())) / (n - 1)
+        return None if expected == 0 else 1.0 - observed / expected
+
+    def report(self) -> dict:
+        kappas = [_kappa(table) for _, table in sorted(self.pair_tables.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))
+                  if sum(table.values()) >= 2]
+        finite = [k for k in kappas if k == k]
+        judges = []
+        for name, table in sorted(self.judge_tables.items()):
+            n = sum(table.values())
+            row = {"n": 0, "agreement": None, "kappa": None} if not n else \
+                {"n": n, "agreement": sum(v for (h, t), v in table.items() if h == t) / n, "kappa": _kappa(table) if n >= 2 else float("nan")}
+            judges.append({"name": name, **_finite(row)})
+        report = {"multi_rated": self.multi, "alpha": self._alpha(), "mean_kappa": sum(finite) / len(finite) if finite else None,
+                  "kappa_pairs": len(finite), "judges": judges}
+        report["warnings"] = _warnings(report)
+        return report
+
+
+def _kappa(table: Counter) -> float:
+    """agreement.cohen_kappa from a confusion table {(label a, label b): count}: the same sums."""
+    n = sum(table.values())
+    observed = sum(v for (x, y), v in table.items() if x == y) / n
+    count_a, count_b = Counter(), Counter()
+    for (x, y), v in table.items():
+        count_a[x] += v
+        count_b[y] += v
+    expected = sum(count_a[label] * count_b[label] for label in count_a) / n**2
+    return float("nan") if expected == 1.0 else (observed - expected) / (1.0 - expected)

@@ -9,15 +9,17 @@ source. collect_votes filters them out and snapshot_freeze checks the result aga
 what was left out is counted in the snapshot's stats, and the sources it drew on in `sources`."""
 import hashlib
 import json
+import uuid
+from collections import defaultdict
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from webapp.annotation import aggregation, snapshot_quality
 from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonSource, ComparisonStatus, Judgement,
                                       JudgementSource, PreferencePair, PreferenceSnapshot)
-from webapp.catalog.models import Split
+from webapp.catalog.models import Prompt, Split
 from webapp.celery import enqueue
 from webapp.generation.models import Generation
 
@@ -73,11 +75,11 @@ def collect_votes(*, project, source_filter: str) -> tuple[list[dict], dict, lis
     return usable, left_out, list(comparisons.values())
 
 
-def _assert_no_leak(rows: list[dict], prompts: dict, comparisons: list[dict]) -> None:
+def _assert_no_leak(rows: list[dict], comparisons: list[dict], splits: dict) -> None:
     """The rules again, on what is about to be stored: a bug upstream must fail loudly, not train on the test set."""
     origins = {v["judgement"]: v["origin"] for c in comparisons for v in c["all_votes"]}
     for row in rows:
-        if prompts[row["prompt_id"]].split == Split.EVAL:
+        if splits[row["prompt_id"]] == Split.EVAL:
             raise ValidationError(f"Refusing to freeze: prompt {row['prompt_id']} is a held-out (eval) prompt.")
         if any(origins.get(j) in (None, JudgementSource.ORACLE) for j in row["votes"]):
             raise ValidationError(f"Refusing to freeze: comparison {row['comparison']} would use an oracle verdict.")
@@ -95,39 +97,171 @@ def content_hash(rows: list[dict], settings_used: dict) -> str:
 
 
 def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: str = "drop", source_filter: str = "both",
-                    created_by=None) -> PreferenceSnapshot:
+                    created_by=None, progress=None) -> PreferenceSnapshot:
     """Aggregates, hashes and stores the pairs in one transaction; refuses an empty snapshot and
-    one identical to an existing snapshot (same hash), and enqueues the file export."""
-    comparisons, collected, everything = collect_votes(project=project, source_filter=source_filter)
-    pairs, stats = aggregation.aggregate(comparisons, rule=rule, tie_policy=tie_policy)
-    if not pairs:
-        raise ValidationError("No preference pairs: no settled comparison has a decisive verdict from the chosen sources yet.")
-    generations = Generation.objects.in_bulk({p[k] for p in pairs for k in ("chosen", "rejected")})
-    prompts = {g.prompt_id: g.prompt for g in Generation.objects.filter(pk__in=generations).select_related("prompt")}
-    rows = [dict(p, prompt_text=_prompt_text(prompts[p["prompt_id"]]), chosen_text=generations[p["chosen"]].text,
-                 rejected_text=generations[p["rejected"]].text) for p in pairs]
-    _assert_no_leak(rows, prompts, comparisons)
-    settings_used = {"rule": rule, "tie_policy": tie_policy, "source_filter": source_filter}
-    digest = content_hash(rows, settings_used)
-    clash = PreferenceSnapshot.objects.filter(project=project, content_hash=digest).first()
-    if clash is not None:
-        raise ValidationError(f"Nothing changed since snapshot {clash.name!r}: it holds exactly these pairs.")
+    one identical to an existing snapshot (same hash), and enqueues the file export.
+
+    It streams (issue 23): the trainable comparisons come from one server-side cursor with their
+    candidates and votes, in queue order, CHUNK at a time; each chunk is aggregated, its texts read
+    in one query, its pairs written by COPY and hashed as they go (the same sha256 content_hash
+    gives the whole list), so memory stays flat however many pairs a project holds. The
+    agreement figures are tallied on the way (snapshot_quality.AgreementTally) and finished with a
+    second pass over the comparisons. progress(done, stage), if given, is called between chunks."""
+    if source_filter not in aggregation.SOURCE_FILTERS:
+        raise ValidationError(f"source filter must be one of {', '.join(aggregation.SOURCE_FILTERS)}")
+    if rule not in aggregation.RULES or tie_policy not in aggregation.TIE_POLICIES:
+        raise ValidationError(f"rule must be one of {aggregation.RULES} and tie policy one of {aggregation.TIE_POLICIES}")
     if PreferenceSnapshot.objects.filter(project=project, name=name).exists():
         raise ValidationError(f"A snapshot named {name!r} already exists.")
-    stats.update(collected, sources=_source_counts(comparisons))
+    settings_used = {"rule": rule, "tie_policy": tie_policy, "source_filter": source_filter}
     with transaction.atomic():
+        weights = _reliability(project, source_filter) if rule == "agreement_weighted" else {}
         snapshot = PreferenceSnapshot.objects.create(
-            project=project, name=name, rule=rule, tie_policy=tie_policy, source_filter=source_filter, content_hash=digest,
-            pair_count=len(rows), stats=stats, created_by=created_by,
-            sources=snapshot_quality.snapshot_sources(comparisons, pairs),
-            agreement=snapshot_quality.snapshot_agreement(everything, pairs))
-        PreferencePair.objects.bulk_create([PreferencePair(
-            snapshot=snapshot, prompt_id=r["prompt_id"], chosen_id=r["chosen"], rejected_id=r["rejected"],
-            prompt_text=r["prompt_text"], chosen_text=r["chosen_text"], rejected_text=r["rejected_text"], weight=r["weight"],
-            provenance={"comparison": r["comparison"], "judgements": r["votes"], **({"tie_broken_by": r["tie_broken_by"]} if "tie_broken_by" in r else {})})
-            for r in rows], batch_size=1000)
+            project=project, name=name, rule=rule, tie_policy=tie_policy, source_filter=source_filter,
+            content_hash=f"freezing:{uuid.uuid4().hex}", created_by=created_by)
+        digest, stats, sources = hashlib.sha256(b'{"pairs": ['), defaultdict(int), snapshot_quality.SourceTally()
+        used, people = snapshot_quality.IdSet(), set()  # the pairs' comparisons (a bitmap), the people behind them
+        pairs = 0
+        for chunk in _comparison_chunks(project, source_filter):
+            made, chunk_stats = aggregation.aggregate([c for c in chunk if c["votes"] and len(c["candidates"]) >= 2],
+                                                      rule=rule, tie_policy=tie_policy, weights=weights)
+            for key, value in chunk_stats.items():
+                stats[key] += value
+            stats["disputed_excluded"] += sum(c["status"] == ComparisonStatus.DISPUTED for c in chunk)
+            rows, splits = _with_texts(made)
+            _assert_no_leak(rows, chunk, splits)
+            for row in rows:
+                digest.update(((", " if pairs else "") + json.dumps(row, sort_keys=True, ensure_ascii=False)).encode())
+                pairs += 1
+            _pairs_copy(snapshot.pk, rows)
+            sources.add(chunk, made)
+            used.add_all(p["comparison"] for p in made)
+            people.update(sources.people_of(chunk, made))
+            if progress is not None:
+                progress(pairs, f"{pairs:,} pairs")
+        if not pairs:
+            raise ValidationError("No preference pairs: no settled comparison has a decisive verdict from the chosen sources yet.")
+        digest.update(("], \"settings\": " + json.dumps(settings_used, sort_keys=True, ensure_ascii=False) + "}").encode())
+        content = digest.hexdigest()
+        clash = PreferenceSnapshot.objects.filter(project=project, content_hash=content).exclude(pk=snapshot.pk).first()
+        if clash is not None:
+            raise ValidationError(f"Nothing changed since snapshot {clash.name!r}: it holds exactly these pairs.")
+        if progress is not None:
+            progress(pairs, "agreement")
+        tally = snapshot_quality.AgreementTally()
+        for chunk in _comparison_chunks(project, source_filter):
+            tally.add(chunk, used=used, people=people)
+        stats = dict(stats, pairs=pairs)
+        stats.update(_left_out(project), sources=sources.vote_counts())
+        PreferenceSnapshot.objects.filter(pk=snapshot.pk).update(
+            content_hash=content, pair_count=pairs, stats=stats, sources=sources.report(), agreement=tally.report())
+        snapshot.refresh_from_db()
         enqueue("workers.tasks.annotation.export_snapshot", snapshot.pk)
     return snapshot
+
+
+CHUNK = 2000
+# The trainable comparisons (trainable_comparisons' rules) in queue order, with their candidates
+# in position order and their non-oracle votes in id order: one server-side cursor, so the rows
+# arrive CHUNK at a time and the project is never in memory at once.
+_STREAM_SQL = f"""
+SELECT c.id, c.prompt_id, c.kind, c.status,
+       (SELECT array_agg(i.generation_id ORDER BY i.position) FROM {ComparisonItem._meta.db_table} i WHERE i.comparison_id = c.id),
+       (SELECT json_agg(json_build_array(j.id, j.source, j.annotator_id, j.judge_name, j.verdict, j.ranking, j.probability,
+                                         j.is_adjudication) ORDER BY j.id)
+          FROM {Judgement._meta.db_table} j WHERE j.comparison_id = c.id AND j.source <> 'oracle')
+  FROM {Comparison._meta.db_table} c JOIN {Prompt._meta.db_table} p ON p.id = c.prompt_id
+ WHERE c.project_id = %s AND c.evaluation_id IS NULL AND c.source <> 'evaluation' AND p.split <> 'eval'
+ ORDER BY c.priority DESC, c.id"""
+
+
+def _comparison_chunks(project, source_filter: str):
+    """collect_votes' comparison dicts, CHUNK at a time, from the server-side cursor."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(_STREAM_SQL, [project.pk])
+        while rows := cursor.fetchmany(CHUNK):
+            yield [_comparison(row, source_filter) for row in rows]
+
+
+def _comparison(row, source_filter: str) -> dict:
+    cid, prompt_id, kind, status, candidates, votes = row
+    comparison = {"id": cid, "prompt_id": prompt_id, "kind": kind, "status": status, "candidates": list(candidates or []),
+                  "votes": [], "teacher_votes": [], "all_votes": []}
+    for jid, origin, annotator_id, judge_name, verdict, ranking, probability, adjudication in _json(votes) or []:
+        j = {"probability": probability}
+        vote = {"judgement": jid, "source": _VOTE_SOURCE[origin], "origin": origin, "rater": annotator_id or judge_name,
+                "ranking": ranking or _judge_ranking(comparison, j), "both_bad": verdict == "both_bad", "probability": probability,
+                "adjudication": adjudication}
+        _sort_vote(comparison, vote, source_filter)
+    return comparison
+
+
+def _sort_vote(comparison: dict, vote: dict, source_filter: str) -> None:
+    """collect_votes' rule for one vote: every vote counts for agreement; disputed comparisons give
+    no pairs; human votes only from settled comparisons."""
+    comparison["all_votes"].append(vote)
+    if comparison["status"] == ComparisonStatus.DISPUTED:
+        return
+    if vote["source"] == "teacher":
+        comparison["teacher_votes"].append(vote)
+    wanted = source_filter == "both" or _FILTER_SOURCE[source_filter] == vote["source"]
+    if wanted and (vote["source"] != "human" or comparison["status"] in SETTLED):
+        comparison["votes"].append(vote)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _reliability(project, source_filter: str) -> dict:
+    """aggregation.reliability over every usable comparison, tallied chunk by chunk (a first pass)."""
+    agree, total = defaultdict(int), defaultdict(int)
+    for chunk in _comparison_chunks(project, source_filter):
+        aggregation.reliability_tally([c for c in chunk if c["votes"] and len(c["candidates"]) >= 2], agree, total)
+    return {r: (agree[r] + 1) / (total[r] + 2) for r in total}
+
+
+def _with_texts(pairs: list[dict]) -> tuple[list[dict], dict]:
+    """The pairs with their prompt and answer texts, read in one query each for the chunk, and
+    {prompt id: split} for the leak check."""
+    if not pairs:
+        return [], {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, text FROM {Generation._meta.db_table} WHERE id = ANY(%s)",
+                       [list({p[k] for p in pairs for k in ("chosen", "rejected")})])
+        texts = dict(cursor.fetchall())
+        cursor.execute(f"SELECT id, text, messages, split FROM {Prompt._meta.db_table} WHERE id = ANY(%s)",
+                       [list({p["prompt_id"] for p in pairs})])
+        prompts = {pid: (text if not messages else json.dumps(_json(messages), ensure_ascii=False), split)
+                   for pid, text, messages, split in cursor.fetchall()}
+    return ([dict(p, prompt_text=prompts[p["prompt_id"]][0], chosen_text=texts[p["chosen"]], rejected_text=texts[p["rejected"]])
+             for p in pairs], {pid: split for pid, (_, split) in prompts.items()})
+
+
+_PAIR_COLUMNS = ("snapshot_id", "prompt_id", "chosen_id", "rejected_id", "prompt_text", "chosen_text", "rejected_text", "weight",
+                 "provenance")
+
+
+def _pairs_copy(snapshot_id: int, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {PreferencePair._meta.db_table} ({', '.join(_PAIR_COLUMNS)}) FROM STDIN") as copy:
+            for r in rows:
+                provenance = {"comparison": r["comparison"], "judgements": r["votes"],
+                              **({"tie_broken_by": r["tie_broken_by"]} if "tie_broken_by" in r else {})}
+                copy.write_row((snapshot_id, r["prompt_id"], r["chosen"], r["rejected"], r["prompt_text"], r["chosen_text"],
+                                r["rejected_text"], r["weight"], json.dumps(provenance)))
+
+
+def _left_out(project) -> dict:
+    """What the rules kept out, counted in SQL (collect_votes' left_out but the disputed count, tallied while streaming)."""
+    everything = Comparison.objects.filter(project=project)
+    trainable = trainable_comparisons(project=project)
+    return {"evaluation_comparisons_excluded": everything.filter(Q(evaluation__isnull=False) | Q(source=ComparisonSource.EVALUATION)).count(),
+            "eval_prompt_comparisons_excluded": everything.filter(evaluation__isnull=True, prompt__split=Split.EVAL)
+            .exclude(source=ComparisonSource.EVALUATION).count(),
+            "oracle_judgements_excluded": Judgement.objects.filter(comparison__in=trainable, source=JudgementSource.ORACLE).count()}
 
 
 def _prompt_text(prompt) -> str:

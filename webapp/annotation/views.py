@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp import json_bounds
-from webapp.annotation import exports, judging, quality, selectors, services, snapshots
+from webapp.annotation import events, exports, judging, quality, selectors, services, snapshots
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
 from webapp.generation.models import Generation
@@ -75,9 +75,11 @@ def _judge_scope(project, data):
 
 @project_view(Role.RESEARCHER)
 def quality_page(request, project):
-    return render(request, "annotation/quality.html", {"project": project, "role": request.role,
-                                                        "report": quality.quality_report(project=project),
-                                                        "disputed": selectors.disputed_comparisons(project=project)})
+    stored = quality.quality_stored(project=project)  # computed by a default-queue task, shown with its age
+    return render(request, "annotation/quality.html", {"project": project, "role": request.role, "quality": stored,
+                                                        "report": stored["report"],
+                                                        "disputed": selectors.disputed_comparisons(project=project),
+                                                        "disputed_count": events.counters(project.pk)["disputed"]})
 
 
 @require_POST

@@ -131,14 +131,32 @@ def _outcomes(verdicts: dict) -> dict:
     return outcomes
 
 
-def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=False, family="", search="") -> list:
+def side_by_side_prompt_ids(*, evaluation: Evaluation, family="", search=""):
+    """The evaluation's prompt ids in page order (a queryset: the page counts and slices it in SQL,
+    walking the (evaluation, prompt) index), filtered by task family and text search (prompt or
+    answers). The verdict filters need each row's outcomes, so side_by_side_rows applies those."""
+    outputs = EvaluationOutput.objects.filter(evaluation=evaluation)
+    if family:
+        outputs = outputs.filter(prompt__metadata__family=family)
+    if search.strip():
+        needle = search.strip()
+        outputs = outputs.filter(Q(prompt__text__icontains=needle) | Q(prompt_id__in=EvaluationOutput.objects.filter(
+            evaluation=evaluation, generation__text__icontains=needle).values("prompt_id")))
+    return outputs.order_by("prompt_id").values_list("prompt_id", flat=True).distinct()
+
+
+def side_by_side_rows(*, evaluation: Evaluation, disagreements=False, losses=False, family="", search="", prompt_ids=None) -> list:
     """One row per prompt: the teacher's answer and each candidate's answer with its verdicts and
     heatmap signals (the word diffs come from `side_by_side_diffs`, for the page shown only). Filters: judge sources that disagree on some
-    candidate, a candidate that lost by some source, task family, text search (prompt or answers)."""
+    candidate, a candidate that lost by some source, task family, text search (prompt or answers).
+    prompt_ids: only these prompts (one page of side_by_side_prompt_ids), so a page costs its rows."""
     outputs = (EvaluationOutput.objects.filter(evaluation=evaluation)
                .select_related("generation", "model_version", "prompt").order_by("prompt_id", "model_version_id"))
+    comparisons = Comparison.objects.filter(evaluation=evaluation)
+    if prompt_ids is not None:
+        outputs, comparisons = outputs.filter(prompt_id__in=prompt_ids), comparisons.filter(prompt_id__in=prompt_ids)
     comparisons = {(c.prompt_id, c.items.all()[0].generation.model_version_id): c for c in
-                   Comparison.objects.filter(evaluation=evaluation).prefetch_related("items__generation", "judgements")}
+                   comparisons.prefetch_related("items__generation", "judgements")}
     by_prompt = defaultdict(list)
     for output in outputs:
         by_prompt[output.prompt_id].append(output)
@@ -181,9 +199,9 @@ def side_by_side_diffs(rows) -> None:
 
 
 def evaluation_families(*, evaluation: Evaluation) -> list:
-    families = {p.metadata.get("family") for p in Prompt.objects.filter(
-        pk__in=EvaluationOutput.objects.filter(evaluation=evaluation).values("prompt_id"))}
-    return sorted(f for f in families if f)
+    families = Prompt.objects.filter(pk__in=EvaluationOutput.objects.filter(evaluation=evaluation).values("prompt_id")) \
+        .values_list("metadata__family", flat=True).distinct()
+    return sorted(f for f in families if isinstance(f, str) and f)
 
 
 def latest_student(*, project):

@@ -56,8 +56,12 @@ def evaluation_side_by_side(request, project, evaluation_id):
     evaluation = get_object_or_404(Evaluation, project=project, pk=evaluation_id)
     filters = {"disagreements": request.GET.get("disagreements") == "1", "losses": request.GET.get("losses") == "1",
                "family": request.GET.get("family", ""), "search": request.GET.get("q", "")}
-    rows = selectors.side_by_side_rows(evaluation=evaluation, **filters)
-    page = Paginator(rows, 20).get_page(request.GET.get("page"))
+    if filters["disagreements"] or filters["losses"]:  # these need every row's verdicts
+        page = Paginator(selectors.side_by_side_rows(evaluation=evaluation, **filters), 20).get_page(request.GET.get("page"))
+    else:  # the common view: page the prompt ids in SQL, then build only the shown rows
+        page = Paginator(selectors.side_by_side_prompt_ids(evaluation=evaluation, family=filters["family"], search=filters["search"]),
+                         20).get_page(request.GET.get("page"))
+        page.object_list = selectors.side_by_side_rows(evaluation=evaluation, prompt_ids=list(page.object_list))
     selectors.side_by_side_diffs(page)  # B25: diff the shown page only
     signals = {str(c["output"].id): c["output"].signals for row in page for c in row["candidates"]}
     signal = request.GET.get("signal", "teacher_logp")

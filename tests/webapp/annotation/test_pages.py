@@ -2,7 +2,7 @@
 dispute from the page, queuing a teacher-judge job; every page escapes model output."""
 import pytest
 
-from webapp.annotation import services
+from webapp.annotation import quality, services
 from webapp.annotation.models import Comparison, JudgeJob
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,10 @@ def test_quality_numbers_and_adjudication(client_for, project, pairwise, annotat
         services.judgement_record(comparison=comparison, annotator=second_annotator, ranking=[[a], [b]] if index else [[b], [a]])
     client = client_for(researcher)
     page = client.get(f"/p/{project.slug}/quality/").content.decode()
-    assert "ann-annotator · bea-annotator" in page and f'id="dispute-{pairwise[0].pk}"' in page
+    assert "being computed in the background" in page and f'id="dispute-{pairwise[0].pk}"' in page  # never in the request
+    quality.quality_refresh(project=project)  # the default-queue task's body
+    page = client.get(f"/p/{project.slug}/quality/").content.decode()
+    assert "ann-annotator · bea-annotator" in page and "Figures computed" in page and "a refresh is on its way" not in page
     # κ for the pair: 3 of 4 agree; a says a,a,a,a; b says b,a,a,a -> p_e = 0.75, κ = (0.75 - 0.75)/(0.25) = 0
     assert '<td class="num">0.000</td>' in page
     a, b = [i.generation_id for i in pairwise[0].items.order_by("position")]

@@ -127,3 +127,26 @@ def test_teacher_verdict_is_the_outcome_the_one_rule_gave(pairwise):
     with pytest.raises(ValidationError):
         services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:y",
                                           judge_model=None, probability=0.6, ranking=[], details={}, shown_order=[a, b])
+
+
+@pytest.mark.parametrize("rule,tie_policy", [("majority", "drop"), ("agreement_weighted", "teacher")])
+def test_streamed_freeze_matches_the_whole_list_in_memory(project, judged, monkeypatch, rule, tie_policy):
+    """Issue 23: the freeze reads two comparisons at a time here (CHUNK), yet stores the hash, stats,
+    sources and agreement that the whole list in memory gives (collect_votes, aggregate, content_hash)."""
+    from webapp.annotation import aggregation, snapshot_quality
+    from webapp.generation.models import Generation
+
+    monkeypatch.setattr(snapshots, "CHUNK", 2)
+    snapshot = snapshots.snapshot_freeze(project=project, name="streamed", rule=rule, tie_policy=tie_policy)
+    usable, left_out, everything = snapshots.collect_votes(project=project, source_filter="both")
+    pairs, stats = aggregation.aggregate(usable, rule=rule, tie_policy=tie_policy)
+    texts = {g.pk: g for g in Generation.objects.select_related("prompt")}
+    rows = [dict(p, prompt_text=texts[p["chosen"]].prompt.text, chosen_text=texts[p["chosen"]].text,
+                 rejected_text=texts[p["rejected"]].text) for p in pairs]
+    assert snapshot.content_hash == snapshots.content_hash(rows, {"rule": rule, "tie_policy": tie_policy, "source_filter": "both"})
+    assert snapshot.pair_count == len(rows) == snapshot.pairs.count()
+    assert snapshot.stats == {**stats, **left_out, "sources": snapshots._source_counts(usable)}
+    assert snapshot.sources == snapshot_quality.snapshot_sources(everything, pairs)
+    assert snapshot.agreement == snapshot_quality.snapshot_agreement(everything, pairs)
+    assert [(p.chosen_id, p.rejected_id, p.weight) for p in snapshot.pairs.order_by("id")] == \
+        [(p["chosen"], p["rejected"], p["weight"]) for p in pairs]
