@@ -72,3 +72,33 @@ def test_two_round_starts_at_once_run_one_round(transactional_db, asgi_server, p
     statuses = at_once(4, lambda i: clients[i].post(f"/p/{project.slug}/loop/", data=form).status_code)
     assert all(s < 500 for s in statuses), statuses
     assert LoopRound.objects.filter(project=project, status__in=["queued", "running"]).count() == 1
+
+
+def test_builds_on_separate_connections_store_each_set_once(transactional_db, project):
+    """The build race one level down, where several server processes' requests would meet: six
+    threads, six PostgreSQL connections, one job's generations."""
+    from django.db import connection
+
+    from webapp.annotation.services import comparisons_build
+    from webapp.generation.models import Generation
+
+    world = make_world(project, prompts=3)
+    made, errors, barrier = [], [], threading.Barrier(6)
+
+    def build():
+        try:
+            barrier.wait()
+            made.append(len(comparisons_build(project=project, generations=Generation.objects.filter(job=world["job"]),
+                                              mode="teacher_student")))
+        except Exception as exc:  # noqa: BLE001 (any error is a failure of the guarantee)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=build) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(made) == 3 * 2 and Comparison.objects.filter(project=project).count() == 3 * 2
