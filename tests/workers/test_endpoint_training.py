@@ -2,7 +2,8 @@
 method the endpoint's capability cannot serve fails with the reason before anything loads (fake
 server); DCKD on the real vLLM endpoint (marker vllm) reads the teacher's top-K from the server into
 the signal cache, trains the student with no π_dpo stage (the endpoint is the run's DPO teacher, in
-its stage line, π_dpo and model card), and never loads the teacher's weights (the load ledger)."""
+its stage line, π_dpo and model card), and never loads the teacher's weights (the load ledger); ADPA
+takes π_dpo and π_sft as two endpoint versions."""
 import json
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from workers.tasks.gpu.training import train_run
 pytestmark = pytest.mark.django_db(transaction=True)
 SMALL = {"batch_size": 4, "grad_accum": 1, "max_length": 64, "learning_rate": 1e-4, "warmup_ratio": 0.0,
          "lr_scheduler": "constant", "max_steps": 3, "save_every_steps": 0}
-CONFIGS = {"dckd": {**SMALL, "top_k": 20}, "kd": SMALL, "adpa": {**SMALL, "max_new_tokens": 8}}
+CONFIGS = {"dckd": {**SMALL, "top_k": 20}, "kd": SMALL, "adpa": {**SMALL, "top_k": 20, "max_new_tokens": 8},
+           "adpa_plus": {"dckd": {**SMALL, "top_k": 20}, "adpa": {**SMALL, "top_k": 20, "max_new_tokens": 8}}}
 BLACK_BOX = {"kind": "black-box", "chat": True, "logprobs": False, "prompt_logprobs": 0}
 WHITE_BOX = {"kind": "white-box", "chat": True, "logprobs": True, "top_logprobs_max": 50, "prompt_logprobs": 50}
 
@@ -47,7 +49,7 @@ def _run(world, method, config, **teachers):
 @pytest.mark.parametrize("method, capability, teachers, reason", [
     ("dckd", BLACK_BOX, ("teacher_dpo",), "black-box endpoint gives no log-probabilities"),
     ("kd", WHITE_BOX, ("teacher",), "full logits in the training loop"),
-    ("adpa", WHITE_BOX, ("teacher_dpo", "teacher_sft"), "not run by the worker yet"),
+    ("adpa_plus", WHITE_BOX, ("teacher_dpo", "teacher_sft"), "not run by the worker yet"),
 ])
 def test_a_method_the_endpoint_cannot_serve_fails_with_the_reason(django_user_model, settings, tmp_path, tiny_demo_dir,
                                                                  unconsumed_queue, method, capability, teachers, reason):  # noqa: F811
@@ -83,3 +85,24 @@ def test_dckd_on_the_vllm_endpoint_trains_from_its_signals_without_loading_the_t
     assert str(world["student"].source) in loaded
     card = (Path(run.checkpoints.get(is_final=True).path) / "README.md").read_text()
     assert "π_dpo: api-teacher (`endpoint:" in card, card
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_adpa_with_pi_dpo_and_pi_sft_as_two_endpoint_versions(vllm_server, demo_world_dir, django_user_model, settings,
+                                                              tmp_path, monkeypatch, unconsumed_queue):  # noqa: F811
+    ledger = tmp_path / "loads.jsonl"
+    monkeypatch.setenv("DISTILLERY_LOAD_LEDGER", str(ledger))
+    world = _world(django_user_model, settings, tmp_path, demo_world_dir, url=vllm_server.base_url,
+                   model=vllm_server.model, capability=WHITE_BOX, api_key_env=vllm_server.env_name)
+    sft = endpoint_register(project=world["project"], name="api-teacher-sft", role="teacher", stage="sft",
+                            endpoint_url=vllm_server.base_url, served_model=vllm_server.model,
+                            api_key_env=vllm_server.env_name, concurrency=2)
+    endpoint_probe_store(model_version_id=sft.pk, capability=WHITE_BOX)
+    run = _run(world, "adpa", CONFIGS["adpa"], teacher_dpo=world["teacher"], teacher_sft=sft)
+    assert train_run(run.id) == "succeeded", run.__class__.objects.get(pk=run.pk).error
+    run.refresh_from_db()
+    assert "advantages from the endpoints api-teacher (π_dpo) and api-teacher-sft (π_sft)" in run.log_tail
+    assert len(list((settings.DATA_DIR / "cache" / "signals" / "adpa").glob("*.safetensors"))) == 1
+    loaded = [json.loads(line)["source"] for line in ledger.read_text().splitlines()]
+    assert loaded and set(loaded) == {str(world["student"].source)}  # the student generates and trains; no teacher

@@ -9,8 +9,9 @@ signals and student generations are cached by content hash inside ml.teacher_sig
 An endpoint teacher (workers.endpoints, issue 17) is never loaded here: DCKD reads its top-K signals
 from the server (ml.endpoints.signals, cached under DATA_DIR/cache/signals) and hands them to the
 recipe; nothing can train an endpoint, so there is no π_dpo stage: the endpoint is the DPO teacher as
-it is, which the run's stage line and its π_dpo (lineage, model card) say. Methods the endpoint's
-capability cannot serve, or that the worker does not run on an endpoint yet, fail with the reason."""
+it is, which the run's stage line and its π_dpo (lineage, model card) say. ADPA takes π_dpo and π_sft
+as two endpoint versions. Methods the endpoint's capability cannot serve, or that the worker does not
+run on an endpoint (ADPA+, KD, TAID, sequence-level KD ...), fail with the reason."""
 import dataclasses
 import os
 import socket
@@ -37,7 +38,7 @@ from workers.checkpoint_evaluator import CheckpointEvaluator
 from workers.launch import train_distributed
 
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
-ON_ENDPOINT = ("dckd",)  # methods this worker runs with an endpoint teacher
+ON_ENDPOINT = ("dckd", "adpa")  # methods this worker runs with an endpoint teacher
 
 
 def _stages() -> Path:
@@ -142,6 +143,10 @@ def endpoint_teacher(run: TrainingRun, config):
     if endpoint is None:
         return None
     endpoints.check_use(endpoint, run.method)
+    if run.method == "adpa" and not all(endpoints.is_endpoint(v) for v in (run.teacher_dpo, run.teacher_sft)):
+        raise endpoints.EndpointRefused(
+            f"ADPA with the endpoint teacher {endpoint.name} needs π_dpo and π_sft as two endpoint versions (no π_dpo "
+            "stage can train an endpoint, and the advantage compares both on the same tokens)")
     if run.method not in ON_ENDPOINT:
         raise endpoints.EndpointRefused(
             f"{run.get_method_display()} with the endpoint teacher {endpoint.name} is not run by the worker yet "
@@ -150,17 +155,9 @@ def endpoint_teacher(run: TrainingRun, config):
 
 
 def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: RunRecorder, evaluator) -> TrainResult:
-    """DCKD on an endpoint teacher's top-K signals: no π_dpo stage (the endpoint is the DPO teacher),
-    the signals from the server into the cache, then the recipe with signals= (no teacher load)."""
-    from ml.endpoints.signals import precompute_dckd_endpoint
-    from ml.modeling import load_tokenizer
-
-    recorder.stage(f"DPO teacher: the endpoint {endpoint.name}, as it is (no π_dpo stage: an endpoint cannot be "
-                   "trained); its top-K signals from the server")
-    services.teacher_endpoint_use(run=run, version=endpoint)
-    signals = precompute_dckd_endpoint(endpoints.client_for(endpoint), pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
-                                       cache_dir=settings.DATA_DIR / "cache" / "signals", top_k=config.top_k,
-                                       max_length=config.max_length, temperature=config.temperature)
+    """DCKD or ADPA on endpoint signals (_endpoint_signals), then the recipe with signals= (no teacher
+    load): no π_dpo stage, since nothing here can train an endpoint."""
+    signals = _endpoint_signals(run, config, pairs, endpoint, recorder)
     recorder.stage(f"training ({run.get_method_display()}) on {endpoint.name}'s endpoint signals"
                    + (f", resuming at step {run.resume_from.step}" if run.resume_from else ""))
     checkpoints = _CheckpointScanner(run, out_dir, evaluator)
@@ -179,6 +176,30 @@ def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: Ru
         result = recipe_for(run.method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
     checkpoints.scan(force=True)
     return result
+
+
+def _endpoint_signals(run, config, pairs, endpoint, recorder: RunRecorder):
+    """The teacher side from the server(s) into DATA_DIR/cache/signals: DCKD's top-K on the pairs
+    (the endpoint is the DPO teacher as it is), or ADPA's advantages from the π_dpo and π_sft endpoints
+    on the student's own greedy responses."""
+    from ml.endpoints.signals import precompute_adpa_endpoint, precompute_dckd_endpoint
+    from ml.modeling import load_tokenizer
+
+    cache_dir = settings.DATA_DIR / "cache" / "signals"
+    if run.method == "adpa":
+        recorder.stage(f"advantages from the endpoints {run.teacher_dpo.name} (π_dpo) and {run.teacher_sft.name} "
+                       "(π_sft) on the student's greedy responses")
+        return precompute_adpa_endpoint(endpoints.client_for(run.teacher_dpo), endpoints.client_for(run.teacher_sft),
+                                        _ref(run.student), pairs, cache_dir=cache_dir, top_k=config.top_k,
+                                        max_length=config.max_length, max_new_tokens=config.max_new_tokens,
+                                        batch_size=config.batch_size, sft_floor=config.sft_floor,
+                                        generation_backend=settings.GENERATION_BACKEND)
+    recorder.stage(f"DPO teacher: the endpoint {endpoint.name}, as it is (no π_dpo stage: an endpoint cannot be "
+                   "trained); its top-K signals from the server")
+    services.teacher_endpoint_use(run=run, version=endpoint)
+    return precompute_dckd_endpoint(endpoints.client_for(endpoint), pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
+                                    cache_dir=cache_dir, top_k=config.top_k, max_length=config.max_length,
+                                    temperature=config.temperature)
 
 
 def _ref(model_version) -> str:
