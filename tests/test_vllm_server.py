@@ -19,7 +19,7 @@ def test_server_command_serves_on_loopback_eagerly_with_top50_logprobs(tmp_path)
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8123"
     assert flags["--served-model-name"] == "teacher" and flags["--api-key"] == "k"
     assert flags["--max-logprobs"] == "50" and flags["--dtype"] == "float32"
-    assert "--enforce-eager" in command
+    assert "--enforce-eager" in command and flags["--distributed-executor-backend"] == "uni"
 
 
 def test_server_env_is_offline_small_and_free_of_our_python_path():
