@@ -66,8 +66,11 @@ def _launch_form(request, project, data: dict, clone=None) -> TrainingRun:
         raise error(422, f"Unknown method {method[:40]!r}; one of {', '.join(METHODS)}.", loc=("body", "method"))
     config = data.get("config") or {}
     fields = {CONFIG_PREFIX + k: v for k, v in _flat(config).items() if v is not None}
-    form = RunForm({**{k: v for k, v in data.items() if k not in ("config", "method") and v is not None}, **fields},
-                   project=project, method=method)
+    # The page posts every setting with its default filled in; a body names only what it changes.
+    defaults = {name: field.initial for name, field in RunForm(project=project, method=method).fields.items()
+                if name.startswith(CONFIG_PREFIX) and field.initial is not None}
+    inputs = {k: v for k, v in data.items() if k not in ("config", "method") and v is not None}
+    form = RunForm({**inputs, **defaults, **fields}, project=project, method=method)
     unknown = [k for k in fields if k not in form.fields]
     if unknown:
         raise ApiError(422, [{"loc": ["body", *_config_loc(k)], "msg": f"{method} has no such setting.", "type": "unknown"}
