@@ -85,3 +85,19 @@ def test_only_researchers_cancel_or_rerun(request, project, world, researcher, c
     assert client.post(f"/p/{project.slug}/loop/{loop_round.id}/rerun").status_code == status
     loop_round.refresh_from_db()
     assert loop_round.status == "queued"
+
+
+def test_rerun_while_another_round_is_active_is_refused_by_the_constraint(project, world, researcher):
+    """Issue 22: one round in progress per project is a database constraint (no check-then-update);
+    a rerun that would make a second one answers the reason and leaves the round as it was."""
+    from django.core.exceptions import ValidationError
+
+    first = _start(project, world, researcher)
+    LoopRound.objects.filter(pk=first.pk).update(status=lifecycle.JobStatus.FAILED)
+    _start(project, world, researcher)  # queued
+    first.refresh_from_db()
+    with pytest.raises(ValidationError, match="already in progress"):
+        loop_services.loop_round_rerun(loop_round=first)
+    first.refresh_from_db()
+    assert first.status == lifecycle.JobStatus.FAILED
+    assert LoopRound.objects.filter(project=project, status__in=lifecycle.ACTIVE).count() == 1
