@@ -21,7 +21,7 @@ from tests.webapp.evaluation.factories import import_demo_prompts
 from webapp.annotation.models import Judgement, JudgeJob, PreferenceSnapshot
 from webapp.catalog.models import ModelVersion
 from webapp.catalog.services import model_version_register
-from webapp.evaluation.models import Evaluation
+from webapp.evaluation.models import Evaluation, EvaluationOutput
 from webapp.generation.models import GenerationJob
 from webapp.training.models import TrainingRun
 
@@ -198,6 +198,8 @@ def test_an_endpoint_teacher_through_the_whole_loop_without_its_weights_in_the_g
     trained = ModelVersion.objects.get(produced_by=run)
     evaluation = _evaluate(page, base, slug, teacher, trained, prompt_set)
     assert evaluation.results["teacher_judge"].startswith("generative(endpoint=demo-teacher@")
+    signals = [o.signals for o in EvaluationOutput.objects.filter(evaluation=evaluation, model_version=trained)]
+    assert signals and all(s["teacher_logp"] and len(s["teacher_logp"]) == len(s["tokens"]) for s in signals)  # the heatmap, from the server
     page.screenshot(path=str(artifacts_dir / "endpoint-teacher-evaluation.png"), full_page=True)
 
     loaded = [json.loads(line)["source"] for line in ledger.read_text().splitlines()]
