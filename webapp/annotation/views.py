@@ -75,11 +75,16 @@ def _judge_scope(project, data):
 
 @project_view(Role.RESEARCHER)
 def quality_page(request, project):
+    return _quality(request, project)
+
+
+def _quality(request, project, status: int = 200):
     stored = quality.quality_stored(project=project)  # computed by a default-queue task, shown with its age
     return render(request, "annotation/quality.html", {"project": project, "role": request.role, "quality": stored,
                                                         "report": stored["report"],
                                                         "disputed": selectors.disputed_comparisons(project=project),
-                                                        "disputed_count": events.counters(project.pk)["disputed"]})
+                                                        "disputed_count": events.counters(project.pk)["disputed"]},
+                  status=status)
 
 
 @require_POST
@@ -94,8 +99,8 @@ def adjudicate(request, project, comparison_id):
                                        rationale=request.POST.get("rationale", ""))
     except (ValidationError, ValueError) as exc:  # ValueError: not JSON, or nested too deep (was a RecursionError 500)
         messages.error(request, f"Comparison {comparison.pk}: {getattr(exc, 'messages', [str(exc)])[0]}")
-    else:
-        messages.success(request, f"Comparison {comparison.pk} adjudicated.")
+        return _quality(request, project, status=400)  # the page again, the reason on it
+    messages.success(request, f"Comparison {comparison.pk} adjudicated.")
     return redirect("quality", slug=project.slug)
 
 

@@ -16,8 +16,8 @@ LONG = "why " * 1300  # 5,200 characters
 def test_adjudication_with_a_deep_ranking_says_why(client_for, project, pairwise, researcher, ranking, why):
     Comparison.objects.filter(pk=pairwise[0].pk).update(status="disputed")
     client = client_for(researcher)
-    response = client.post(f"/p/{project.slug}/quality/adjudicate/{pairwise[0].pk}", {"ranking": ranking}, follow=True)
-    assert response.status_code == 200 and why in response.content.decode()
+    response = client.post(f"/p/{project.slug}/quality/adjudicate/{pairwise[0].pk}", {"ranking": ranking})
+    assert response.status_code == 400 and why in response.content.decode()  # the quality page, with the reason
     assert Comparison.objects.get(pk=pairwise[0].pk).status == "disputed"
 
 
@@ -25,8 +25,8 @@ def test_adjudication_rationale_has_a_size_limit(client_for, project, pairwise, 
     Comparison.objects.filter(pk=pairwise[0].pk).update(status="disputed")
     a, b = [i.generation_id for i in pairwise[0].items.order_by("position")]
     response = client_for(researcher).post(f"/p/{project.slug}/quality/adjudicate/{pairwise[0].pk}",
-                                           {"ranking": f"[[{a}], [{b}]]", "rationale": LONG}, follow=True)
-    assert "over the 5,000 limit" in response.content.decode()
+                                           {"ranking": f"[[{a}], [{b}]]", "rationale": LONG})
+    assert response.status_code == 400 and "over the 5,000 limit" in response.content.decode()
     assert not Judgement.objects.filter(comparison=pairwise[0]).exists()
 
 
