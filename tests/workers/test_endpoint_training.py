@@ -106,3 +106,19 @@ def test_adpa_with_pi_dpo_and_pi_sft_as_two_endpoint_versions(vllm_server, demo_
     assert len(list((settings.DATA_DIR / "cache" / "signals" / "adpa").glob("*.safetensors"))) == 1
     loaded = [json.loads(line)["source"] for line in ledger.read_text().splitlines()]
     assert loaded and set(loaded) == {str(world["student"].source)}  # the student generates and trains; no teacher
+
+
+def test_sequence_level_kd_trains_on_the_endpoints_answers(django_user_model, settings, tmp_path, tiny_demo_dir,
+                                                           monkeypatch, unconsumed_queue):  # noqa: F811
+    ledger = tmp_path / "loads.jsonl"
+    monkeypatch.setenv("DISTILLERY_LOAD_LEDGER", str(ledger))
+    with FakeEndpoint(reply=lambda messages: " 42") as fake:
+        world = _world(django_user_model, settings, tmp_path, tiny_demo_dir, url=fake.base_url, model=fake.model,
+                       capability=WHITE_BOX)
+        run = _run(world, "sft", {**SMALL, "target": "teacher", "max_new_tokens": 8}, teacher=world["teacher"])
+        assert train_run(run.id) == "succeeded", run.__class__.objects.get(pk=run.pk).error
+        assert len(fake.chat_requests) == 8 and all(r["temperature"] == 0 for r in fake.chat_requests)  # greedy, once each
+    run.refresh_from_db()
+    assert "sequence-level KD: api-teacher writes the 8 targets" in run.log_tail and run.config["target"] == "teacher"
+    loaded = {json.loads(line)["source"] for line in ledger.read_text().splitlines()}
+    assert loaded == {str(world["student"].source)}

@@ -10,8 +10,9 @@ An endpoint teacher (workers.endpoints, issue 17) is never loaded here: DCKD rea
 from the server (ml.endpoints.signals, cached under DATA_DIR/cache/signals) and hands them to the
 recipe; nothing can train an endpoint, so there is no π_dpo stage: the endpoint is the DPO teacher as
 it is, which the run's stage line and its π_dpo (lineage, model card) say. ADPA takes π_dpo and π_sft
-as two endpoint versions. Methods the endpoint's capability cannot serve, or that the worker does not
-run on an endpoint (ADPA+, KD, TAID, sequence-level KD ...), fail with the reason."""
+as two endpoint versions; sequence-level KD (SFT, target=teacher) trains on the endpoint's greedy
+answers. Methods the endpoint's capability cannot serve, or that the worker does not run on an
+endpoint (ADPA+, KD, TAID, DPO with the teacher as reference), fail with the reason."""
 import dataclasses
 import os
 import socket
@@ -38,7 +39,7 @@ from workers.checkpoint_evaluator import CheckpointEvaluator
 from workers.launch import train_distributed
 
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
-ON_ENDPOINT = ("dckd", "adpa")  # methods this worker runs with an endpoint teacher
+ON_ENDPOINT = ("dckd", "adpa", "sft")  # methods this worker runs with an endpoint teacher (sft: target=teacher)
 
 
 def _stages() -> Path:
@@ -150,15 +151,23 @@ def endpoint_teacher(run: TrainingRun, config):
     if run.method not in ON_ENDPOINT:
         raise endpoints.EndpointRefused(
             f"{run.get_method_display()} with the endpoint teacher {endpoint.name} is not run by the worker yet "
-            f"(it runs {', '.join(m.upper() for m in ON_ENDPOINT)} on endpoint signals); use a teacher with weights")
+            "(it runs DCKD and ADPA on endpoint signals, and sequence-level KD on endpoint answers); use a teacher "
+            "with weights")
     return endpoint
 
 
 def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: RunRecorder, evaluator) -> TrainResult:
-    """DCKD or ADPA on endpoint signals (_endpoint_signals), then the recipe with signals= (no teacher
-    load): no π_dpo stage, since nothing here can train an endpoint."""
-    signals = _endpoint_signals(run, config, pairs, endpoint, recorder)
-    recorder.stage(f"training ({run.get_method_display()}) on {endpoint.name}'s endpoint signals"
+    """The teacher side from the endpoint first, then the recipe with no teacher to load: DCKD or ADPA
+    on endpoint signals (_endpoint_signals; no π_dpo stage, since nothing here can train an
+    endpoint), or sequence-level KD on the targets the endpoint writes (_endpoint_targets)."""
+    if run.method == "sft":
+        data, models = _endpoint_targets(config, pairs, endpoint, recorder), {}
+        config = dataclasses.replace(config, target="chosen")  # the targets are already written
+    else:
+        data, signals = pairs, _endpoint_signals(run, config, pairs, endpoint, recorder)
+        models = {"signals": str(getattr(signals, "path", signals))}
+    recorder.stage(f"training ({run.get_method_display()}) on {endpoint.name}'s endpoint "
+                   + ("targets" if run.method == "sft" else "signals")
                    + (f", resuming at step {run.resume_from.step}" if run.resume_from else ""))
     checkpoints = _CheckpointScanner(run, out_dir, evaluator)
 
@@ -168,14 +177,26 @@ def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: Ru
 
     hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
     resume_from = run.resume_from.path if run.resume_from else None
-    models = {"student": _ref(run.student), "signals": str(getattr(signals, "path", signals))}
+    models["student"] = _ref(run.student)
     if (processes := num_processes_of(config)) > 1:
-        result = train_distributed(run.method, config_to_dict(config), pairs, out_dir, hooks, num_processes=processes,
+        result = train_distributed(run.method, config_to_dict(config), data, out_dir, hooks, num_processes=processes,
                                    resume_from=resume_from, **models)
     else:
-        result = recipe_for(run.method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
+        result = recipe_for(run.method)(config, data, out_dir, hooks, resume_from=resume_from, **models)
     checkpoints.scan(force=True)
     return result
+
+
+def _endpoint_targets(config, pairs, endpoint, recorder: RunRecorder) -> list:
+    """Sequence-level KD's targets (ALGORITHMS.md §1): the endpoint's greedy answer to each pair's
+    prompt, as SFTExamples (the recipe then trains on them as on chosen responses). Leading
+    whitespace is dropped: vLLM's incremental detokenizer may prefix one the tokenizer's own decode lacks."""
+    from ml.data import SFTExample
+
+    recorder.stage(f"sequence-level KD: {endpoint.name} writes the {len(pairs)} targets through its server")
+    prompts = [pair.prompt for pair in pairs]
+    answers = endpoints.greedy_answers(endpoint, prompts, max_new_tokens=config.max_new_tokens)
+    return [SFTExample(prompt, answer.text.lstrip()) for prompt, answer in zip(prompts, answers)]
 
 
 def _endpoint_signals(run, config, pairs, endpoint, recorder: RunRecorder):
