@@ -11,7 +11,6 @@ import time
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from webapp.api.tokens import token_authenticate, token_reaches

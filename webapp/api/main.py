@@ -23,8 +23,9 @@ class BoundedParser(Parser):
 
 api = NinjaAPI(parser=BoundedParser(), title="Distillery API", version="1", urls_namespace="api", openapi_url="/openapi.json", docs_url="/docs",
                auth=[access.TokenAuth(), access.SessionCsrfAuth()],
-               description="Drive the loop from scripts: tokens from /account/tokens/, sent as `Authorization: Bearer dst_...`. "
-                           "Lists take ?page and ?page_size; long operations answer 202 with the job and its URL.")
+               description="Drive the loop from scripts: tokens from /account/tokens/, sent as "
+                           "`Authorization: Bearer dst_...`. Lists take ?page and ?page_size; long operations answer "
+                           "202 with the job and its URL.")
 for module in (projects, catalog, labelling, training, evaluation):
     api.add_router("", module.router)
 

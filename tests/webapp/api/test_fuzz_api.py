@@ -65,8 +65,6 @@ def admin_api(admin_user, project, api_as, fuzz_world):  # noqa: F811
 
 
 def test_write_bodies_never_500_and_rejections_write_nothing(admin_api, project, fuzz_world):  # noqa: F811
-    from tests.webapp.evaluation.factories import register_demo_models  # noqa: F401  (ids below are the world's)
-
     ids = sorted({*fuzz_world["ids"], *ModelVersion.objects.values_list("pk", flat=True),
                   *PromptSet.objects.values_list("pk", flat=True), *GenerationJob.objects.values_list("pk", flat=True)})
 
