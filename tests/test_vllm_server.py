@@ -26,7 +26,7 @@ def test_server_env_is_offline_small_and_free_of_our_python_path():
     env = server_env({"PYTHONPATH": "/work/main", "VIRTUAL_ENV": "/work/main/.venv", "HOME": "/root"}, threads=2)
     assert "PYTHONPATH" not in env and "VIRTUAL_ENV" not in env
     assert env["HF_HUB_OFFLINE"] == "1" and env["OMP_NUM_THREADS"] == "2"
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
 
 @pytest.mark.vllm
