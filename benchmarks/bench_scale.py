@@ -379,11 +379,15 @@ def child(args) -> dict:
         world = build(args.size)
         result.update(build_s=world["build_s"], vacuum_s=world["vacuum_s"])
         db_cpu = DbCpu(server.get_postmaster_info().pid, "scale")
-        result["explain"] = explain(world)
-        result["hot"] = hot_path(world, db_cpu, args.rounds)
-        result["p95"] = concurrent_p95(world)
-        result.update(freeze_and_export(world))
-        result["pages"] = pages(world, db_cpu, skip=set(args.skip_pages.split(",")) if args.skip_pages else ())
+        parts = set(args.parts.split(","))
+        if "hot" in parts:
+            result["explain"] = explain(world)
+            result["hot"] = hot_path(world, db_cpu, args.rounds)
+            result["p95"] = concurrent_p95(world)
+        if "freeze" in parts:
+            result.update(freeze_and_export(world))
+        if "pages" in parts:
+            result["pages"] = pages(world, db_cpu, skip=set(args.skip_pages.split(",")) if args.skip_pages else ())
     finally:
         stop_postgres(server)
         redis.shutdown() if hasattr(redis, "shutdown") else None
@@ -398,6 +402,7 @@ def run_child(tree: Path, size: int, args) -> dict:
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--child", "--size", str(size), "--rounds", str(args.rounds)]
     if args.skip_pages:
         cmd += ["--skip-pages", args.skip_pages]
+    cmd += ["--parts", args.parts]
     done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0:
         return {"size": size, "error": done.stderr[-3000:]}
@@ -412,6 +417,7 @@ def main():
     parser.add_argument("--trees", default="new=.", help="name=path,... (e.g. old=/tmp/old,new=.)")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--skip-pages", default="")
+    parser.add_argument("--parts", default="hot,freeze,pages")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--out", default="var/bench_scale.jsonl")
     args = parser.parse_args()

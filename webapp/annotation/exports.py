@@ -52,16 +52,16 @@ def trl_rows(snapshot: PreferenceSnapshot):
         yield row
 
 
-def llamafactory_rows(snapshot: PreferenceSnapshot, chat: bool) -> list:
+def llamafactory_rows(snapshot: PreferenceSnapshot, chat: bool):
     """LLaMA-Factory ranking data: alpaca {instruction, input, chosen, rejected}, or sharegpt
     {conversations: [{from, value}], chosen: {from, value}, rejected: {from, value}}."""
     if not chat:
-        return [{"instruction": p.prompt_text, "input": "", "chosen": p.chosen_text, "rejected": p.rejected_text}
-                for p in _pairs(snapshot)]
+        return ({"instruction": p.prompt_text, "input": "", "chosen": p.chosen_text, "rejected": p.rejected_text}
+                for p in _pairs(snapshot))
     who = {"user": "human", "assistant": "gpt", "system": "system"}
-    return [{"conversations": [{"from": who[m["role"]], "value": m["content"]} for m in _messages(p)],
+    return ({"conversations": [{"from": who[m["role"]], "value": m["content"]} for m in _messages(p)],
              "chosen": {"from": "gpt", "value": p.chosen_text}, "rejected": {"from": "gpt", "value": p.rejected_text}}
-            for p in _pairs(snapshot)]
+            for p in _pairs(snapshot))
 
 
 def llamafactory_info(chat: bool) -> dict:
@@ -75,18 +75,26 @@ def llamafactory_info(chat: bool) -> dict:
 def axolotl_rows(snapshot: PreferenceSnapshot) -> tuple[list, list | None]:
     """(chat_template.default rows, chatml.intel rows or None when some prompt has several turns)."""
     template, intel = [], []
-    for pair in _pairs(snapshot):
-        messages = _messages(pair)
-        template.append({"messages": messages, "chosen": {"role": "assistant", "content": pair.chosen_text},
-                         "rejected": {"role": "assistant", "content": pair.rejected_text}})
-        system = [m["content"] for m in messages if m["role"] == "system"]
-        turns = [m for m in messages if m["role"] != "system"]
-        if intel is not None and len(turns) == 1 and len(system) <= 1:
-            intel.append({"system": system[0] if system else "", "question": turns[0]["content"],
-                          "chosen": pair.chosen_text, "rejected": pair.rejected_text})
+    for row, intel_row in _axolotl_stream(snapshot):
+        template.append(row)
+        if intel is not None and intel_row is not None:
+            intel.append(intel_row)
         else:
             intel = None
     return template, intel
+
+
+def _axolotl_stream(snapshot: PreferenceSnapshot):
+    """(chat_template.default row, chatml.intel row or None when the prompt has several turns) per pair."""
+    for pair in _pairs(snapshot):
+        messages = _messages(pair)
+        row = {"messages": messages, "chosen": {"role": "assistant", "content": pair.chosen_text},
+               "rejected": {"role": "assistant", "content": pair.rejected_text}}
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        turns = [m for m in messages if m["role"] != "system"]
+        intel = ({"system": system[0] if system else "", "question": turns[0]["content"], "chosen": pair.chosen_text,
+                  "rejected": pair.rejected_text} if len(turns) == 1 and len(system) <= 1 else None)
+        yield row, intel
 
 
 def _axolotl_yaml(folder: Path, with_intel: bool) -> str:
@@ -107,22 +115,50 @@ def _write_jsonl(path: Path, rows) -> None:
 
 
 def _write_all(snapshot: PreferenceSnapshot, tmp: Path, final: Path) -> None:
+    """Every format, each streamed from the pairs (a server-side iterator), so memory stays flat
+    however many pairs the snapshot holds (issue 23)."""
     import datasets  # only when writing: the web process starts without it
 
-    rows = list(trl_rows(snapshot))
-    _write_jsonl(tmp / "pairs.jsonl", rows)
-    # Arrow wants one type per column: nested provenance as JSON text.
-    datasets.Dataset.from_list([dict(r, provenance=json.dumps(r["provenance"])) for r in rows]).save_to_disk(str(tmp / "hf"))
+    _write_jsonl(tmp / "pairs.jsonl", trl_rows(snapshot))
+    # Arrow wants one type per column: nested provenance as JSON text. Written in batches to a cache
+    # inside the temporary folder (keyed by this snapshot), then saved.
+    datasets.Dataset.from_generator(_hf_rows, gen_kwargs={"snapshot_id": snapshot.pk, "content_hash": snapshot.content_hash},
+                                    cache_dir=str(tmp / ".hf-cache")).save_to_disk(str(tmp / "hf"))
+    shutil.rmtree(tmp / ".hf-cache", ignore_errors=True)
     chat = is_conversational(snapshot)
     (tmp / "llamafactory").mkdir()
-    (tmp / "llamafactory" / "data.json").write_text(json.dumps(llamafactory_rows(snapshot, chat), ensure_ascii=False, indent=1))
+    with open(tmp / "llamafactory" / "data.json", "w", encoding="utf-8") as fh:  # a JSON array, one element per line
+        fh.write("[\n")
+        for i, row in enumerate(llamafactory_rows(snapshot, chat)):
+            fh.write((",\n" if i else "") + json.dumps(row, ensure_ascii=False))
+        fh.write("\n]\n")
     (tmp / "llamafactory" / "dataset_info.json").write_text(json.dumps(llamafactory_info(chat), indent=2))
     (tmp / "axolotl").mkdir()
-    template, intel = axolotl_rows(snapshot)
-    _write_jsonl(tmp / "axolotl" / "chat_template.jsonl", template)
-    if intel is not None:
-        _write_jsonl(tmp / "axolotl" / "chatml_intel.jsonl", intel)
-    (tmp / "axolotl" / "axolotl.yaml").write_text(_axolotl_yaml(final / "axolotl", intel is not None))
+    with_intel = _write_axolotl(snapshot, tmp / "axolotl")
+    (tmp / "axolotl" / "axolotl.yaml").write_text(_axolotl_yaml(final / "axolotl", with_intel))
+
+
+def _hf_rows(snapshot_id: int, content_hash: str):
+    snapshot = PreferenceSnapshot.objects.get(pk=snapshot_id)
+    for row in trl_rows(snapshot):
+        yield dict(row, provenance=json.dumps(row["provenance"]))
+
+
+def _write_axolotl(snapshot: PreferenceSnapshot, folder: Path) -> bool:
+    """axolotl_rows, streamed to chat_template.jsonl and chatml_intel.jsonl (the latter dropped
+    as soon as a prompt has several turns). Returns whether chatml_intel.jsonl was kept."""
+    intel_path = folder / "chatml_intel.jsonl"
+    with open(folder / "chat_template.jsonl", "w", encoding="utf-8") as template, open(intel_path, "w", encoding="utf-8") as intel:
+        for row, intel_row in _axolotl_stream(snapshot):
+            template.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if intel_row is None:
+                intel.close()
+            elif not intel.closed:
+                intel.write(json.dumps(intel_row, ensure_ascii=False) + "\n")
+        keep = not intel.closed
+    if not keep:
+        intel_path.unlink(missing_ok=True)
+    return keep
 
 
 def snapshot_export(snapshot: PreferenceSnapshot) -> Path:

@@ -132,25 +132,17 @@ class SourceTally:
         self.counts, self.annotators = defaultdict(Counter), set()
         self.votes = {"human": 0, "teacher": 0, "imported": 0}
 
-    def add(self, comparisons: list[dict], pairs: list[dict]) -> None:
-        for c in comparisons:
-            if c["votes"] and len(c["candidates"]) >= 2:
-                for v in c["votes"]:
-                    self.votes[v["source"]] += 1
-        votes = {v["judgement"]: v for c in comparisons for v in c["all_votes"]}
-        for judgement in sorted({j for p in pairs for j in p["votes"]}):
-            vote = votes[judgement]
-            if vote["origin"] == "human":
+    def add(self, votes, vote_counts) -> None:
+        """votes: the pairs' judgements as (id, origin, rater), each once; vote_counts: votes per
+        source on the usable comparisons."""
+        for source, n in vote_counts.items():
+            self.votes[source] += n
+        for _, origin, rater in votes:
+            if origin == "human":
                 self.counts["human"]["judgements"] += 1
-                self.annotators.add(vote["rater"])
+                self.annotators.add(rater)
             else:
-                self.counts[vote["origin"]][str(vote["rater"])] += 1
-
-    @staticmethod
-    def people_of(comparisons: list[dict], pairs: list[dict]) -> set:
-        """The people whose judgements these pairs were made from."""
-        used = {j for p in pairs for j in p["votes"]}
-        return {v["rater"] for c in comparisons for v in c["all_votes"] if v["origin"] == "human" and v["judgement"] in used}
+                self.counts[origin][str(rater)] += 1
 
     def vote_counts(self) -> dict:
         return dict(self.votes)

@@ -10,14 +10,15 @@ what was left out is counted in the snapshot's stats, and the sources it drew on
 import hashlib
 import json
 import uuid
-from collections import defaultdict
+from json.encoder import encode_basestring as _encode_str
+from collections import Counter, defaultdict
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 
 from webapp.annotation import aggregation, snapshot_quality
-from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonSource, ComparisonStatus, Judgement,
+from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonKind, ComparisonSource, ComparisonStatus, Judgement,
                                       JudgementSource, PreferencePair, PreferenceSnapshot)
 from webapp.catalog.models import Prompt, Split
 from webapp.celery import enqueue
@@ -122,21 +123,18 @@ def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: s
         digest, stats, sources = hashlib.sha256(b'{"pairs": ['), defaultdict(int), snapshot_quality.SourceTally()
         used, people = snapshot_quality.IdSet(), set()  # the pairs' comparisons (a bitmap), the people behind them
         pairs = 0
-        for chunk in _comparison_chunks(project, source_filter):
-            made, chunk_stats = aggregation.aggregate([c for c in chunk if c["votes"] and len(c["candidates"]) >= 2],
-                                                      rule=rule, tie_policy=tie_policy, weights=weights)
+        chunks = _sql_pair_chunks(project, source_filter) if _sql_aggregates(project, rule, tie_policy) else \
+            _python_pair_chunks(project, source_filter, rule, tie_policy, weights)
+        for rows, votes, vote_counts, chunk_stats in chunks:
             for key, value in chunk_stats.items():
                 stats[key] += value
-            stats["disputed_excluded"] += sum(c["status"] == ComparisonStatus.DISPUTED for c in chunk)
-            rows, splits = _with_texts(made)
-            _assert_no_leak(rows, chunk, splits)
             for row in rows:
-                digest.update(((", " if pairs else "") + json.dumps(row, sort_keys=True, ensure_ascii=False)).encode())
+                digest.update(((", " if pairs else "") + _row_json(row)).encode())
                 pairs += 1
             _pairs_copy(snapshot.pk, rows)
-            sources.add(chunk, made)
-            used.add_all(p["comparison"] for p in made)
-            people.update(sources.people_of(chunk, made))
+            sources.add(votes, vote_counts)
+            used.add_all(row["comparison"] for row in rows)
+            people.update(rater for _, origin, rater in votes if origin == JudgementSource.HUMAN)
             if progress is not None:
                 progress(pairs, f"{pairs:,} pairs")
         if not pairs:
@@ -153,6 +151,7 @@ def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: s
             tally.add(chunk, used=used, people=people)
         stats = dict(stats, pairs=pairs)
         stats.update(_left_out(project), sources=sources.vote_counts())
+        stats["disputed_excluded"] = trainable_comparisons(project=project).filter(status=ComparisonStatus.DISPUTED).count()
         PreferenceSnapshot.objects.filter(pk=snapshot.pk).update(
             content_hash=content, pair_count=pairs, stats=stats, sources=sources.report(), agreement=tally.report())
         snapshot.refresh_from_db()
@@ -161,6 +160,109 @@ def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: s
 
 
 CHUNK = 2000
+_ROW_KEYS = ("chosen", "chosen_text", "comparison", "prompt_id", "prompt_text", "rejected", "rejected_text", "votes", "weight")
+
+
+def _row_json(row: dict) -> str:
+    """json.dumps(row, sort_keys=True, ensure_ascii=False), written out for the usual keys (three
+    times faster; the freeze hashes every pair); any other row goes through json.dumps itself."""
+    if len(row) != len(_ROW_KEYS) or type(row["weight"]) is not float:
+        return json.dumps(row, sort_keys=True, ensure_ascii=False)
+    s = _encode_str
+    return (f'{{"chosen": {int(row["chosen"])}, "chosen_text": {s(row["chosen_text"])}, "comparison": {int(row["comparison"])}, '
+            f'"prompt_id": {int(row["prompt_id"])}, "prompt_text": {s(row["prompt_text"])}, "rejected": {int(row["rejected"])}, '
+            f'"rejected_text": {s(row["rejected_text"])}, "votes": [{", ".join(str(int(v)) for v in row["votes"])}], '
+            f'"weight": {float.__repr__(row["weight"])}}}')
+
+
+def _python_pair_chunks(project, source_filter, rule, tie_policy, weights):
+    """aggregation.aggregate chunk by chunk: every rule, tie policy and comparison kind. Yields
+    (rows with texts, the pairs' votes as (judgement, origin, rater), votes per source of the usable
+    comparisons, stats)."""
+    for chunk in _comparison_chunks(project, source_filter):
+        usable = [c for c in chunk if c["votes"] and len(c["candidates"]) >= 2]
+        made, stats = aggregation.aggregate(usable, rule=rule, tie_policy=tie_policy, weights=weights)
+        stats.pop("pairs", None)
+        rows, splits = _with_texts(made)
+        _assert_no_leak(rows, chunk, splits)
+        by_id = {v["judgement"]: v for c in chunk for v in c["all_votes"]}
+        votes = [(j, by_id[j]["origin"], by_id[j]["rater"]) for j in sorted({j for p in made for j in p["votes"]})]
+        yield rows, votes, Counter(v["source"] for c in usable for v in c["votes"]), stats
+
+
+def _sql_aggregates(project, rule: str, tie_policy: str) -> bool:
+    """The majority rule with ties dropped over pairwise comparisons only (the defaults) is one SQL
+    statement (_SQL_PAIRS); anything else goes through aggregation.aggregate in Python."""
+    return rule == "majority" and tie_policy == "drop" and not trainable_comparisons(project=project).exclude(
+        kind=ComparisonKind.PAIRWISE).exclude(status=ComparisonStatus.DISPUTED).exists()
+
+
+# aggregation.aggregate's majority rule for pairwise comparisons, per comparison in PostgreSQL:
+# each usable vote (collect_votes' filters; an adjudication, where present, the only one) is a side:
+# a (position 0 ranked first, or a judge's P > 0.5), b, t (tie) or x (both bad, in the total but
+# for nobody). The pair is made when the sides differ and both-bad is not most of the say; the
+# weight (max share, rounded) is left to Python so it rounds exactly as aggregation._pair does.
+# Rows come with their texts, in queue order, from a server-side cursor.
+_SQL_PAIRS = f"""
+SELECT c.id, c.prompt_id, a.generation_id, b.generation_id, v.sa, v.sb, v.total, v.bb, v.ids, v.origins, v.raters,
+       v.n_human, v.n_teacher, v.n_imported, p.text, p.messages, p.split, ga.text, gb.text
+  FROM {Comparison._meta.db_table} c
+  JOIN {Prompt._meta.db_table} p ON p.id = c.prompt_id
+  JOIN {ComparisonItem._meta.db_table} a ON a.comparison_id = c.id AND a.position = 0
+  JOIN {ComparisonItem._meta.db_table} b ON b.comparison_id = c.id AND b.position = 1
+  JOIN {Generation._meta.db_table} ga ON ga.id = a.generation_id
+  JOIN {Generation._meta.db_table} gb ON gb.id = b.generation_id
+  CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE used AND side = 'a') AS sa, count(*) FILTER (WHERE used AND side = 'b') AS sb,
+           count(*) FILTER (WHERE used) AS total, count(*) FILTER (WHERE used AND side = 'x') AS bb,
+           array_agg(id ORDER BY id) FILTER (WHERE used) AS ids, array_agg(source ORDER BY id) FILTER (WHERE used) AS origins,
+           array_agg(coalesce(annotator_id::text, judge_name) ORDER BY id) FILTER (WHERE used) AS raters,
+           count(*) FILTER (WHERE source = 'human') AS n_human, count(*) FILTER (WHERE source = 'teacher') AS n_teacher,
+           count(*) FILTER (WHERE source = 'imported') AS n_imported
+      FROM (SELECT j.id, j.source, j.annotator_id, j.judge_name,
+                   (j.is_adjudication OR NOT bool_or(j.is_adjudication) OVER ()) AS used,
+                   CASE WHEN j.verdict = 'both_bad' THEN 'x'
+                        WHEN jsonb_array_length(j.ranking) = 0 THEN
+                             CASE WHEN j.probability > 0.5 THEN 'a' WHEN j.probability < 0.5 THEN 'b' ELSE 't' END
+                        WHEN jsonb_array_length(j.ranking) >= 2 AND j.ranking -> 0 = jsonb_build_array(a.generation_id) THEN 'a'
+                        WHEN jsonb_array_length(j.ranking) >= 2 AND j.ranking -> 0 = jsonb_build_array(b.generation_id) THEN 'b'
+                        ELSE 't' END AS side
+              FROM {Judgement._meta.db_table} j
+             WHERE j.comparison_id = c.id AND j.source <> 'oracle' AND (%(source)s = 'both' OR j.source = %(source)s)
+               AND (j.source <> 'human' OR c.status IN ('complete', 'adjudicated'))) w) v
+ WHERE c.project_id = %(project)s AND c.evaluation_id IS NULL AND c.source <> 'evaluation' AND p.split <> 'eval'
+   AND c.status <> 'disputed' AND c.kind = 'pairwise' AND v.total > 0
+ ORDER BY c.priority DESC, c.id"""
+_FILTER_ORIGIN = {"humans": "human", "teacher": "teacher", "imported": "imported", "both": "both"}
+
+
+def _sql_pair_chunks(project, source_filter):
+    """_python_pair_chunks' output for the majority rule, ties dropped, from _SQL_PAIRS."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(_SQL_PAIRS, {"project": project.pk, "source": _FILTER_ORIGIN[source_filter]})
+        while chunk := cursor.fetchmany(CHUNK):
+            rows, votes, counts, stats = [], [], Counter(), Counter()
+            for (cid, prompt_id, a, b, sa, sb, total, bb, ids, origins, raters, n_human, n_teacher, n_imported,
+                 prompt_text, messages, split, text_a, text_b) in chunk:
+                counts.update(human=n_human, teacher=n_teacher, imported=n_imported)
+                stats["comparisons_used"] += 1
+                if bb * 2 > total or sa == sb:
+                    stats["both_bad" if bb * 2 > total else "ties_dropped"] += 1
+                    continue
+                if split == Split.EVAL or JudgementSource.ORACLE in origins:  # the rules again (_assert_no_leak)
+                    raise ValidationError(f"Refusing to freeze: comparison {cid} breaks the held-out or oracle rule.")
+                chosen, rejected, chosen_text, rejected_text = (a, b, text_a, text_b) if sa > sb else (b, a, text_b, text_a)
+                rows.append({"comparison": cid, "prompt_id": prompt_id, "chosen": chosen, "rejected": rejected,
+                             "weight": round(min(max(max(sa, sb) / total, 1e-6), 1.0), 6), "votes": list(ids),
+                             "prompt_text": text_of(prompt_text, messages), "chosen_text": chosen_text, "rejected_text": rejected_text})
+                votes += [(j, origin, int(rater) if origin == JudgementSource.HUMAN else rater)
+                          for j, origin, rater in zip(ids, origins, raters)]
+            yield rows, votes, counts, stats
+
+
+def text_of(text: str, messages) -> str:
+    """A prompt as a pair stores it: its text, or its chat messages as JSON."""
+    return text if not messages else json.dumps(_json(messages), ensure_ascii=False)
 # The trainable comparisons (trainable_comparisons' rules) in queue order, with their candidates
 # in position order and their non-oracle votes in id order: one server-side cursor, so the rows
 # arrive CHUNK at a time and the project is never in memory at once.
@@ -232,7 +334,7 @@ def _with_texts(pairs: list[dict]) -> tuple[list[dict], dict]:
         texts = dict(cursor.fetchall())
         cursor.execute(f"SELECT id, text, messages, split FROM {Prompt._meta.db_table} WHERE id = ANY(%s)",
                        [list({p["prompt_id"] for p in pairs})])
-        prompts = {pid: (text if not messages else json.dumps(_json(messages), ensure_ascii=False), split)
+        prompts = {pid: (text_of(text, messages), split)
                    for pid, text, messages, split in cursor.fetchall()}
     return ([dict(p, prompt_text=prompts[p["prompt_id"]][0], chosen_text=texts[p["chosen"]], rejected_text=texts[p["rejected"]])
              for p in pairs], {pid: split for pid, (_, split) in prompts.items()})
