@@ -146,6 +146,19 @@ class REDIConfig(TrainingConfig):
     alpha: float = _f(0.8, "Weight of the negative-trace term.", min=0.0, max=1e3)
 
 
+@dataclass(frozen=True)
+class ULDConfig(TrainingConfig):
+    """ULD (ALGORITHMS.md §8): token-level KD across tokenizers, NLL + sorted-probability L1 per aligned group."""
+
+    learning_rate: float = _f(1e-5, "Peak learning rate (AdamW).", min=0.0, max=1.0, min_exclusive=True)
+    weight: float = _f(1.0, "Weight lambda of the ULD term on the chosen (target) response.", min=0.0, max=1e3)
+    rejected_weight: float = _f(0.0, "Weight of a ULD term on the rejected response too (DCKD's cross-tokenizer "
+                                     "mode; 0 = KD on the chosen response only).", min=0.0, max=1e3)
+    nll_weight: float = _f(1.0, "Weight of the NLL term on the chosen response.", min=0.0, max=1e3)
+    top_k: int = _f(0, "Teacher probabilities kept per group (0 = the teacher's full vocabulary; K = what an "
+                       "endpoint's top-K gives).", min=0, max=1_000_000)
+
+
 METHODS: dict[str, type] = {
     "sft": SFTConfig,
     "kd": KDConfig,
@@ -155,6 +168,7 @@ METHODS: dict[str, type] = {
     "adpa_plus": ADPAPlusConfig,
     "taid": TAIDConfig,
     "redi": REDIConfig,
+    "uld": ULDConfig,
 }
 
 

@@ -4,7 +4,7 @@
 import importlib
 
 RECIPE_MODULES = {"sft": "sft", "kd": "kd", "dpo": "dpo", "dckd": "dckd", "adpa": "adpa",
-                  "adpa_plus": "adpa_plus", "taid": "taid", "redi": "redi"}
+                  "adpa_plus": "adpa_plus", "taid": "taid", "redi": "redi", "uld": "uld"}
 
 
 def recipe_for(method: str):

@@ -41,3 +41,17 @@ def tiny_teacher_dir(tmp_path_factory, demo_tokenizer):
 def tiny_student_dir(tmp_path_factory, demo_tokenizer):
     """Path of a random-init tiny Llama student (hidden 8, 1 layer) with the demo tokenizer."""
     return _tiny_model_dir(tmp_path_factory, demo_tokenizer, "tiny-student", seed=2)
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    """A tokenizer of another family (byte-level BPE, 384 entries, ChatML template) on the same corpus."""
+    from ml.demo.bpe_tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(corpus_from_tasks(generate_tasks(350, seed=0)))
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_student_dir(tmp_path_factory, bpe_tokenizer):
+    """Path of a random-init tiny Llama student on bpe_tokenizer (no token ids shared with the teacher)."""
+    return _tiny_model_dir(tmp_path_factory, bpe_tokenizer, "tiny-student", seed=2)
