@@ -286,3 +286,23 @@ class QualityReport(models.Model):
     judgements = models.BigIntegerField(default=-1, help_text="The project's judgement count the report was computed at.")
     computed_at = models.DateTimeField(null=True, blank=True)
     requested_at = models.DateTimeField(null=True, blank=True, help_text="When the last refresh was asked for.")
+
+
+class SnapshotFreeze(Job):
+    """A snapshot freeze run on the default queue (webapp/annotation/snapshot_jobs.py) when the
+    project is too large to freeze within a page request; the snapshots page shows its stage."""
+
+    RERUN_HINT = "Rerun it: it freezes again from the judgements as they are now."
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="snapshot_freezes")
+    name = models.CharField(max_length=200)
+    rule = models.CharField(max_length=20, default="majority")
+    tie_policy = models.CharField(max_length=20, default="drop")
+    source_filter = models.CharField(max_length=20, default="both")
+    snapshot = models.ForeignKey(PreferenceSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta(Job.Meta):
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"freeze of {self.name}"

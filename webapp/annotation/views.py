@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp import json_bounds
-from webapp.annotation import events, exports, judging, quality, selectors, services, snapshots
+from webapp.annotation import events, exports, judging, quality, selectors, services, snapshot_jobs, snapshots
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
-from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot
+from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot, SnapshotFreeze
 from webapp.generation.models import Generation
 from webapp.job_views import form_create
 from webapp.projects.models import Role
@@ -107,13 +107,16 @@ def adjudicate(request, project, comparison_id):
 @project_view(Role.RESEARCHER)
 def snapshot_list(request, project):
     form = SnapshotForm(request.POST or None)
-    if created := form_create(
-        request, form, lambda data: snapshots.snapshot_freeze(project=project, created_by=request.user, **data),
-        done=lambda snapshot: f"Froze {snapshot.name}: {snapshot.pair_count} pairs, hash {snapshot.content_hash[:12]}.",
-        then=lambda snapshot: redirect("snapshot_detail", slug=project.slug, snapshot_id=snapshot.pk)):
+    if created := form_create(  # a large project's freeze is a background job (snapshot_jobs.py): the page answers at once
+        request, form, lambda data: snapshot_jobs.snapshot_freeze_start(project=project, created_by=request.user, **data),
+        done=lambda made: (f"Froze {made.name}: {made.pair_count} pairs, hash {made.content_hash[:12]}."
+                           if isinstance(made, PreferenceSnapshot) else f"Freezing {made.name} in the background; its progress shows below."),
+        then=lambda made: redirect("snapshot_detail", slug=project.slug, snapshot_id=made.pk)
+        if isinstance(made, PreferenceSnapshot) else redirect("snapshot_list", slug=project.slug)):
         return created
     return render(request, "annotation/snapshots.html", {"project": project, "role": request.role, "form": form,
-                                                          "snapshots": selectors.snapshots_for(project=project)})
+                                                          "snapshots": selectors.snapshots_for(project=project),
+                                                          "freezes": SnapshotFreeze.objects.filter(project=project)[:5]})
 
 
 @project_view(Role.RESEARCHER)

@@ -6,6 +6,8 @@ from celery import shared_task
 from webapp.annotation.models import PreferenceSnapshot
 from webapp.annotation.exports import snapshot_export
 from webapp.annotation.quality import quality_refresh
+from webapp.annotation.snapshot_jobs import JOBS as FREEZE_JOBS
+from webapp.annotation.snapshot_jobs import snapshot_freeze_run
 from webapp.projects.models import Project
 
 
@@ -23,3 +25,8 @@ def refresh_quality(project_id: int) -> int:
     if project is None:
         return 0
     return quality_refresh(project=project).judgements
+
+
+@shared_task(name="workers.tasks.annotation.freeze_snapshot")
+def freeze_snapshot(freeze_id: int) -> str:
+    return FREEZE_JOBS.run(freeze_id, lambda job, attempt: snapshot_freeze_run(job=job, attempt=attempt))

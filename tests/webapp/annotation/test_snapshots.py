@@ -150,3 +150,27 @@ def test_streamed_freeze_matches_the_whole_list_in_memory(project, judged, monke
     assert snapshot.agreement == snapshot_quality.snapshot_agreement(everything, pairs)
     assert [(p.chosen_id, p.rejected_id, p.weight) for p in snapshot.pairs.order_by("id")] == \
         [(p["chosen"], p["rejected"], p["weight"]) for p in pairs]
+
+
+def test_a_large_freeze_is_a_background_job_and_the_page_answers_at_once(client_for, project, judged, researcher, monkeypatch,
+                                                                          django_capture_on_commit_callbacks):
+    """Issue 23: above the size threshold the form queues a SnapshotFreeze on the default queue; the
+    worker's task freezes, reporting progress, and links the snapshot."""
+    from webapp.annotation import snapshot_jobs
+    from webapp.annotation.models import SnapshotFreeze
+    from workers.tasks.annotation import freeze_snapshot
+
+    monkeypatch.setattr(snapshot_jobs, "BACKGROUND_COMPARISONS", 0)
+    sent = []
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args=(), kwargs=None, **_: sent.append((name, tuple(args))))
+    client = client_for(researcher)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/p/{project.slug}/snapshots/", {"name": "big", "rule": "majority", "tie_policy": "drop",
+                                                                   "source_filter": "humans"}, follow=True)
+    job = SnapshotFreeze.objects.get()
+    assert "Freezing big in the background" in response.content.decode() and job.status == "queued"
+    assert sent == [("workers.tasks.annotation.freeze_snapshot", (job.pk,))] and not PreferenceSnapshot.objects.exists()
+    assert freeze_snapshot(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert job.snapshot.pair_count == 4 and job.status == "succeeded" and job.stage == "froze 4 pairs"
+    assert f'href="/p/{project.slug}/snapshots/{job.snapshot_id}/"' in client.get(f"/p/{project.slug}/snapshots/").content.decode()
