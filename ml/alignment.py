@@ -99,3 +99,14 @@ def align_text(teacher_tokenizer, student_tokenizer, text: str, *, end_token: bo
     _, teacher_starts = token_starts(teacher_tokenizer, text)
     _, student_starts = token_starts(student_tokenizer, text)
     return align(teacher_starts, student_starts, len(text), end_token=end_token)
+
+
+def same_tokenizer(teacher_tokenizer, student_tokenizer) -> bool:
+    """Whether the two tokenizers share one vocabulary and special tokens (ml.modeling.check_same_tokenizer)."""
+    from ml.modeling import TokenizerMismatchError, check_same_tokenizer
+
+    try:
+        check_same_tokenizer(teacher_tokenizer, student_tokenizer, method="the comparison")
+    except TokenizerMismatchError:
+        return False
+    return True

@@ -168,8 +168,12 @@ METHODS: dict[str, type] = {
     "adpa_plus": ADPAPlusConfig,
     "taid": TAIDConfig,
     "redi": REDIConfig,
-    "uld": ULDConfig,
 }
+
+# Methods a recipe runs but the launch form does not list on their own: ULD is what KD and DCKD run
+# in their cross-tokenizer mode (ml/cross_tokenizer.py), and is reachable directly from the CLI.
+RECIPE_ONLY_METHODS: dict[str, type] = {"uld": ULDConfig}
+_ALL_METHODS = {**METHODS, **RECIPE_ONLY_METHODS}
 
 
 def _coerce(value, kind: type, name: str, coerce_strings: bool):
@@ -232,9 +236,9 @@ def config_from_dict(method: str, data: dict | None = None, *, coerce_strings: b
 
     `coerce_strings=True` parses strings into the field's type, for HTML forms and YAML values such
     as `5e-7` that YAML 1.1 reads as strings. Raises ConfigError naming the bad field."""
-    if method not in METHODS:
-        raise ConfigError(f"method: unknown method {method!r} (known: {', '.join(METHODS)})", "method")
-    return _build(METHODS[method], data or {}, "", coerce_strings)
+    if method not in _ALL_METHODS:
+        raise ConfigError(f"method: unknown method {method!r} (known: {', '.join(_ALL_METHODS)})", "method")
+    return _build(_ALL_METHODS[method], data or {}, "", coerce_strings)
 
 
 def num_processes_of(config) -> int:
@@ -251,7 +255,7 @@ def config_to_dict(config) -> dict:
 
 def method_of(config) -> str:
     """The METHODS key of a config instance."""
-    for name, cls in METHODS.items():
+    for name, cls in _ALL_METHODS.items():
         if type(config) is cls:
             return name
     raise ConfigError(f"not a known method config: {type(config).__name__}")
@@ -260,7 +264,7 @@ def method_of(config) -> str:
 def config_schema(method: str) -> list[dict]:
     """Form description of a method's fields: name, type, default, help, min, max, choices; nested
     configs (ADPA+) appear as one entry with `fields` holding their own schema."""
-    cls = METHODS[method] if isinstance(method, str) else method
+    cls = _ALL_METHODS[method] if isinstance(method, str) else method
     hints = typing.get_type_hints(cls)
     schema = []
     for f in dataclasses.fields(cls):

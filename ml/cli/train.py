@@ -18,7 +18,7 @@ SFT_DATA_METHODS = ("sft", "kd", "taid")  # rows {prompt, response} (or pairs, r
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a student with one method")
-    parser.add_argument("--method", required=True, choices=sorted(METHODS))
+    parser.add_argument("--method", required=True, choices=sorted(METHODS) + ["uld"])
     parser.add_argument("--config", type=Path, help="YAML file of config fields (defaults otherwise)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one config field (dotted for ADPA+: adpa.weight=2)")

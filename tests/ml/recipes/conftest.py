@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from ml.config import METHODS
+from ml.config import METHODS, RECIPE_ONLY_METHODS
 from ml.data import PreferencePair
 from ml.demo.tasks import generate_tasks
 
@@ -23,7 +23,7 @@ def tiny_config(method, **overrides):
     """A config that trains fast: batch 2, no accumulation, lr high enough to move a tiny model."""
     base = dict(batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-2, warmup_ratio=0.0,
                 lr_scheduler="constant", seed=0)
-    cls = METHODS[method]
+    cls = {**METHODS, **RECIPE_ONLY_METHODS}[method]
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in {**base, **overrides}.items() if k in names})
 
