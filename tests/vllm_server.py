@@ -7,9 +7,9 @@ package-metadata lookup) with `--enforce-eager` (no graph compilation: start-up 
 instead of four), `--distributed-executor-backend uni` with VLLM_ENABLE_V1_MULTIPROCESSING=0 (the
 model runs inside vLLM's engine-core process instead of a third worker process, which on this CPU
 build takes both settings: start-up 27 s instead of 63 s, 2.4 GiB resident instead of 3.1, measured
-back to back on the demo teacher), float32 (the demo models' own dtype, so the endpoint's log-probs can be compared
-with the in-worker HF model's tightly), a small KV cache and few threads (the CI machine has two
-cores). The API server and its engine-core child share a new process group, which `stop()` ends.
+back to back on the demo teacher), float32 (the demo models' own dtype, so the endpoint's log-probs
+can be compared with the in-worker HF model's tightly), a small KV cache and few threads (the CI
+machine has two cores). The API server and its engine-core child share a new process group, which `stop()` ends.
 
 By hand (the server stays in the foreground; Ctrl-C stops it):
 
