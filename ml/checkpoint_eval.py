@@ -92,12 +92,16 @@ def evaluate_checkpoint(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     should_stop: Optional[Callable[[], bool]] = None,
+    teacher_tokenizer=None,
 ) -> Optional[CheckpointEval]:
     """Measure one student checkpoint on `sample` (see the module docstring). `teacher` may be None
     (no KL); `judge` is any ml.judges judge (judge_batch over JudgeItem(prompt, student, teacher)).
+    `teacher_tokenizer`: the teacher's own; the KL is only computed when it is the student's
+    `tokenizer` (equal vocabulary sizes alone can hide two tokenizers whose ids mean different tokens).
     Returns None when `should_stop()` turned true part-way (the run was cancelled)."""
     from ml.generation import generate
     from ml.judges import JudgeItem, judge_pairs, verdict_outcome
+    from ml.alignment import same_tokenizer
     from ml.metrics import model_token_kl
 
     prompts = [item.prompt for item in sample]
@@ -115,7 +119,9 @@ def evaluate_checkpoint(
     result.oracle_by_family = {f: sum(v) / len(v) for f, v in sorted(families.items())}
     result.teacher_agreement = estimate([float(normalize(a) == normalize(item.teacher_answer))
                                          for item, a in zip(sample, answers)])
-    if teacher is not None and teacher.config.vocab_size == student.config.vocab_size:
+    same = (teacher_tokenizer is None and teacher is not None and teacher.config.vocab_size == student.config.vocab_size) \
+        or (teacher_tokenizer is not None and same_tokenizer(teacher_tokenizer, tokenizer))
+    if teacher is not None and same:
         result.teacher_kl = model_token_kl(teacher, student, tokenizer,
                                            [(item.prompt, item.teacher_answer) for item in sample],
                                            batch_size=batch_size)

@@ -120,7 +120,8 @@ class CheckpointEvaluator:
         teacher = context["teacher"]
         result = evaluate_checkpoint(student.model, teacher.model if teacher else None, student.tokenizer,
                                      context["sample"], step=step, judge=context["judge"],
-                                     max_new_tokens=context["max_new_tokens"], should_stop=self._cancelled)
+                                     max_new_tokens=context["max_new_tokens"], should_stop=self._cancelled,
+                                     teacher_tokenizer=teacher.tokenizer if teacher else None)
         if result is not None:
             close_old_connections()
             checkpoint_evals.checkpoint_eval_record(run_id=self.run_id, step=step, metrics=result.to_dict())

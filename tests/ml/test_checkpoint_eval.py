@@ -63,3 +63,18 @@ def test_estimate_interval():
     result = estimate([1.0] * 30 + [0.0] * 10)
     assert result.value == 0.75 and result.low < 0.75 < result.high and result.n == 40
     assert estimate([]) is None
+
+
+def test_no_kl_across_tokenizers_even_with_equal_vocabulary_sizes(models, sample, bpe_tokenizer):
+    # a demo-tokenizer teacher and a BPE student, both sized to one vocabulary: the ids name other
+    # tokens on each side, so no KL (the old check compared vocab_size alone)
+    from ml.demo.configs import build_model, llama_config
+
+    size = max(len(bpe_tokenizer), len(models[0].tokenizer))
+    student_config, teacher_config = llama_config(bpe_tokenizer, "tiny-student"), llama_config(models[0].tokenizer,
+                                                                                               "tiny-teacher")
+    student_config.vocab_size = teacher_config.vocab_size = size
+    student, teacher = build_model(student_config, seed=2).eval(), build_model(teacher_config, seed=1).eval()
+    result = evaluate_checkpoint(student, teacher, bpe_tokenizer, sample[:2], step=1, max_new_tokens=4,
+                                 teacher_tokenizer=models[0].tokenizer)
+    assert result.teacher_kl is None and result.n == 2
