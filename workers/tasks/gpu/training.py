@@ -24,9 +24,11 @@ from celery import shared_task
 from django.conf import settings
 
 from ml.backends import resolve
+from ml.alignment import same_tokenizer
 from ml.config import config_from_dict, config_to_dict, num_processes_of
+from ml.cross_tokenizer import CROSS, cross_config, cross_method, mode_of
 from ml.data import PreferencePair
-from ml.modeling import model_ref
+from ml.modeling import TokenizerMismatchError, load_tokenizer, model_ref
 from ml.pipeline import (TEACHER_DPO_BETA, StageCancelled, checkpoint_step, dckd_stage_publish, dckd_stage_reuse,
                          stage_offsets, teacher_dpo_stage)
 from ml.recipes import recipe_for
@@ -97,6 +99,7 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
     recorder.stage(f"loading {len(pairs)} preference pairs from {run.snapshot.name}")
     if (endpoint := endpoint_teacher(run, config)) is not None:
         return _train_on_endpoint(run, config, pairs, endpoint, out_dir, recorder, evaluator)
+    method, config = _tokenizer_mode(run, config, recorder)  # a mismatched pair: ULD, or refused before any stage
     if run.method in ("adpa", "adpa_plus"):
         resolve(settings.GENERATION_BACKEND)  # an explicit vllm that cannot run fails now, not after π_dpo
     pi_dpo = _teacher_dpo(run, config, pairs, recorder) if run.method in NEEDS_PI_DPO else None
@@ -116,12 +119,14 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
                                                               if run.resume_from else ""))
     hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
     resume_from = run.resume_from.path if run.resume_from else None
+    models = _models(run, pi_dpo, out_dir)
+    if method == "uld":  # KD / DCKD in cross-tokenizer mode: the (DPO) teacher and the student only
+        models = {"student": models["student"], "teacher": models["teacher"]}
     if (processes := num_processes_of(config)) > 1:  # one run on several GPUs: a child process group
-        result = train_distributed(run.method, config_to_dict(config), pairs, out_dir, hooks,
-                                   num_processes=processes, resume_from=resume_from, **_models(run, pi_dpo, out_dir))
+        result = train_distributed(method, config_to_dict(config), pairs, out_dir, hooks,
+                                   num_processes=processes, resume_from=resume_from, **models)
     else:
-        result = recipe_for(run.method)(config, pairs, out_dir, hooks, resume_from=resume_from,
-                                        **_models(run, pi_dpo, out_dir))
+        result = recipe_for(method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
     checkpoints.scan(force=True)
     if run.method == "adpa_plus":
         dckd_stage_publish(config, pairs, **dckd_inputs)
@@ -221,6 +226,21 @@ def _endpoint_signals(run, config, pairs, endpoint, recorder: RunRecorder):
     return precompute_dckd_endpoint(endpoints.client_for(endpoint), pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
                                     cache_dir=cache_dir, top_k=config.top_k, max_length=config.max_length,
                                     temperature=config.temperature)
+
+
+def _tokenizer_mode(run: TrainingRun, config, recorder: RunRecorder):
+    """(recipe method, config) for this run's teacher/student pair (ml.cross_tokenizer): the same
+    tokenizer runs the method as it is; a different one runs KD and DCKD as ULD, sequence-level
+    methods as they are, and refuses ADPA, ADPA+, TAID and teacher-as-reference DPO with the reason."""
+    teacher = run.teacher_sft or run.teacher_dpo or run.teacher
+    if teacher is None or same_tokenizer(load_tokenizer(_ref(teacher)), load_tokenizer(_ref(run.student))):
+        return run.method, config
+    method, refusal = cross_method(run.method, config)
+    if refusal:
+        raise TokenizerMismatchError(refusal)
+    mode, why = mode_of(run.method, False)
+    recorder.stage(f"different tokenizers ({teacher.name} / {run.student.name}): {mode}, {why}")
+    return method, (cross_config(run.method, config) if mode == CROSS else config)
 
 
 def _ref(model_version) -> str:
