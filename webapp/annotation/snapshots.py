@@ -146,9 +146,12 @@ def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: s
             raise ValidationError(f"Nothing changed since snapshot {clash.name!r}: it holds exactly these pairs.")
         if progress is not None:
             progress(pairs, "agreement")
-        tally = snapshot_quality.AgreementTally()
-        for chunk in _comparison_chunks(project, source_filter):
-            tally.add(chunk, used=used, people=people)
+        if not trainable_comparisons(project=project).exclude(kind=ComparisonKind.PAIRWISE).exists():
+            tally = _sql_agreement(project, snapshot.pk, people)
+        else:  # k-way labels ("top:...") are read in Python
+            tally = snapshot_quality.AgreementTally()
+            for chunk in _comparison_chunks(project, source_filter):
+                tally.add(chunk, used=used, people=people)
         stats = dict(stats, pairs=pairs)
         stats.update(_left_out(project), sources=sources.vote_counts())
         stats["disputed_excluded"] = trainable_comparisons(project=project).filter(status=ComparisonStatus.DISPUTED).count()
@@ -258,6 +261,66 @@ def _sql_pair_chunks(project, source_filter):
                 votes += [(j, origin, int(rater) if origin == JudgementSource.HUMAN else rater)
                           for j, origin, rater in zip(ids, origins, raters)]
             yield rows, votes, counts, stats
+
+
+# snapshot_quality.AgreementTally's counts for a project of pairwise comparisons, in PostgreSQL. The
+# scope: the pairs' comparisons (from this snapshot's rows) and every trainable comparison one of the
+# people behind the pairs judged; `hv`: their human, non-adjudication votes as labels (vote_label).
+# Both are temporary tables that the four grouped queries below (WITH scope ..., hv ...) read.
+_SQL_SCOPE = f"""
+CREATE TEMPORARY TABLE freeze_scope ON COMMIT DROP AS
+  SELECT DISTINCT (pp.provenance ->> 'comparison')::bigint AS id FROM {PreferencePair._meta.db_table} pp WHERE pp.snapshot_id = %(snapshot)s
+  UNION
+  SELECT j.comparison_id FROM {Judgement._meta.db_table} j
+    JOIN {Comparison._meta.db_table} c ON c.id = j.comparison_id JOIN {Prompt._meta.db_table} p ON p.id = c.prompt_id
+   WHERE c.project_id = %(project)s AND c.evaluation_id IS NULL AND c.source <> 'evaluation' AND p.split <> 'eval'
+     AND j.source = 'human' AND j.annotator_id = ANY(%(people)s)"""
+_SQL_HV = f"""
+CREATE TEMPORARY TABLE freeze_hv ON COMMIT DROP AS
+  SELECT s.id AS cid, j.annotator_id AS rater, count(*) OVER (PARTITION BY s.id) AS m,
+         CASE WHEN j.verdict = 'both_bad' THEN 'both_bad' WHEN jsonb_array_length(j.ranking) < 2 THEN 'tie'
+              WHEN j.ranking -> 0 = jsonb_build_array(a.generation_id) THEN 'a' ELSE 'b' END AS label
+    FROM freeze_scope s JOIN {ComparisonItem._meta.db_table} a ON a.comparison_id = s.id AND a.position = 0
+    JOIN {Judgement._meta.db_table} j ON j.comparison_id = s.id AND j.source = 'human' AND NOT j.is_adjudication"""
+_SQL_AGREEMENT = {
+    "multi": "SELECT count(DISTINCT cid) FROM hv WHERE m >= 2",
+    "coincidence": """SELECT x.label, y.label, sum(1.0::float8 / (x.m - 1)) FROM hv x JOIN hv y ON y.cid = x.cid AND y.rater <> x.rater
+                       WHERE x.m >= 2 GROUP BY 1, 2""",
+    "pairs": """SELECT x.rater, y.rater, x.label, y.label, count(*) FROM hv x JOIN hv y ON y.cid = x.cid AND x.rater::text < y.rater::text
+                 GROUP BY 1, 2, 3, 4""",
+    "judges": f"""SELECT CASE WHEN j.source = 'teacher' THEN j.judge_name ELSE j.source || ':' || j.judge_name END, t.top,
+                         CASE WHEN j.probability > 0.5 THEN 'a' ELSE 'b' END, count(*)
+                    FROM scope s JOIN {Judgement._meta.db_table} j ON j.comparison_id = s.id AND j.source NOT IN ('human', 'oracle')
+                         AND j.probability IS NOT NULL AND j.probability <> 0.5
+                    LEFT JOIN (SELECT cid, CASE WHEN sum((label = 'a')::int) > sum((label = 'b')::int) THEN 'a'
+                                                WHEN sum((label = 'b')::int) > sum((label = 'a')::int) THEN 'b' END AS top
+                                 FROM hv GROUP BY cid) t ON t.cid = s.id
+                   GROUP BY 1, 2, 3"""}
+
+
+def _sql_agreement(project, snapshot_id: int, people: set):
+    """AgreementTally filled from four grouped queries instead of a pass over every comparison."""
+    tally, params = snapshot_quality.AgreementTally(), {"snapshot": snapshot_id, "project": project.pk, "people": sorted(people)}
+    with connection.cursor() as cursor:  # scope and labels once, in temporary tables the four queries share
+        cursor.execute("DROP TABLE IF EXISTS freeze_scope, freeze_hv")
+        cursor.execute(_SQL_SCOPE, params)
+        cursor.execute(_SQL_HV)
+        prefix = "WITH scope AS (SELECT id FROM freeze_scope), hv AS (SELECT * FROM freeze_hv) "
+        cursor.execute(prefix + _SQL_AGREEMENT["multi"])
+        tally.multi = cursor.fetchone()[0]
+        cursor.execute(prefix + _SQL_AGREEMENT["coincidence"])
+        for x, y, value in cursor.fetchall():
+            tally.coincidence[x, y] += value
+        cursor.execute(prefix + _SQL_AGREEMENT["pairs"])
+        for r1, r2, l1, l2, n in cursor.fetchall():
+            tally.pair_tables[r1, r2][l1, l2] += n
+        cursor.execute(prefix + _SQL_AGREEMENT["judges"])
+        for name, top, label, n in cursor.fetchall():
+            table = tally.judge_tables[name]
+            if top is not None:
+                table[top, label] += n
+        cursor.execute("DROP TABLE freeze_scope, freeze_hv")
+    return tally
 
 
 def text_of(text: str, messages) -> str:
