@@ -16,12 +16,13 @@ SPEC_VERSION = 1
 
 
 def write_spec(path: Path, *, method: str, config: dict, data_file, output_dir, models: dict, cancel_file,
-               result_file, resume_from=None) -> Path:
+               result_file, resume_from=None, report_to=(), run_name: str = "") -> Path:
     """The JSON a launched run reads (everything plain: paths as strings, the config as a dict)."""
     spec = {"version": SPEC_VERSION, "method": method, "config": config, "data": str(data_file),
             "output_dir": str(output_dir), "models": {k: str(v) if v is not None else None for k, v in models.items()},
             "cancel_file": str(cancel_file), "result_file": str(result_file),
-            "resume_from": str(resume_from) if resume_from else None}
+            "resume_from": str(resume_from) if resume_from else None,
+            "report_to": list(report_to), "run_name": run_name}  # experiment trackers (ml.trackers), rank 0 logs
     path.write_text(json.dumps(spec, indent=2))
     return path
 
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
         if rank == 0:
             print(EVENT_PREFIX + json.dumps(dataclasses.asdict(event)), flush=True)
 
-    hooks = Hooks(on_progress=on_progress, should_stop=cancel_file.exists)
+    hooks = Hooks(on_progress=on_progress, should_stop=cancel_file.exists, report_to=tuple(spec.get("report_to", ())),
+                  run_name=spec.get("run_name", ""))
     models = {k: v for k, v in spec["models"].items() if v is not None}
     result = recipe_for(spec["method"])(config, data, spec["output_dir"], hooks, resume_from=spec["resume_from"],
                                         device=rank_device(), **models)

@@ -8,6 +8,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ml.trackers import TrackerError, parse_report_to
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DISTILLERY_VAR_DIR", BASE_DIR / "var")).resolve()
 
@@ -176,6 +178,19 @@ if GENERATION_BACKEND not in ("hf", "vllm", "auto"):
 
 # Where model versions, checkpoints, teacher-signal caches and uploads live.
 DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()
+# Experiment trackers every training run reports to (ml.trackers, through the trainers' report_to):
+# comma-separated tensorboard, mlflow, wandb, trackio; "" or "none" = none. A run may override it (its
+# report_to field). Only the gpu workers need the tracker's library (mlflow-skinny, tensorboard, ...).
+try:
+    REPORT_TO = ",".join(parse_report_to(os.environ.get("DISTILLERY_REPORT_TO", "")))
+except TrackerError as exc:
+    raise ImproperlyConfigured(f"DISTILLERY_REPORT_TO: {exc}") from None
+# Tracker files (TensorBoard events, W&B offline runs, the default MLflow file store): one folder per run.
+TRACKING_DIR = Path(os.environ.get("DISTILLERY_TRACKING_DIR", DATA_DIR / "tracking")).resolve()
+# MLflow's own variable: a tracking server (http://...) or store URI; empty = a file store in TRACKING_DIR.
+MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+# The MLflow UI's base URL, for the run page's link (defaults to MLFLOW_TRACKING_URI when that is http).
+MLFLOW_UI_URL = os.environ.get("DISTILLERY_MLFLOW_UI_URL", "").strip()
 DEMO_DIR = Path(os.environ.get("DISTILLERY_DEMO_DIR", VAR_DIR / "demo")).resolve()
 # Where a researcher may register local model directories from (os.pathsep- or comma-separated):
 # anything else on the server's disk, such as another project's checkpoints, stays out of reach.

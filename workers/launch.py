@@ -111,7 +111,7 @@ def train_distributed(method: str, config: dict, data: list, output_dir, hooks: 
         stale.unlink(missing_ok=True)
     spec = write_spec(work / "spec.json", method=method, config=config, data_file=write_jsonl(work / "data.jsonl", data),
                       output_dir=output_dir, models=models, cancel_file=cancel_file, result_file=result_file,
-                      resume_from=resume_from)
+                      resume_from=resume_from, report_to=hooks.report_to, run_name=hooks.run_name)
     command = launch_command(spec, num_processes, accelerate_config=os.environ.get("DISTILLERY_ACCELERATE_CONFIG"))
     log.info("launching %d processes: %s", num_processes, shlex.join(command))
     child_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}

@@ -11,6 +11,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from ml import trackers
 from ml.config import DPOConfig
 from ml.data import PreferencePair
 from ml.chat import prompt_ids, response_ids
@@ -71,7 +72,7 @@ def chat_tokenized_trainer():
     return ChatTokenizedDPOTrainer
 
 
-def trl_config(config: DPOConfig, output_dir: Path, num_rows: int):
+def trl_config(config: DPOConfig, output_dir: Path, num_rows: int, *, report_to=(), run_name: str = ""):
     from trl import DPOConfig as TRLDPOConfig
 
     _, total = plan(num_rows, config)
@@ -82,7 +83,8 @@ def trl_config(config: DPOConfig, output_dir: Path, num_rows: int):
         num_train_epochs=config.num_epochs, max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         max_length=config.max_length, max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed,
-        precompute_ref_log_probs=config.precompute_ref_log_probs, logging_steps=1, report_to=[],
+        precompute_ref_log_probs=config.precompute_ref_log_probs, logging_steps=1,
+        **trackers.trainer_kwargs(report_to, run_name),
         save_strategy="steps" if config.save_every_steps else "no", save_steps=config.save_every_steps or 500,
         gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
         disable_tqdm=True, dataloader_num_workers=0,
@@ -118,7 +120,8 @@ def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, st
     history = []
     callback = HooksCallback(hooks, history)
     trainer = chat_tokenized_trainer()(
-        model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data)),
+        model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data), report_to=hooks.report_to,
+                                                              run_name=hooks.run_name),
         train_dataset=dpo_dataset(loaded.tokenizer, data), processing_class=loaded.tokenizer,
         callbacks=[callback], peft_config=peft_config)
     # With tqdm disabled the Trainer prints every log dict to stdout; progress goes through our hooks.

@@ -1,7 +1,7 @@
-"""What a recipe tells its caller and what the caller may ask of it: `Hooks` (a progress callback
-and a cooperative stop flag, checked between optimizer steps), the `ProgressEvent` sent after each
-step, and the `TrainResult` every recipe returns. Plain data, so a Celery task or the CLI can bridge
-them to WebSockets or a tqdm bar without the recipe knowing."""
+"""What a recipe tells its caller and what the caller may ask of it: `Hooks` (a progress callback, a
+cooperative stop flag checked between optimizer steps, the experiment trackers to report to), the
+`ProgressEvent` sent after each step, and the `TrainResult` every recipe returns. Plain data, so a
+Celery task or the CLI can bridge them to WebSockets or a tqdm bar without the recipe knowing."""
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,6 +31,8 @@ def _ignore(event: ProgressEvent) -> None:
 class Hooks:
     on_progress: Callable[[ProgressEvent], None] = _ignore
     should_stop: Callable[[], bool] = _never
+    report_to: tuple = ()  # experiment trackers for the trainer's own report_to (ml.trackers), e.g. ("mlflow",)
+    run_name: str = ""  # the run's name in those trackers
 
 
 @dataclass

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from ml import trackers
 from ml.config import config_to_dict, method_of
 from ml.distributed import is_main_process, world_size  # noqa: F401  (re-exported for the recipes)
 from ml.modeling import LoadedModel, LoraSpec, load_model
@@ -326,6 +327,8 @@ class HooksCallback(TrainerCallback):
             self.after_step(loss)
         lr = float(trainer.meter.lr if trainer.meter.lr is not None else trainer._get_learning_rate())
         trainer.history.append({"step": state.global_step, "loss": loss, "lr": lr, **means})
+        if args.report_to:  # the step's figures to the trackers' on_log (the library's own log is off then)
+            trainer.log({"loss": loss, "learning_rate": lr, **means})
         if trainer.accelerator.is_main_process:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             self.hooks.on_progress(ProgressEvent(
@@ -340,19 +343,22 @@ class HooksCallback(TrainerCallback):
         return control
 
 
-def training_arguments(config, output_dir: Path, total_steps: int) -> TrainingArguments:
+def training_arguments(config, output_dir: Path, total_steps: int, *, report_to=(), run_name: str = "") -> TrainingArguments:
     """Our config onto TrainingArguments: AdamW without weight decay, the warm-up as a step count,
     bf16 autocast on CUDA (weights stay float32), the library's own log every LOG_EVERY steps (the
     per-step figures reach the hooks through HooksCallback, so the library need not gather, filter
     and log the loss every step), saving driven by HooksCallback, Liger kernels when the package is
-    installed and a GPU is there."""
+    installed and a GPU is there. With trackers in `report_to` (ml.trackers), HooksCallback logs every
+    step's figures, recipe metrics included, and the library's own periodic log is off, so a tracker
+    sees one value per step."""
     cuda = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir), learning_rate=config.learning_rate, weight_decay=0.0, optim="adamw_torch",
         lr_scheduler_type=SCHEDULERS[config.lr_scheduler], warmup_steps=math.ceil(config.warmup_ratio * total_steps),
         max_steps=total_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, max_grad_norm=config.max_grad_norm, seed=config.seed,
-        data_seed=config.seed, logging_steps=LOG_EVERY, logging_nan_inf_filter=False, report_to=[],
+        data_seed=config.seed, logging_steps=LOG_EVERY, logging_nan_inf_filter=False,
+        logging_strategy="no" if report_to else "steps", **trackers.trainer_kwargs(report_to, run_name),
         save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False, label_names=[],
         activation_checkpointing=getattr(config, "gradient_checkpointing", False),
@@ -396,7 +402,8 @@ def run_trainer(*, loaded: LoadedModel, config, rows: list, make_batch: Callable
     trainer_ref = []
     callback = HooksCallback(trainer_ref, hooks, save_every=config.save_every_steps, after_step=after_step)
     trainer = RecipeTrainer(
-        model=loaded.model, args=training_arguments(config, output_dir, total_steps), train_dataset=rows,
+        model=loaded.model, args=training_arguments(config, output_dir, total_steps, report_to=hooks.report_to,
+                                                    run_name=hooks.run_name), train_dataset=rows,
         data_collator=make_batch, processing_class=loaded.tokenizer, callbacks=[callback], step_loss=step_loss,
         num_rows=len(rows), start_epoch=start_step // steps_per_epoch, extra=extra, recipe_config=config,
         history=history)

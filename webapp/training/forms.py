@@ -4,12 +4,14 @@ so the browser and the worker accept exactly the same configs. ADPA+ nests two s
 fields are named `dckd.<name>` / `adpa.<name>`. Endpoint teachers are marked in the pickers with what
 each can serve; a method an endpoint's capability cannot serve is refused at submit time."""
 from django import forms
+from django.core.exceptions import ValidationError
 
 from ml.config import ConfigError, config_from_dict, config_schema, config_to_dict
 from webapp.annotation.models import PreferenceSnapshot
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet
 from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
 from webapp.training.models import Method
+from webapp.training.tokenizers import tokenizer_notes, tokenizer_refusal
 from webapp.training.monitor import DEFAULT_SAMPLE_SIZE, REFERENCE_EVALUATIONS, detectable_drop
 
 CONFIG_PREFIX = "cfg:"
@@ -56,6 +58,10 @@ class RunForm(forms.Form):
         queryset=ModelVersion.objects.none(), required=False, label="Teacher π_dpo",
         help_text="The teacher after DPO (DCKD/ADPA/ADPA+). Leave empty to train it from π_sft on the snapshot "
                   "first (β=0.01); the result is cached and registered as a teacher model version.")
+    report_to = forms.CharField(
+        required=False, max_length=100, label="Experiment trackers",
+        help_text="Comma-separated: tensorboard, mlflow, wandb, trackio; none = off. Empty = the deployment's "
+                  "setting (DISTILLERY_REPORT_TO).")
     eval_prompt_set = forms.ModelChoiceField(
         queryset=PromptSet.objects.none(), required=False, label="Checkpoint evaluation: held-out set",
         help_text="Evaluate checkpoints during the run on this set's eval-split prompts (oracle accuracy, "
@@ -88,6 +94,8 @@ class RunForm(forms.Form):
             self.fields["teacher_dpo"].help_text += (" An endpoint teacher picked as π_sft or teacher is used as it is "
                                                      "as the DPO teacher (no π_dpo stage trains from an endpoint).")
         self.endpoint_notes = endpoint_notes(models.filter(role=ModelRole.TEACHER).exclude(endpoint_url=""))
+        self.tokenizer_notes = tokenizer_notes(models.filter(role=ModelRole.TEACHER), models.filter(role=ModelRole.STUDENT),
+                                               method)
         defaults = config_to_dict(config_from_dict(method, config or {}))
         self.config_names = []
         for dotted, entry, initial in _flatten(config_schema(method), defaults):
@@ -120,6 +128,14 @@ class RunForm(forms.Form):
             target[leaf] = value if isinstance(value, bool) else str(value)
         return config
 
+    def clean_report_to(self):
+        from webapp.training.services import report_to_clean
+
+        try:
+            return report_to_clean(self.cleaned_data.get("report_to", ""))
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["report_to"]) from None
+
     def clean(self):
         cleaned = super().clean()
         if not any(CONFIG_PREFIX + n in self.errors for n in self.config_names):
@@ -130,6 +146,9 @@ class RunForm(forms.Form):
                 self.add_error(field, str(exc))
         self._check_eval_cadence(cleaned)
         self._check_endpoint_teachers(cleaned)
+        teacher = cleaned.get("teacher_sft") or cleaned.get("teacher_dpo") or cleaned.get("teacher")
+        if why := tokenizer_refusal(self.method, cleaned.get("config") or {}, teacher, cleaned.get("student")):
+            self.add_error("student", why)  # ml.cross_tokenizer: the worker would refuse it too
         return cleaned
 
     def _check_endpoint_teachers(self, cleaned) -> None:

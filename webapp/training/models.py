@@ -48,6 +48,11 @@ class TrainingRun(Job):
                                         related_name="+", help_text="Held-out prompts for checkpoint evaluations.")
     eval_every_steps = models.PositiveIntegerField(default=0, help_text="Evaluate a checkpoint every N steps (and the last); 0 = off.")
     eval_sample_size = models.PositiveIntegerField(default=DEFAULT_SAMPLE_SIZE, help_text="Held-out prompts per checkpoint evaluation.")
+    # Experiment trackers (ml.trackers): this run's choice ("" = the deployment's REPORT_TO, "none" = off),
+    # and the tracker runs the worker opened: {"mlflow": {"run_id", "url", ...}, "tensorboard": {"log_dir"}}.
+    report_to = models.CharField(max_length=100, blank=True, default="",
+                                 help_text="Comma-separated trackers; empty = the deployment's setting, none = off.")
+    trackers = models.JSONField(default=dict, blank=True)
     eval_judge = models.CharField(max_length=20, default="likelihood", choices=[
         ("likelihood", "Teacher likelihood"), ("generative", "Teacher asked (generative)"), ("none", "No judge")],
         help_text="Judge for the win rate against the teacher at each checkpoint (both orders).")

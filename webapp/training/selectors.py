@@ -11,6 +11,25 @@ def runs_for(*, project):
             .select_related("student", "snapshot", "created_by").order_by("-created_at"))
 
 
+def tracker_links(*, run) -> list[dict]:
+    """The run's tracker runs for its page: [{"name", "url", "text", "detail"}], from run.trackers
+    (written by the worker as it opens them); a file-based tracker has no URL, only where to look."""
+    links, trackers = [], run.trackers or {}
+    if (mlflow := trackers.get("mlflow")):
+        links.append({"name": "MLflow", "url": mlflow.get("url", ""), "text": f"run {mlflow.get('run_id', '')}",
+                      "detail": f"experiment {mlflow.get('experiment_id', '')} · {mlflow.get('tracking_uri', '')}"})
+    if (tb := trackers.get("tensorboard")):
+        links.append({"name": "TensorBoard", "url": "", "text": tb.get("log_dir", ""),
+                      "detail": f"tensorboard --logdir {tb.get('log_dir', '')}"})
+    if (wandb := trackers.get("wandb")):
+        links.append({"name": "W&B", "url": wandb.get("url", ""), "text": f"run {wandb.get('run_id', '')}",
+                      "detail": f"project {wandb.get('project', '')} · {wandb.get('mode', '')} · {wandb.get('log_dir', '')}"})
+    if (trackio := trackers.get("trackio")):
+        links.append({"name": "Trackio", "url": "", "text": f"run {trackio.get('run_name', '')}",
+                      "detail": f"project {trackio.get('project', '')} (trackio show)"})
+    return links
+
+
 def presets_for(*, project):
     return RunPreset.objects.filter(project=project).order_by("method", "name")
 

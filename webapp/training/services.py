@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from ml.config import config_from_dict, config_to_dict
+from ml.trackers import TrackerError, parse_report_to
 from webapp import lifecycle
 from webapp.catalog.models import ModelRole, ModelVersion, TeacherStage
 from webapp.catalog.services import model_version_register
@@ -70,23 +71,45 @@ def _check_inputs(*, project, method, config, snapshot, student, teacher, teache
 
 
 def run_create(*, project, created_by, method: str, config: dict, snapshot, student, name: str = "",
-               teacher=None, teacher_sft=None, teacher_dpo=None, cloned_from=None) -> TrainingRun:
+               teacher=None, teacher_sft=None, teacher_dpo=None, cloned_from=None, report_to: str = "") -> TrainingRun:
     """Validates and queues a run on the gpu queue. Raises ConfigError (bad hyperparameter) or
-    ValidationError (missing or foreign inputs)."""
+    ValidationError (missing or foreign inputs, an unknown tracker in report_to: "" = the deployment's)."""
     validated = config_from_dict(method, config)
+    report_to = report_to_clean(report_to)
     _check_inputs(project=project, method=method, config=validated, snapshot=snapshot, student=student,
                   teacher=teacher, teacher_sft=teacher_sft, teacher_dpo=teacher_dpo)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=project, created_by=created_by, method=method, config=config_to_dict(validated),
             snapshot=snapshot, student=student, teacher=teacher, teacher_sft=teacher_sft, teacher_dpo=teacher_dpo,
-            cloned_from=cloned_from, name=name or "pending")
+            cloned_from=cloned_from, name=name or "pending", report_to=report_to)
         if not name:
             run.name = f"{method}-{student.name}-{run.id}"
             run.save(update_fields=["name"])
         enqueue(TRAIN_TASK, run.id)
         _announce(run)
     return run
+
+
+def report_to_clean(value: str) -> str:
+    """A run's report_to, normalised ("MLflow, tensorboard" -> "mlflow,tensorboard"; "none" kept, since
+    it overrides the deployment's trackers). Raises ValidationError naming the field."""
+    try:
+        names = parse_report_to(value or "")
+    except TrackerError as exc:
+        raise ValidationError({"report_to": str(exc)}) from None
+    return ",".join(names) or ("none" if (value or "").strip().lower() == "none" else "")
+
+
+def run_report_to(run: TrainingRun) -> tuple[str, ...]:
+    """The trackers this run reports to: its own choice, else the deployment's (settings.REPORT_TO)."""
+    return parse_report_to(run.report_to or settings.REPORT_TO)
+
+
+def run_trackers_record(*, run_id: int, trackers: dict) -> None:
+    """The tracker runs a worker opened for this run (links for the run page), kept across resumes:
+    a resumed run opens new tracker runs, and the page links the latest."""
+    TrainingRun.objects.filter(id=run_id).update(trackers=trackers)
 
 
 def run_cancel(*, run: TrainingRun) -> TrainingRun:

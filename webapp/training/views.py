@@ -50,8 +50,8 @@ def _launch_source(request, project) -> tuple[str, dict, TrainingRun | None]:
 @project_view(Role.RESEARCHER)
 def run_new(request, project):
     method, config, clone = _launch_source(request, project)
-    initial = {k: getattr(clone, k) for k in ("snapshot", "student", "teacher", "teacher_sft", "teacher_dpo")} \
-        if clone else {}
+    initial = {k: getattr(clone, k) for k in ("snapshot", "student", "teacher", "teacher_sft", "teacher_dpo",
+                                              "report_to")} if clone else {}
     form = RunForm(request.POST or None, project=project, method=method, config=config, initial=initial)
     if request.method == "POST" and "save_preset" in request.POST:
         return _save_preset(request, project, form)
@@ -75,7 +75,8 @@ def _sized(request, project, form, clone):
         messages.error(request, "Pick a student and a snapshot first: the sizes follow from them.")
         return _render_new(request, project, form, clone)
     config = presets.sized_config(form.method, student_params=student.parameter_count, pair_count=snapshot.pair_count)
-    initial = {k: data.get(k) for k in ("name", "snapshot", "student", "teacher", "teacher_sft", "teacher_dpo")}
+    initial = {k: data.get(k) for k in ("name", "snapshot", "student", "teacher", "teacher_sft", "teacher_dpo",
+                                        "report_to")}
     messages.info(request, f"Hyperparameters sized to {student.name} ({student.parameter_count or 'unknown'} parameters) "
                            f"and {snapshot.pair_count} pairs; check them, then launch.")
     return _render_new(request, project, RunForm(project=project, method=form.method, config=config, initial=initial), clone)
@@ -94,7 +95,8 @@ def _launch(request, project, form, clone):
     run = services.run_create(
         project=project, created_by=request.user, method=form.method, config=data["config"], name=data["name"],
         snapshot=data["snapshot"], student=data["student"], teacher=data["teacher"],
-        teacher_sft=data["teacher_sft"], teacher_dpo=data["teacher_dpo"], cloned_from=clone)
+        teacher_sft=data["teacher_sft"], teacher_dpo=data["teacher_dpo"], cloned_from=clone,
+        report_to=data.get("report_to", ""))
     checkpoint_evals.run_eval_settings_set(run=run, prompt_set=data["eval_prompt_set"], every=data["eval_every_steps"] or 0,
                                            sample_size=data["eval_sample_size"] or DEFAULT_SAMPLE_SIZE,
                                            judge=data["eval_judge"] or "likelihood")
@@ -127,7 +129,8 @@ def run_detail(request, project, run_id):
     run = _run(project, run_id)
     context = {"project": project, "role": request.role, "run": run, "checkpoints": run.checkpoints.all(),
                "versions": run.model_versions.all(), "collapse": guardrails.run_collapse(run=run),
-               "detectable_drop_points": f"{100 * detectable_drop(run.eval_sample_size):.0f}"}
+               "detectable_drop_points": f"{100 * detectable_drop(run.eval_sample_size):.0f}",
+               "tracker_links": selectors.tracker_links(run=run)}
     return render(request, "training/run.html", context)
 
 
