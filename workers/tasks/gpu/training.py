@@ -39,6 +39,7 @@ from webapp.training.progress import RunRecorder
 from workers import endpoints
 from workers.checkpoint_evaluator import CheckpointEvaluator
 from workers.launch import train_distributed
+from workers.trackers import tracked
 
 NEEDS_PI_DPO = ("dckd", "adpa", "adpa_plus")
 ON_ENDPOINT = ("dckd", "adpa", "sft")  # methods this worker runs with an endpoint teacher (sft: target=teacher)
@@ -117,16 +118,16 @@ def _train(run: TrainingRun, recorder: RunRecorder, evaluator: CheckpointEvaluat
 
     recorder.stage(f"training ({run.get_method_display()})" + (f", resuming at step {run.resume_from.step}"
                                                               if run.resume_from else ""))
-    hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
     resume_from = run.resume_from.path if run.resume_from else None
     models = _models(run, pi_dpo, out_dir)
     if method == "uld":  # KD / DCKD in cross-tokenizer mode: the (DPO) teacher and the student only
         models = {"student": models["student"], "teacher": models["teacher"]}
-    if (processes := num_processes_of(config)) > 1:  # one run on several GPUs: a child process group
-        result = train_distributed(method, config_to_dict(config), pairs, out_dir, hooks,
-                                   num_processes=processes, resume_from=resume_from, **models)
-    else:
-        result = recipe_for(method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
+    with tracked(run, config, Hooks(on_progress=on_progress, should_stop=recorder.should_stop)) as hooks:
+        if (processes := num_processes_of(config)) > 1:  # one run on several GPUs: a child process group
+            result = train_distributed(method, config_to_dict(config), pairs, out_dir, hooks, num_processes=processes,
+                                       resume_from=resume_from, **models)
+        else:
+            result = recipe_for(method)(config, pairs, out_dir, hooks, resume_from=resume_from, **models)
     checkpoints.scan(force=True)
     if run.method == "adpa_plus":
         dckd_stage_publish(config, pairs, **dckd_inputs)
@@ -180,14 +181,14 @@ def _train_on_endpoint(run, config, pairs, endpoint, out_dir: Path, recorder: Ru
         recorder.progress(**dataclasses.asdict(event))
         checkpoints.scan()
 
-    hooks = Hooks(on_progress=on_progress, should_stop=recorder.should_stop)
     resume_from = run.resume_from.path if run.resume_from else None
     models["student"] = _ref(run.student)
-    if (processes := num_processes_of(config)) > 1:
-        result = train_distributed(run.method, config_to_dict(config), data, out_dir, hooks, num_processes=processes,
-                                   resume_from=resume_from, **models)
-    else:
-        result = recipe_for(run.method)(config, data, out_dir, hooks, resume_from=resume_from, **models)
+    with tracked(run, config, Hooks(on_progress=on_progress, should_stop=recorder.should_stop)) as hooks:
+        if (processes := num_processes_of(config)) > 1:
+            result = train_distributed(run.method, config_to_dict(config), data, out_dir, hooks,
+                                       num_processes=processes, resume_from=resume_from, **models)
+        else:
+            result = recipe_for(run.method)(config, data, out_dir, hooks, resume_from=resume_from, **models)
     checkpoints.scan(force=True)
     return result
 
