@@ -137,3 +137,31 @@ def comparisons_overview(*, project):
 
 def snapshots_for(*, project):
     return PreferenceSnapshot.objects.filter(project=project).select_related("created_by")
+
+
+PAIRS_PER_PAGE = 25
+
+
+def pairs_page(*, snapshot, after=None, before=None, last: bool = False) -> dict:
+    """One page of a snapshot's pairs by keyset on the pair id (after=<id>: the next page, before=<id>:
+    the previous one, last: the end), so any page of a million pairs costs one index range scan.
+    {"pairs", "has_previous", "has_next", "first_id", "last_id"}."""
+    pairs = snapshot.pairs.all()
+    after, before = _id_or_none(after), _id_or_none(before)
+    if before is not None or last:
+        rows = list((pairs.filter(pk__lt=before) if before is not None else pairs).order_by("-id")[:PAIRS_PER_PAGE + 1])[::-1]
+        has_previous, rows = len(rows) > PAIRS_PER_PAGE, rows[-PAIRS_PER_PAGE:]
+        has_next = before is not None
+    else:
+        rows = list((pairs.filter(pk__gt=after) if after is not None else pairs).order_by("id")[:PAIRS_PER_PAGE + 1])
+        has_next, rows = len(rows) > PAIRS_PER_PAGE, rows[:PAIRS_PER_PAGE]
+        has_previous = after is not None
+    return {"pairs": rows, "has_previous": has_previous and bool(rows), "has_next": has_next and bool(rows),
+            "first_id": rows[0].pk if rows else None, "last_id": rows[-1].pk if rows else None}
+
+
+def _id_or_none(value):
+    try:
+        return int(value) if value not in (None, "") and 0 < int(value) < 2**63 else None
+    except (TypeError, ValueError):
+        return None

@@ -122,7 +122,8 @@ def snapshot_list(request, project):
 @project_view(Role.RESEARCHER)
 def snapshot_detail(request, project, snapshot_id):
     snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
-    page = Paginator(snapshot.pairs.order_by("id"), 25).get_page(request.GET.get("page"))
+    page = selectors.pairs_page(snapshot=snapshot, after=request.GET.get("after"), before=request.GET.get("before"),
+                                last=request.GET.get("page") == "last")
     return render(request, "annotation/snapshot_detail.html", {"project": project, "role": request.role, "snapshot": snapshot,
                                                                 "page": page})
 

@@ -56,3 +56,16 @@ class Generation(models.Model):
 
     def __str__(self):
         return f"generation {self.pk} of {self.model_version_id}"
+
+
+class GenerationCounter(models.Model):
+    """A project's generation count in 16 shards (generation id mod 16), kept by statement-level
+    triggers (migration 0005_generation_counter) in the transaction of every insert and delete, so the project
+    home reads 16 rows instead of counting millions of generations."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    shard = models.SmallIntegerField()
+    generations = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "shard"], name="generationcounter_unique_shard")]

@@ -76,3 +76,15 @@ def test_counters_match_a_recount_after_racing_submits_undos_and_skips(transacti
 
     Comparison.objects.filter(pk__in=[c.pk for c in comparisons[:3]]).delete()  # the ORM cascade: judgements, skips, then rows
     assert _maintained(project.pk) == _recounted(project.pk)
+
+
+def test_generation_counter_follows_inserts_and_deletes(db, project):
+    """The project home's generation count is maintained (generation migration 0005), not counted."""
+    from webapp.generation.apps import GenerationConfig
+    from webapp.generation.models import GenerationCounter
+
+    world = make_world(project, prompts=3)  # 3 prompts x 2 models x 2 samples, one insert each
+    count = lambda: GenerationConfig.loop_counts(None, project)["generations"]  # noqa: E731
+    assert count() == 12 == Generation.objects.filter(job=world["job"]).count()
+    Generation.objects.filter(pk__in=list(Generation.objects.values_list("pk", flat=True)[:5])).delete()
+    assert count() == 7 and GenerationCounter.objects.filter(project=project).count() <= 16

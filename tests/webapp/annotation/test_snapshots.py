@@ -174,3 +174,20 @@ def test_a_large_freeze_is_a_background_job_and_the_page_answers_at_once(client_
     job.refresh_from_db()
     assert job.snapshot.pair_count == 4 and job.status == "succeeded" and job.stage == "froze 4 pairs"
     assert f'href="/p/{project.slug}/snapshots/{job.snapshot_id}/"' in client.get(f"/p/{project.slug}/snapshots/").content.decode()
+
+
+def test_snapshot_pairs_page_by_keyset(client_for, project, judged, researcher, monkeypatch):
+    """Issue 23: the snapshot page walks its pairs by id (after / before / last), never OFFSET."""
+    from webapp.annotation import selectors
+
+    monkeypatch.setattr(selectors, "PAIRS_PER_PAGE", 3)
+    snapshot = snapshots.snapshot_freeze(project=project, name="paged", source_filter="humans")
+    ids = list(snapshot.pairs.order_by("id").values_list("id", flat=True))
+    first = selectors.pairs_page(snapshot=snapshot)
+    assert [p.pk for p in first["pairs"]] == ids[:3] and first["has_next"] and not first["has_previous"]
+    second = selectors.pairs_page(snapshot=snapshot, after=str(first["last_id"]))
+    assert [p.pk for p in second["pairs"]] == ids[3:] and second["has_previous"] and not second["has_next"]
+    assert [p.pk for p in selectors.pairs_page(snapshot=snapshot, last=True)["pairs"]] == ids[-3:]
+    assert [p.pk for p in selectors.pairs_page(snapshot=snapshot, before=str(ids[3]))["pairs"]] == ids[:3]
+    page = client_for(researcher).get(f"/p/{project.slug}/snapshots/{snapshot.pk}/?after={ids[2]}").content.decode()
+    assert f"pair {ids[3]} " in page and f"pair {ids[0]} " not in page and f'?before={ids[3]}' in page
