@@ -70,3 +70,45 @@ def cross_config(method: str, config) -> ULDConfig:
     elif method == "kd":
         kept.pop("top_k", None)
     return ULDConfig(**kept)
+
+
+_FINGERPRINTS: dict = {}  # (tokenizer.json path, mtime_ns, size) -> digest; this process only
+
+
+def _token_text(value):
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def tokenizer_fingerprint(source) -> str | None:
+    """sha256 of a local model directory's vocabulary (token -> id, added tokens included) and its
+    bos/eos/unk tokens, read from tokenizer.json and tokenizer_config.json with the standard library:
+    two models have the same fingerprint exactly when ml.modeling.check_same_tokenizer accepts them.
+    None when it cannot be known here (a hub id, an endpoint, a directory without tokenizer.json)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    path = Path(str(source)) / "tokenizer.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _FINGERPRINTS:
+        data = json.loads(path.read_text())
+        vocab = data.get("model", {}).get("vocab") or {}
+        if isinstance(vocab, list):  # Unigram: [[piece, score], ...], the id is the index
+            vocab = {piece: index for index, (piece, _) in enumerate(vocab)}
+        vocab = {**vocab, **{t["content"]: t["id"] for t in data.get("added_tokens", [])}}
+        config_path = path.with_name("tokenizer_config.json")
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        specials = [_token_text(config.get(name)) for name in ("bos_token", "eos_token", "unk_token")]
+        blob = json.dumps([sorted(vocab.items()), specials])
+        _FINGERPRINTS[key] = hashlib.sha256(blob.encode()).hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def same_fingerprint(teacher_source, student_source) -> bool | None:
+    """True/False when both fingerprints are known here, else None (decided by the worker)."""
+    a, b = tokenizer_fingerprint(teacher_source), tokenizer_fingerprint(student_source)
+    return None if a is None or b is None else a == b

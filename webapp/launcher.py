@@ -226,6 +226,9 @@ def _serve(started: dict) -> int:
     if not (demo / "build.json").exists():
         say(f"• building the demo teacher and student in {demo} on the CPU (first run only, a few minutes) …")
         _run(["-m", "ml", "demo", "build", "--out", str(demo)], env)
+    if not (demo / "student-bpe" / "bpe-build.json").exists():  # the cross-tokenizer student (issue 20), ~2 min
+        say("• building the second demo student (another tokenizer family) …")
+        _run(["-m", "ml", "demo", "bpe-student", "--demo-dir", str(demo)], env)
     say("• migrating the database …")
     _run(["manage.py", "migrate", "--no-input", "-v", "0"], env)
     _run(["manage.py", "bootstrap_demo", "--demo-dir", str(demo)], env)

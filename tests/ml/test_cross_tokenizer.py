@@ -16,3 +16,14 @@ def test_modes_and_configs():
     assert cross_method("kd", KDConfig()) == ("uld", None) and cross_method("dpo", DPOConfig()) == ("dpo", None)
     assert "ULD" in cross_method("adpa", None)[1] and "reference='base'" in cross_method(
         "dpo", DPOConfig(reference="teacher"))[1]
+
+
+def test_fingerprints_agree_with_the_loaded_comparison(tmp_path, demo_tokenizer, bpe_tokenizer):
+    from ml.alignment import same_tokenizer
+    from ml.cross_tokenizer import same_fingerprint, tokenizer_fingerprint
+
+    for name, tokenizer in (("a", demo_tokenizer), ("b", demo_tokenizer), ("c", bpe_tokenizer)):
+        tokenizer.save_pretrained(tmp_path / name)
+    assert same_fingerprint(tmp_path / "a", tmp_path / "b") is same_tokenizer(demo_tokenizer, demo_tokenizer) is True
+    assert same_fingerprint(tmp_path / "a", tmp_path / "c") is same_tokenizer(demo_tokenizer, bpe_tokenizer) is False
+    assert tokenizer_fingerprint("HuggingFaceTB/SmolLM2-135M") is None and same_fingerprint(tmp_path / "a", "x") is None

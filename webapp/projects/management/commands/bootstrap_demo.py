@@ -85,6 +85,10 @@ class Command(BaseCommand):
             model_version_register(project=project, name=world["teacher"], role="teacher", stage="sft", source=str(demo / "teacher"))
         if not ModelVersion.objects.filter(project=project, name=world["student"]).exists():
             model_version_register(project=project, name=world["student"], role="student", source=str(demo / "student"))
+        second = demo / "student-bpe"  # the cross-tokenizer student (ml/demo/bpe_student.py), when built
+        if world["slug"] == DEMO_SLUG and (second / "config.json").exists() and \
+                not ModelVersion.objects.filter(project=project, name="demo-student-bpe").exists():
+            model_version_register(project=project, name="demo-student-bpe", role="student", source=str(second))
 
     def _prompts(self, project, demo: Path, world: dict) -> None:
         prompt_set, _ = PromptSet.objects.get_or_create(project=project, name=world["prompt_set"], defaults={"description": "Demo prompts"})
