@@ -2,6 +2,8 @@
 on the real database: the tiny demo teacher into a tiny byte-level BPE student. Sequence-level
 methods run as they are, KD and DCKD run as ULD (the stage line says so), and ADPA, TAID and
 teacher-as-reference DPO fail before any stage with the reason and the alternatives."""
+from pathlib import Path
+
 import pytest
 
 from ml.demo.bpe_tokenizer import train_bpe_tokenizer
@@ -11,6 +13,7 @@ from ml.demo.tokenizer import corpus_from_tasks
 from tests.workers.test_training_tasks import _create, setup, unconsumed_queue  # noqa: F401  (fixtures)
 from webapp.catalog.services import model_version_register
 from webapp.lifecycle import JobStatus
+from webapp.training.models import Checkpoint
 from workers.tasks.gpu.training import train_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,6 +49,8 @@ def test_each_method_on_a_mismatched_pair(setup, bpe_student, method, config, ou
         assert status == "succeeded", run.error
         assert ("cross-tokenizer mode" in run.log_tail) == (outcome == "uld")
         assert "different tokenizers" in run.log_tail
+        card = (Path(Checkpoint.objects.get(run=run, is_final=True).path) / "README.md").read_text()
+        assert "- tokenizers: different" in card and ("cross-tokenizer mode" in card) == (outcome == "uld")  # lineage
     else:
         assert status == "failed" and run.status == JobStatus.FAILED
         assert "TokenizerMismatchError" in run.error and outcome in run.error
