@@ -206,10 +206,26 @@ def model_card_text(run: TrainingRun, *, step: int, metrics: dict, is_final: boo
     for label, model in (("teacher", run.teacher), ("π_sft", run.teacher_sft), ("π_dpo", run.teacher_dpo)):
         if model is not None:
             lines.append(f"- {label}: {model.name} (`{model.source}`)")
+    lines += tokenizer_mode_lines(run)
     lines += ["", "## Metrics (last step)", ""] + [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())
                                                    if isinstance(v, (int, float))]
     lines += ["", "## Config", "", "```json", json.dumps(run.config, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def tokenizer_mode_lines(run: TrainingRun) -> list[str]:
+    """The model card's lineage line on tokenizers (ml.cross_tokenizer): same, or different and the mode."""
+    from ml.cross_tokenizer import mode_of, same_fingerprint
+
+    teacher = run.teacher_sft or run.teacher_dpo or run.teacher
+    if teacher is None or teacher.is_endpoint:
+        return []
+    same = same_fingerprint(teacher.source, run.student.source)
+    if same is None:
+        return []
+    mode, why = mode_of(run.method, same)
+    return [f"- tokenizers: {'same' if same else 'different'} (teacher {teacher.name}, student {run.student.name}): "
+            f"{mode}" + (f", {why}" if why else "")]
 
 
 def checkpoint_record(*, run: TrainingRun, step: int, path, is_final: bool = False, metrics=None) -> Checkpoint:
