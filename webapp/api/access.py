@@ -11,7 +11,9 @@ import time
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from ninja import Schema
 from ninja.security import HttpBearer, SessionAuth
+from pydantic import ConfigDict
 
 from webapp.api.tokens import token_authenticate, token_reaches
 from webapp.projects.models import Project
@@ -136,6 +138,35 @@ def page_of(request, items, serialize, *, per_page: int = 50) -> dict:
     rows = items[(page - 1) * size: page * size]
     return {"count": count, "page": page, "page_size": size, "next": page + 1 if page * size < count else None,
             "items": [serialize(row) for row in rows]}
+
+
+class JobOut(Schema):
+    """Every job kind's common fields (each kind adds its own)."""
+    model_config = ConfigDict(extra="allow")
+    id: int
+    kind: str
+    status: str
+    done: int | None
+    total: int | None
+    stage: str
+    error: str
+    url: str
+
+
+class Launched(Schema):
+    """The answer to a long operation: the job as it stands, and the URL to poll."""
+    job: JobOut
+    url: str
+
+
+class Page(Schema):
+    """One page of a list; `next` is the next page's number, or null on the last."""
+    model_config = ConfigDict(extra="allow")
+    count: int
+    page: int
+    page_size: int
+    next: int | None
+    items: list[dict]
 
 
 def job_out(job, url: str) -> dict:

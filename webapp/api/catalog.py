@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from ninja import File, Form, Router, Schema
 from ninja.files import UploadedFile
 
-from webapp.api.access import ApiError, bound, error, form_errors, job_out, page_of, project_for
+from webapp.api.access import ApiError, Launched, Page, bound, error, form_errors, job_out, page_of, project_for
 from webapp.catalog import importers, prompt_imports, selectors
 from webapp.catalog.endpoints import endpoint_register
 from webapp.catalog.forms import EndpointForm, ModelVersionForm, PromptUploadForm
@@ -23,13 +23,13 @@ def prompt_set_out(prompt_set) -> dict:
             "counts": {k: getattr(prompt_set, k) for k in ("total", "train", "eval") if hasattr(prompt_set, k)}}
 
 
-@router.get("/projects/{slug}/prompt-sets")
+@router.get("/projects/{slug}/prompt-sets", response=Page)
 def prompt_set_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, selectors.prompt_sets_for(project=project), prompt_set_out)
 
 
-@router.get("/projects/{slug}/prompt-sets/{set_id}/prompts")
+@router.get("/projects/{slug}/prompt-sets/{set_id}/prompts", response=Page)
 def prompt_list(request, slug: str, set_id: int, q: str = "", split: str = "", tag: str = ""):
     project = project_for(request, slug, Role.RESEARCHER)
     prompt_set = get_object_or_404(PromptSet, project=project, pk=set_id)
@@ -43,7 +43,7 @@ def _import_errors(result) -> ApiError:
     return ApiError(422, [{"loc": ["body", "file"], "msg": message, "type": "invalid_file"} for message in result.errors])
 
 
-@router.post("/projects/{slug}/prompts/import", response={201: dict, 202: dict})
+@router.post("/projects/{slug}/prompts/import", response={201: dict, 202: Launched})
 def prompt_import(request, slug: str, file: File[UploadedFile], prompt_set: Form[str], default_split: Form[str] = "train"):
     """Upload a prompt file (JSONL, CSV, parquet, zipped HF dataset): validated as on the upload page
     (all errors at once, line-numbered; nothing imported when any) and imported in one transaction.
@@ -89,7 +89,7 @@ def model_version_out(mv) -> dict:
             "created_at": mv.created_at}
 
 
-@router.get("/projects/{slug}/model-versions")
+@router.get("/projects/{slug}/model-versions", response=Page)
 def model_version_list(request, slug: str, role: str = ""):
     project = project_for(request, slug, Role.RESEARCHER)
     versions = selectors.model_versions_for(project=project)

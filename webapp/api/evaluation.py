@@ -4,7 +4,7 @@ project leaderboard. Researchers and admins, as the evaluation pages."""
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
-from webapp.api.access import bound, job_out, page_of, project_for
+from webapp.api.access import Launched, Page, bound, job_out, page_of, project_for
 from webapp.evaluation import selectors, services
 from webapp.evaluation.forms import EvaluationForm
 from webapp.evaluation.models import Evaluation
@@ -38,13 +38,13 @@ class EvaluationIn(Schema):
     required_annotations: int = 1
 
 
-@router.get("/projects/{slug}/evaluations")
+@router.get("/projects/{slug}/evaluations", response=Page)
 def evaluation_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, selectors.evaluations_for(project=project), lambda e: evaluation_out(project, e))
 
 
-@router.post("/projects/{slug}/evaluations", response={202: dict})
+@router.post("/projects/{slug}/evaluations", response={202: Launched})
 def evaluation_launch(request, slug: str, body: EvaluationIn):
     project = project_for(request, slug, Role.RESEARCHER)
     form = bound(EvaluationForm, body.dict(), project=project)
@@ -69,7 +69,7 @@ def evaluation_detail(request, slug: str, evaluation_id: int):
     return {**evaluation_out(project, evaluation), "results": rows, "raw": evaluation.results}
 
 
-@router.post("/projects/{slug}/evaluations/{evaluation_id}/cancel", response={202: dict})
+@router.post("/projects/{slug}/evaluations/{evaluation_id}/cancel", response={202: Launched})
 def evaluation_cancel(request, slug: str, evaluation_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     evaluation = _evaluation(project, evaluation_id)
@@ -78,7 +78,7 @@ def evaluation_cancel(request, slug: str, evaluation_id: int):
     return 202, {"job": evaluation_out(project, evaluation), "url": _url(project, evaluation)}
 
 
-@router.post("/projects/{slug}/evaluations/{evaluation_id}/rerun", response={202: dict})
+@router.post("/projects/{slug}/evaluations/{evaluation_id}/rerun", response={202: Launched})
 def evaluation_rerun(request, slug: str, evaluation_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     evaluation = services.evaluation_rerun(evaluation=_evaluation(project, evaluation_id))

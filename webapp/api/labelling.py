@@ -13,7 +13,7 @@ from webapp.annotation import exports, judging, selectors as annotation_selector
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, Judgement, PreferenceSnapshot
 from webapp.annotation.views import _judge_scope
-from webapp.api.access import bound, error, job_out, page_of, project_for
+from webapp.api.access import Launched, Page, bound, error, job_out, page_of, project_for
 from webapp.generation import selectors as generation_selectors, services as generation_services
 from webapp.generation.forms import GenerationJobForm
 from webapp.generation.models import Generation, GenerationJob
@@ -47,13 +47,13 @@ class GenerationJobIn(Schema):
     seed: int = 0
 
 
-@router.get("/projects/{slug}/generation-jobs", tags=["generation"])
+@router.get("/projects/{slug}/generation-jobs", tags=["generation"], response=Page)
 def generation_job_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, generation_selectors.jobs_for(project=project), lambda job: generation_job_out(project, job))
 
 
-@router.post("/projects/{slug}/generation-jobs", tags=["generation"], response={202: dict})
+@router.post("/projects/{slug}/generation-jobs", tags=["generation"], response={202: Launched})
 def generation_job_create(request, slug: str, body: GenerationJobIn):
     project = project_for(request, slug, Role.RESEARCHER)
     form = bound(GenerationJobForm, body.dict(), project=project)
@@ -71,7 +71,7 @@ def generation_job_detail(request, slug: str, job_id: int):
     return generation_job_out(project, _generation_job(project, job_id))
 
 
-@router.get("/projects/{slug}/generation-jobs/{job_id}/generations", tags=["generation"])
+@router.get("/projects/{slug}/generation-jobs/{job_id}/generations", tags=["generation"], response=Page)
 def generation_list(request, slug: str, job_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     job = _generation_job(project, job_id)
@@ -79,7 +79,7 @@ def generation_list(request, slug: str, job_id: int):
                    lambda g: {"id": g.pk, "prompt": g.prompt_id, "model_version": g.model_version_id, "text": g.text})
 
 
-@router.post("/projects/{slug}/generation-jobs/{job_id}/cancel", tags=["generation"], response={202: dict})
+@router.post("/projects/{slug}/generation-jobs/{job_id}/cancel", tags=["generation"], response={202: Launched})
 def generation_job_cancel(request, slug: str, job_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     job = _generation_job(project, job_id)
@@ -88,7 +88,7 @@ def generation_job_cancel(request, slug: str, job_id: int):
     return 202, {"job": generation_job_out(project, job), "url": _gen_url(project, job)}
 
 
-@router.post("/projects/{slug}/generation-jobs/{job_id}/rerun", tags=["generation"], response={202: dict})
+@router.post("/projects/{slug}/generation-jobs/{job_id}/rerun", tags=["generation"], response={202: Launched})
 def generation_job_rerun(request, slug: str, job_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     job = generation_services.generation_job_rerun(job=_generation_job(project, job_id))
@@ -103,7 +103,7 @@ def comparison_out(c) -> dict:
             "generations": [item.generation_id for item in c.items.all()]}
 
 
-@router.get("/projects/{slug}/comparisons", tags=["annotation"])
+@router.get("/projects/{slug}/comparisons", tags=["annotation"], response=Page)
 def comparison_list(request, slug: str, status: str = "", source: str = ""):
     project = project_for(request, slug, Role.RESEARCHER)
     rows = Comparison.objects.filter(project=project).prefetch_related("items").order_by("id")
@@ -154,13 +154,13 @@ class JudgeJobIn(Schema):
     limit: int | None = None
 
 
-@router.get("/projects/{slug}/judge-jobs", tags=["annotation"])
+@router.get("/projects/{slug}/judge-jobs", tags=["annotation"], response=Page)
 def judge_job_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, JudgeJob.objects.filter(project=project).order_by("-id"), lambda j: judge_job_out(project, j))
 
 
-@router.post("/projects/{slug}/judge-jobs", tags=["annotation"], response={202: dict})
+@router.post("/projects/{slug}/judge-jobs", tags=["annotation"], response={202: Launched})
 def judge_job_create(request, slug: str, body: JudgeJobIn):
     """Have a teacher judge comparisons (the judge page's form: method, scope, source, limit)."""
     project = project_for(request, slug, Role.RESEARCHER)
@@ -176,7 +176,7 @@ def judge_job_detail(request, slug: str, job_id: int):
     return judge_job_out(project, get_object_or_404(JudgeJob, project=project, pk=job_id))
 
 
-@router.post("/projects/{slug}/judge-jobs/{job_id}/cancel", tags=["annotation"], response={202: dict})
+@router.post("/projects/{slug}/judge-jobs/{job_id}/cancel", tags=["annotation"], response={202: Launched})
 def judge_job_cancel(request, slug: str, job_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     job = get_object_or_404(JudgeJob, project=project, pk=job_id)
@@ -185,7 +185,7 @@ def judge_job_cancel(request, slug: str, job_id: int):
     return 202, {"job": judge_job_out(project, job), "url": _judge_url(project, job)}
 
 
-@router.post("/projects/{slug}/judge-jobs/{job_id}/rerun", tags=["annotation"], response={202: dict})
+@router.post("/projects/{slug}/judge-jobs/{job_id}/rerun", tags=["annotation"], response={202: Launched})
 def judge_job_rerun(request, slug: str, job_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     job = judging.judge_job_rerun(job=get_object_or_404(JudgeJob, project=project, pk=job_id))
@@ -206,7 +206,7 @@ def _judgements(project, source: str):
     return rows.filter(source=source) if source else rows
 
 
-@router.get("/projects/{slug}/judgements", tags=["annotation"])
+@router.get("/projects/{slug}/judgements", tags=["annotation"], response=Page)
 def judgement_list(request, slug: str, source: str = ""):
     """Every judgement (human, teacher, imported), with who made it; ?source= filters."""
     project = project_for(request, slug, Role.RESEARCHER)
@@ -240,7 +240,7 @@ class SnapshotIn(Schema):
     source_filter: str = "both"
 
 
-@router.get("/projects/{slug}/snapshots", tags=["snapshots"])
+@router.get("/projects/{slug}/snapshots", tags=["snapshots"], response=Page)
 def snapshot_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, annotation_selectors.snapshots_for(project=project), lambda s: snapshot_out(project, s))

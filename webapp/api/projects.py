@@ -7,7 +7,7 @@ from ninja import Router, Schema
 
 from webapp.annotation import services as annotation_services
 from webapp.annotation.api import NOT_OFFERED, _state
-from webapp.api.access import bound, error, page_of, project_for
+from webapp.api.access import Page, bound, error, page_of, project_for
 from webapp.projects import selectors, services
 from webapp.projects.forms import AddMemberForm, ProjectForm
 from webapp.projects.models import Role
@@ -29,7 +29,7 @@ def me(request):
                                                  "projects": list(token.projects.values_list("slug", flat=True))}}
 
 
-@router.get("/projects")
+@router.get("/projects", response=Page)
 def project_list(request):
     projects = selectors.projects_for(user=request.user).order_by("name", "id")
     token = request.api_token
@@ -63,7 +63,7 @@ def member_out(membership) -> dict:
     return {"user_id": membership.user_id, "username": membership.user.username, "role": membership.role}
 
 
-@router.get("/projects/{slug}/members")
+@router.get("/projects/{slug}/members", response=Page)
 def member_list(request, slug: str):
     project = project_for(request, slug, Role.ADMIN)
     return page_of(request, selectors.project_members(project=project), member_out)

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
 from ml.config import METHODS, ConfigError
-from webapp.api.access import ApiError, error, form_errors, job_out, project_for, page_of
+from webapp.api.access import ApiError, Launched, Page, error, form_errors, job_out, page_of, project_for
 from webapp.api.catalog import model_version_out
 from webapp.projects.models import Role
 from webapp.training import checkpoint_evals, selectors, services
@@ -87,13 +87,13 @@ def _launch_form(request, project, data: dict, clone=None) -> TrainingRun:
                              for m in ms]) from None
 
 
-@router.get("/projects/{slug}/runs")
+@router.get("/projects/{slug}/runs", response=Page)
 def run_list(request, slug: str):
     project = project_for(request, slug, Role.RESEARCHER)
     return page_of(request, selectors.runs_for(project=project), lambda run: run_out(project, run))
 
 
-@router.post("/projects/{slug}/runs", response={202: dict})
+@router.post("/projects/{slug}/runs", response={202: Launched})
 def run_launch(request, slug: str, body: RunIn):
     """Launch a run: `config` holds the method's hyperparameters (ml.config; ADPA+ nests `dckd` and
     `adpa`), missing ones take their defaults. Answers the queued run; poll its URL, or its metrics."""
@@ -123,14 +123,14 @@ def run_metrics(request, slug: str, run_id: int, after: int = -1):
             "next_after": points[-1]["step"] if len(points) == MAX_POINTS else None}
 
 
-@router.post("/projects/{slug}/runs/{run_id}/cancel", response={202: dict})
+@router.post("/projects/{slug}/runs/{run_id}/cancel", response={202: Launched})
 def run_cancel(request, slug: str, run_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     run = services.run_cancel(run=_run(project, run_id))
     return 202, {"job": run_out(project, run), "url": _url(project, run)}
 
 
-@router.post("/projects/{slug}/runs/{run_id}/resume", response={202: dict})
+@router.post("/projects/{slug}/runs/{run_id}/resume", response={202: Launched})
 def run_resume(request, slug: str, run_id: int):
     """A failed or cancelled run continues from its last checkpoint."""
     project = project_for(request, slug, Role.RESEARCHER)
@@ -138,7 +138,7 @@ def run_resume(request, slug: str, run_id: int):
     return 202, {"job": run_out(project, run), "url": _url(project, run)}
 
 
-@router.post("/projects/{slug}/runs/{run_id}/rerun", response={202: dict})
+@router.post("/projects/{slug}/runs/{run_id}/rerun", response={202: Launched})
 def run_rerun(request, slug: str, run_id: int):
     """A new run with the same method, inputs and config (the page's Clone, launched as it is)."""
     project = project_for(request, slug, Role.RESEARCHER)
@@ -150,7 +150,7 @@ def run_rerun(request, slug: str, run_id: int):
     return 202, {"job": run_out(project, run), "url": _url(project, run)}
 
 
-@router.get("/projects/{slug}/runs/{run_id}/checkpoints", tags=["checkpoints"])
+@router.get("/projects/{slug}/runs/{run_id}/checkpoints", tags=["checkpoints"], response=Page)
 def checkpoint_list(request, slug: str, run_id: int):
     project = project_for(request, slug, Role.RESEARCHER)
     run = _run(project, run_id)
