@@ -385,3 +385,34 @@ def teacher_judgement_record(*, comparison_id: int, judge_name: str, judge_model
         raise ValidationError(f"judgement for comparison {comparison_id} by {judge_name} is being written twice") from exc
     return judgement
 
+
+
+def teacher_judgements_record(*, judge_name: str, judge_model, verdicts: list[dict], batch: int = 1000) -> int:
+    """teacher_judgement_record for many comparisons at once (a judge job's chunk, an import): one
+    INSERT ... ON CONFLICT DO UPDATE per `batch` verdicts, so a rerun replaces this judge's verdicts
+    in place and a job stopped half-way resumes without duplicates. Each verdict is a dict of
+    teacher_judgement_record's arguments (comparison_id, probability, outcome, ranking, details,
+    shown_order). Returns how many were written."""
+    rows = []
+    for v in verdicts:
+        probability, outcome = v.get("probability"), v.get("outcome")
+        if probability is not None and outcome not in OUTCOME_VERDICT:
+            raise ValidationError(f"a pairwise verdict needs its outcome (1, 0.5 or 0), got {outcome!r}")
+        rows.append(Judgement(comparison_id=v["comparison_id"], source=JudgementSource.TEACHER, judge_model=judge_model,
+                              judge_name=judge_name[:200], verdict=OUTCOME_VERDICT[outcome] if probability is not None else Verdict.RANKING,
+                              ranking=v.get("ranking") or [], probability=probability, details=v.get("details") or {},
+                              shown_order=v.get("shown_order") or []))
+    fields = [f for f in _INSERT_FIELDS]
+    update = ("source", "judge_model_id", "verdict", "ranking", "probability", "details", "shown_order")
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    written = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            params = [f.get_db_prep_save(f.pre_save(j, True), connection) for j in chunk for f in fields]
+            values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(chunk))
+            cursor.execute(f"INSERT INTO {_T['j']} ({columns}) VALUES {values} "
+                           "ON CONFLICT (comparison_id, judge_name) WHERE annotator_id IS NULL DO UPDATE SET "
+                           + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in update), params)
+            written += cursor.rowcount
+    return written

@@ -88,3 +88,17 @@ def test_generation_counter_follows_inserts_and_deletes(db, project):
     assert count() == 12 == Generation.objects.filter(job=world["job"]).count()
     Generation.objects.filter(pk__in=list(Generation.objects.values_list("pk", flat=True)[:5])).delete()
     assert count() == 7 and GenerationCounter.objects.filter(project=project).count() <= 16
+
+
+def test_teacher_verdicts_stored_in_batches_replace_in_place(db, project, pairwise):
+    """Issue 23: a judge's verdicts in one statement per batch; a rerun replaces them (no duplicates),
+    and the maintained judgement count moves only for new rows."""
+    from webapp.annotation.models import Judgement
+
+    verdicts = [{"comparison_id": c.pk, "probability": 0.8, "outcome": 1.0, "details": {"n": i}} for i, c in enumerate(pairwise)]
+    assert services.teacher_judgements_record(judge_name="teacher:generative:t", judge_model=None, verdicts=verdicts, batch=5) == len(pairwise)
+    assert services.teacher_judgements_record(judge_name="teacher:generative:t", judge_model=None, batch=4,
+                                              verdicts=[dict(v, probability=0.2, outcome=0.0) for v in verdicts]) == len(pairwise)
+    stored = Judgement.objects.filter(judge_name="teacher:generative:t")
+    assert stored.count() == len(pairwise) and {j.verdict for j in stored} == {"b"} and stored.get(comparison=pairwise[2]).details == {"n": 2}
+    assert _maintained(project.pk) == _recounted(project.pk)
