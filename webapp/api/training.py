@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
 from ml.config import METHODS, ConfigError
+from webapp import json_bounds
 from webapp.api.access import ApiError, Launched, Page, error, form_errors, job_out, page_of, project_for
 from webapp.api.catalog import model_version_out
 from webapp.projects.models import Role
@@ -31,6 +32,7 @@ def run_out(project, run) -> dict:
 
 
 class RunIn(Schema):
+    """The launch form's fields; any other field the form has (added with the page) is accepted too."""
     method: str
     snapshot: int
     student: int
@@ -71,7 +73,7 @@ def _launch_form(request, project, data: dict, clone=None) -> TrainingRun:
                 if name.startswith(CONFIG_PREFIX) and field.initial is not None}
     inputs = {k: v for k, v in data.items() if k not in ("config", "method") and v is not None}
     form = RunForm({**inputs, **defaults, **fields}, project=project, method=method)
-    unknown = [k for k in fields if k not in form.fields]
+    unknown = [k for k in [*fields, *inputs] if k not in form.fields]
     if unknown:
         raise ApiError(422, [{"loc": ["body", *_config_loc(k)], "msg": f"{method} has no such setting.", "type": "unknown"}
                              for k in unknown])
@@ -98,7 +100,8 @@ def run_launch(request, slug: str, body: RunIn):
     """Launch a run: `config` holds the method's hyperparameters (ml.config; ADPA+ nests `dckd` and
     `adpa`), missing ones take their defaults. Answers the queued run; poll its URL, or its metrics."""
     project = project_for(request, slug, Role.RESEARCHER)
-    run = _launch_form(request, project, body.dict())
+    extra = {k: v for k, v in json_bounds.loads(request.body).items() if k not in RunIn.model_fields}
+    run = _launch_form(request, project, {**extra, **body.dict()})
     return 202, {"job": run_out(project, run), "url": _url(project, run)}
 
 

@@ -125,6 +125,9 @@ def test_config_errors_carry_the_config_path(admin_api, project, fuzz_world):  #
     assert response.status_code == 422
     assert response.json()["detail"] == [{"loc": ["body", "config", "nope"], "msg": "dpo has no such setting.", "type": "unknown"}]
     response = admin_api.call("POST", f"/projects/{project.slug}/runs", {
+        "method": "dpo", "snapshot": 10**9, "student": student.pk, "colour": "red"})
+    assert response.json()["detail"][0]["loc"] == ["body", "colour"]
+    response = admin_api.call("POST", f"/projects/{project.slug}/runs", {
         "method": "dpo", "snapshot": 10**9, "student": student.pk, "config": {"beta": -1}})
     locs = [d["loc"] for d in response.json()["detail"]]
     assert ["body", "config", "beta"] in locs and ["body", "snapshot"] in locs
