@@ -278,3 +278,33 @@ def config_schema(method: str) -> list[dict]:
                          min_exclusive=f.metadata.get("min_exclusive", False))
         schema.append(entry)
     return schema
+
+
+# -- the generative judge's question (ml.judges.GenerativeJudge, ml.endpoints.judge.EndpointJudge) --
+DEFAULT_JUDGE_TEMPLATE = (
+    "Which response follows the instruction better? Answer {first_label} or {second_label}.\n"
+    "Instruction: {prompt}\n"
+    "Response {first_label}: {first}\n"
+    "Response {second_label}: {second}"
+)
+JUDGE_TEMPLATE_FIELDS = ("prompt", "first", "second", "first_label", "second_label")
+JUDGE_TEMPLATE_REQUIRED = ("first", "second")
+DEFAULT_ANSWER_MASS_THRESHOLD = 0.5
+
+
+def check_judge_template(template: str, labels: tuple[str, str] = ("A", "B")) -> None:
+    """Raises ConfigError unless `template` is a str.format pattern using only the judge's fields,
+    showing both responses ({first}, {second}), and `labels` are two different non-empty answers."""
+    allowed = ", ".join("{" + name + "}" for name in JUDGE_TEMPLATE_FIELDS)
+    try:
+        template.format(**{name: "" for name in JUDGE_TEMPLATE_FIELDS})
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"judge template: {error!r} is not a field it can fill; allowed fields are {allowed} "
+                          "(write {{ and }} for literal braces)", "template") from None
+    missing = [name for name in JUDGE_TEMPLATE_REQUIRED if "{" + name + "}" not in template]
+    if missing:
+        raise ConfigError(f"judge template must show both responses: it lacks {', '.join('{' + m + '}' for m in missing)}",
+                          "template")
+    labels = tuple(label.strip() for label in labels)
+    if len(labels) != 2 or not all(labels) or labels[0] == labels[1]:
+        raise ConfigError(f"the judge needs two different, non-empty answer labels, got {labels}", "labels")

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ml.chat import context_window, prompt_ids, render_prompt, response_ids, truncate_left
+from ml.config import DEFAULT_JUDGE_TEMPLATE, check_judge_template  # noqa: F401 (re-exported)
 from ml.data import Prompt
 from ml.losses.common import IGNORE_INDEX, sequence_logps
 
@@ -138,14 +139,6 @@ class LikelihoodJudge:
                 for p, a, b in zip(p_a_over_b, score_a, score_b)]
 
 
-DEFAULT_JUDGE_TEMPLATE = (
-    "Which response follows the instruction better? Answer {first_label} or {second_label}.\n"
-    "Instruction: {prompt}\n"
-    "Response {first_label}: {first}\n"
-    "Response {second_label}: {second}"
-)
-
-
 def _prompt_text(prompt: Prompt) -> str:
     """A chat prompt becomes 'role: content' lines so it fits inside the judge's own instruction."""
     if isinstance(prompt, str):
@@ -165,20 +158,14 @@ class GenerativeJudge:
     Each pair is shown in BOTH orders; P(a ≻ b) averages P(first) of order ab with P(second) of
     order ba, which cancels a pure position bias. details: p_ab, p_ba (P(a ≻ b) from each order)
     and answer_mass_ab/_ba (softmax mass on the two answer tokens: low = the judge ignores the format).
-    A batch whose mean answer mass is below `warn_below` is logged and marked (details
-    "low_answer_mass"); below `refuse_below` it raises JudgeFormatError instead of giving verdicts.
+    A verdict whose mean answer mass is below `warn_below` is marked (details "low_answer_mass") and
+    logged; a batch whose mean mass is below `refuse_below` raises JudgeFormatError instead.
     template: a str.format pattern with {prompt}, {first}, {second}, {first_label}, {second_label}."""
 
     def __init__(self, model, tokenizer, template: str = DEFAULT_JUDGE_TEMPLATE,
                  answer_tokens: tuple[str, str] = ("A", "B"), *, warn_below: float = 0.5,
                  refuse_below: float | None = None):
-        try:
-            template.format(prompt="", first="", second="", first_label="", second_label="")
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"judge template: {error!r}; allowed fields are {{prompt}}, {{first}}, "
-                             "{second}, {first_label}, {second_label}") from None
-        if "{first}" not in template or "{second}" not in template:
-            raise ValueError("judge template must show both responses: {first} and {second}")
+        check_judge_template(template, answer_tokens)
         self.model, self.tokenizer = model.eval(), tokenizer
         self.template, self.answer_tokens = template, tuple(answer_tokens)
         self.answer_ids = [self._first_answer_token(t) for t in answer_tokens]
@@ -240,33 +227,46 @@ class GenerativeJudge:
         mass = torch.softmax(next_logits, dim=-1)[:, self.answer_ids].sum(-1)  # (N,)
         return answer_logits, mass
 
-    def _check_mass(self, mass: torch.Tensor) -> bool:
-        """True when the batch's answer mass is low enough to warn; raises below refuse_below."""
-        mean = float(mass.mean())
-        if self.refuse_below is not None and mean < self.refuse_below:
-            raise JudgeFormatError(f"the judge puts {mean:.3f} of its probability on the answer tokens "
-                                   f"{self.answer_tokens} (refusing below {self.refuse_below}): it does not answer "
-                                   "in this format, so its verdicts would be noise. Try other answer tokens or template.")
-        if mean < self.warn_below:
-            log.warning("generative judge %s: mean answer mass %.3f < %.2f; verdicts may be noise",
-                        self.identity, mean, self.warn_below)
-            return True
-        return False
-
     def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
         rows = [self._judge_ids(it.prompt, it.response_a, it.response_b) for it in items]
         rows += [self._judge_ids(it.prompt, it.response_b, it.response_a) for it in items]
         answer_logits, mass = self._answer_logits(rows)  # (2B,2), (2B,)
-        low = self._check_mass(mass)
-        p_first = torch.sigmoid(answer_logits[:, 0] - answer_logits[:, 1])  # (2B,) P(first shown is better)
-        p_first_ab, p_first_ba = p_first.chunk(2)
-        p_ab, p_ba = p_first_ab, 1.0 - p_first_ba  # both P(a ≻ b)
-        mass_ab, mass_ba = mass.chunk(2)
-        return [Verdict(float((pab + pba) / 2), self.identity, "both",
-                        {"p_ab": float(pab), "p_ba": float(pba),
-                         "answer_mass_ab": float(mab), "answer_mass_ba": float(mba),
-                         **({"low_answer_mass": True} if low else {})})
-                for pab, pba, mab, mba in zip(p_ab, p_ba, mass_ab, mass_ba)]
+        check_answer_mass(mass, identity=self.identity, labels=self.answer_tokens, refuse_below=self.refuse_below)
+        return answer_verdicts(answer_logits, mass, identity=self.identity, warn_below=self.warn_below)
+
+
+def check_answer_mass(mass: torch.Tensor, *, identity: str, labels, refuse_below: float | None) -> None:
+    """Raises JudgeFormatError when the batch's mean answer mass (N,) is below refuse_below."""
+    mean = float(mass.mean())
+    if refuse_below is not None and mean < refuse_below:
+        raise JudgeFormatError(f"the judge puts {mean:.3f} of its probability on the answer tokens "
+                               f"{tuple(labels)} (refusing below {refuse_below}): it does not answer "
+                               "in this format, so its verdicts would be noise. Try other answer tokens or template.")
+
+
+def answer_verdicts(answer_scores: torch.Tensor, mass: torch.Tensor, *, identity: str, warn_below: float
+                    ) -> list[Verdict]:
+    """The generative judge's verdicts, shared by the in-worker and the endpoint judge. answer_scores
+    (2B,2): the two labels' logits (or log-probs: only their difference counts) for the B items shown
+    in order ab, then the same B in order ba; mass (2B,): softmax mass on the two labels.
+    P(first shown is better) = sigmoid(s_first - s_second), the two labels renormalised; P(a ≻ b)
+    averages order ab's P(first) with order ba's P(second). A verdict whose mean answer mass over
+    its two orders is below `warn_below` is marked "low_answer_mass" (the judge ignores the format
+    there, so that verdict may be noise) and the batch is logged."""
+    answer_scores, mass = answer_scores.double(), mass.double()
+    p_first = torch.sigmoid(answer_scores[:, 0] - answer_scores[:, 1])  # (2B,) P(first shown is better)
+    p_first_ab, p_first_ba = p_first.chunk(2)
+    p_ab, p_ba = p_first_ab, 1.0 - p_first_ba  # both P(a ≻ b)
+    mass_ab, mass_ba = mass.chunk(2)
+    low = ((mass_ab + mass_ba) / 2 < warn_below).tolist()  # (B,)
+    if any(low):
+        log.warning("generative judge %s: %d of %d verdicts with answer mass < %.2f (batch mean %.3f); they may be "
+                    "noise", identity, sum(low), len(low), warn_below, float(mass.mean()))
+    return [Verdict(float((pab + pba) / 2), identity, "both",
+                    {"p_ab": float(pab), "p_ba": float(pba),
+                     "answer_mass_ab": float(mab), "answer_mass_ba": float(mba),
+                     **({"low_answer_mass": True} if is_low else {})})
+            for pab, pba, mab, mba, is_low in zip(p_ab, p_ba, mass_ab, mass_ba, low)]
 
 
 def judge_pairs(judge, items: Sequence[JudgeItem], *, batch_size: int = 8,

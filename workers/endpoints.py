@@ -46,16 +46,34 @@ def generator(version):
     return EndpointGenerator(spec_of(version), capability=version.capability)
 
 
-def judge(version, *, method: str = "generative"):
-    """The generative judge on an endpoint. The likelihood and implicit-reward judges score
-    sequences with the teacher's weights in this worker, so an endpoint refuses them."""
+def judge(version, *, method: str = "generative", template: str | None = None, labels: tuple[str, str] = ("A", "B"),
+          warn_below: float | None = None):
+    """The generative judge on an endpoint (exact answer-token log-probs when the probe found it
+    white-box), with the job's template, answer labels and answer-mass mark; the caller closes it
+    (`close`). The likelihood and implicit-reward judges score sequences with the teacher's weights
+    in this worker, so an endpoint refuses them."""
     if method != "generative":
         raise EndpointRefused(f"{version.name} is an endpoint teacher: the {method} judge scores responses with the "
                               "teacher's weights in the worker; an endpoint judges generatively only")
+    from ml.config import DEFAULT_ANSWER_MASS_THRESHOLD, DEFAULT_JUDGE_TEMPLATE
     from ml.endpoints.judge import EndpointJudge
 
     check_use(version, "judge:generative")
-    return EndpointJudge(client_for(version))
+    client = client_for(version)
+    try:
+        return EndpointJudge(client, template or DEFAULT_JUDGE_TEMPLATE, tuple(labels),
+                             warn_below=DEFAULT_ANSWER_MASS_THRESHOLD if warn_below is None else warn_below,
+                             capability=getattr(version, "capability", None))
+    except Exception:
+        client.close()
+        raise
+
+
+def close(thing) -> None:
+    """Closes what holds an endpoint client (a judge, a generator); anything else is left alone."""
+    closer = getattr(thing, "close", None)
+    if callable(closer):
+        closer()
 
 
 def concurrency(version) -> int:

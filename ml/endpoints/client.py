@@ -241,9 +241,11 @@ class EndpointClient:
         return self.request("POST", f"{self.base_url}/chat/completions", {"model": self.spec.model, **payload})
 
     def tokenize(self, text: str | None = None, *, messages: list[dict] | None = None,
-                 add_special_tokens: bool | None = None, add_generation_prompt: bool = True) -> list[int]:
+                 add_special_tokens: bool | None = None, add_generation_prompt: bool = True,
+                 continue_final_message: bool = False) -> list[int]:
         """Token ids from vLLM's /tokenize (server root): of `text`, or of `messages` rendered by the
-        server's chat template (add_generation_prompt: ending with the assistant's turn opener).
+        server's chat template (add_generation_prompt: ending with the assistant's turn opener;
+        continue_final_message: ending inside the last (assistant) message, as the model would go on).
         add_special_tokens None = the server's default (vLLM: True for text, False for messages)."""
         if (text is None) == (messages is None):
             raise ValueError("tokenize takes text or messages, not both")
@@ -252,6 +254,8 @@ class EndpointClient:
             payload["prompt"] = text
         else:
             payload.update(messages=messages, add_generation_prompt=add_generation_prompt)
+            if continue_final_message:
+                payload.update(add_generation_prompt=False, continue_final_message=True)
         if add_special_tokens is not None:
             payload["add_special_tokens"] = add_special_tokens
         return [int(t) for t in self.request("POST", f"{self.root_url}/tokenize", payload)["tokens"]]

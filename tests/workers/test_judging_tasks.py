@@ -88,3 +88,28 @@ def test_failure_is_recorded(judged_world):
     assert run_judge_job(job.pk) == "failed"  # the error is on the job's page (and in the worker's log)
     job.refresh_from_db()
     assert job.status == "failed" and "nowhere" in job.error
+
+
+def test_generative_judge_asks_the_jobs_rubric(judged_world):
+    """A custom template and answer labels reach the in-worker GenerativeJudge: the verdicts equal
+    that judge asked directly with the same rubric; with the threshold at 1.0 every verdict is below
+    it, so each is stored marked low-mass and counted on the job."""
+    from ml.judges import GenerativeJudge, JudgeItem
+    from ml.modeling import load_model
+
+    w, template = judged_world, "Q: {prompt}\n1) {first}\n2) {second}\nBetter: {first_label} or {second_label}?"
+    job = judging.judge_job_create(project=w["project"], created_by=w["owner"], teacher=w["teacher"], method="generative",
+                                   comparisons=Comparison.objects.filter(kind="pairwise"), template=template,
+                                   labels=("5", "6"), answer_mass_threshold=1.0)
+    assert run_judge_job(job.pk) == "succeeded"
+    job.refresh_from_db()
+    verdicts = list(Judgement.objects.filter(source="teacher").select_related("comparison__prompt"))
+    assert len(verdicts) == job.low_answer_mass == 6 and job.judge_name.startswith("teacher:generative:teacher|answers=5/6")
+    loaded = load_model(w["teacher"].source)
+    here = GenerativeJudge(loaded.model, loaded.tokenizer, template, ("5", "6"))
+    for v in verdicts:
+        pair = v.details["pairs"][0]
+        assert pair["low_answer_mass"] is True and v.details["identity"].endswith("answers=5/6)")
+        texts = dict(Generation.objects.filter(pk__in=[pair["a"], pair["b"]]).values_list("pk", "text"))
+        (direct,) = here.judge_batch([JudgeItem(v.comparison.prompt.text, texts[pair["a"]], texts[pair["b"]])])
+        assert v.probability == pytest.approx(direct.p_a_over_b, abs=1e-6)

@@ -1,7 +1,9 @@
 """Forms of the annotation pages: building comparisons, a teacher-judge job, a snapshot."""
 from django import forms
+from django.core.exceptions import ValidationError
 
-from webapp.annotation import aggregation
+from ml.config import DEFAULT_ANSWER_MASS_THRESHOLD, DEFAULT_JUDGE_TEMPLATE
+from webapp.annotation import aggregation, judging
 from webapp.annotation.models import ComparisonSource, JudgeMethod
 from webapp.catalog.models import ModelVersion
 from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label
@@ -38,6 +40,16 @@ class JudgeJobForm(forms.Form):
     scope = forms.ChoiceField(choices=SCOPES)
     source = forms.ChoiceField(choices=[("", "any source"), *ComparisonSource.choices], required=False)
     limit = forms.IntegerField(min_value=1, required=False)
+    template = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, initial=DEFAULT_JUDGE_TEMPLATE,
+                               help_text="Generative judge only. Fields: {prompt}, {first}, {second} (both responses "
+                                         "are required), {first_label}, {second_label}; {{ and }} for literal braces.")
+    first_label = forms.CharField(max_length=40, initial="A", required=False, help_text="The answer that picks the response shown first "
+                                  "(one token where the judge starts its answer).")
+    second_label = forms.CharField(max_length=40, initial="B", required=False, help_text="The answer that picks the response shown second.")
+    answer_mass_threshold = forms.FloatField(min_value=0.0, max_value=1.0, initial=DEFAULT_ANSWER_MASS_THRESHOLD,
+                                             required=False,
+                                             help_text="A verdict whose probability on the two labels is below this "
+                                                       "is marked low-mass (stored, counted, shown on the job).")
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +74,17 @@ class JudgeJobForm(forms.Form):
         if method == "implicit_reward" and teacher and reference and teacher.is_endpoint != reference.is_endpoint:
             self.add_error("reference", "The implicit reward scores π_dpo and π_sft the same way: pick two endpoints "
                                         "or two versions with weights, not one of each.")
+        cleaned["first_label"] = (cleaned.get("first_label") or "").strip() or "A"  # blank: the defaults
+        cleaned["second_label"] = (cleaned.get("second_label") or "").strip() or "B"
+        if cleaned.get("answer_mass_threshold") is None and "answer_mass_threshold" not in self.errors:
+            cleaned["answer_mass_threshold"] = DEFAULT_ANSWER_MASS_THRESHOLD
+        if method == "generative" and "answer_mass_threshold" not in self.errors:
+            try:
+                judging.judge_rubric_check(template=(cleaned.get("template") or "").strip(),
+                                           labels=(cleaned["first_label"], cleaned["second_label"]),
+                                           threshold=cleaned["answer_mass_threshold"])
+            except ValidationError as error:
+                self.add_error(None, error)
         return cleaned
 
 

@@ -234,6 +234,14 @@ class JudgeJob(Job):
     judge_name = models.CharField(max_length=300, blank=True)
     unparseable = models.PositiveIntegerField(default=0, help_text="Comparisons whose judge answer could not be read "
                                               "(endpoint judges): no verdict stored, never counted as a tie.")
+    # The generative judge's question (ml.config.check_judge_template): blank = DEFAULT_JUDGE_TEMPLATE.
+    template = models.TextField(blank=True, help_text="The generative judge's question; blank = the default.")
+    first_label = models.CharField(max_length=40, default="A")
+    second_label = models.CharField(max_length=40, default="B")
+    answer_mass_threshold = models.FloatField(default=0.5, help_text="A verdict whose answer mass (probability on the "
+                                              "two labels) is below this is marked low-mass.")
+    low_answer_mass = models.PositiveIntegerField(default=0, help_text="Verdicts stored below the answer-mass "
+                                                  "threshold (marked: the judge ignored the format there).")
 
     class Meta(Job.Meta):
         constraints = [

@@ -51,7 +51,7 @@ def judge_jobs(request, project):
     if created := form_create(
         request, form, lambda data: judging.judge_job_create(
             project=project, created_by=request.user, teacher=data["teacher"], method=data["method"],
-            reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data)),
+            reference=data["reference"], beta=data["beta"], comparisons=_judge_scope(project, data), **_rubric(data)),
         done=lambda job: f"Judge job {job.pk} queued: {job.progress_total} comparisons.",
         then=lambda job: redirect("judge_jobs", slug=project.slug)):
         return created
@@ -60,12 +60,21 @@ def judge_jobs(request, project):
                                                       "jobs": page, "page": page})
 
 
+def _rubric(data) -> dict:
+    """The generative judge's template, labels and threshold from the form (other methods: defaults)."""
+    if data["method"] != "generative":
+        return {"template": "", "labels": ("A", "B")}
+    return {"template": data["template"].strip(), "labels": (data["first_label"].strip(), data["second_label"].strip()),
+            "answer_mass_threshold": data["answer_mass_threshold"]}
+
+
 def _judge_scope(project, data):
     comparisons = Comparison.objects.filter(project=project)
     if data["scope"] == "disputed":
         comparisons = comparisons.filter(status="disputed")
     if data["scope"] == "unjudged":
-        name = judging.judge_name_for(method=data["method"], teacher=data["teacher"], reference=data["reference"], beta=data["beta"])
+        name = judging.judge_name_for(method=data["method"], teacher=data["teacher"], reference=data["reference"],
+                                      beta=data["beta"], template=_rubric(data)["template"], labels=_rubric(data)["labels"])
         comparisons = comparisons.exclude(judgements__judge_name=name)
     if data["source"]:
         comparisons = comparisons.filter(source=data["source"])

@@ -15,15 +15,15 @@ A bf16 server (measured by hand, not run here) against the float32 worker: overl
 what bf16 does in-worker (HF bf16 vs HF float32 on the same rows: 0.997 / 0.96 / 110/110 / 0.027 /
 6.1e-5). Figures and commands: docs/benchmarks.md.
 
-Judge verdicts: ml.endpoints.judge.EndpointJudge (chat, both orders, P from the answer position's
-top_logprobs) against ml.judges.GenerativeJudge (the same template, P from the answer tokens'
-logits) on the same weights. The demo teacher was never taught to judge: it puts ~0 probability on
-"A"/"B", so with those labels both sides would be noise (the endpoint sees neither label in its
-top-50 and reports the verdict unparseable). The labels here are two words the demo teacher does
-start its judge answers with ("apple"/"bird", mean answer mass ~0.5), which exercises the whole
-mechanism with real probability on both labels: 16/16 verdict outcomes agree, max |ΔP| 4.3e-7.
-(On the real SmolLM2-135M-Instruct pair, labels A/B, answer mass 0.05: 8/8 agree, max |ΔP| 2.4e-6
-where both orders were read from top_logprobs; docs/benchmarks.md.)"""
+Judge verdicts: ml.endpoints.judge.EndpointJudge on the white-box server (the probe's capability:
+the answer labels' exact log-probs from prompt_logprobs, prompt tokenized by the server's template)
+against ml.judges.GenerativeJudge (the answer tokens' logits) on the same weights and items, both
+through judge_pairs. The demo teacher was never taught to judge: with the default labels "A"/"B" it
+puts ~0 mass on them, every verdict is marked low_answer_mass, and P still follows the two labels'
+logits exactly: 12/12 flags equal, max |ΔP| 1.3e-6. With two words it does start judge answers with
+("apple"/"bird", answer mass 0.18-1.0) half the verdicts fall below the 0.5 mark: flags 12/12 equal,
+max |ΔP| 2.5e-7, max |Δmass| 2.4e-6. (Black-box path, top_logprobs of the chat answer, on the real
+SmolLM2-135M-Instruct pair, labels A/B: 8/8 agree, max |ΔP| 2.4e-6; docs/benchmarks.md.)"""
 from __future__ import annotations
 
 import json
@@ -114,26 +114,33 @@ def test_endpoint_topk_matches_the_in_worker_teacher(vllm_server, demo_world_dir
     assert figures["max_prob_error"] <= MAX_PROB_ERROR, figures
 
 
-def test_endpoint_judge_verdicts_match_the_in_worker_judge(vllm_server, demo_world_dir):
+@pytest.mark.parametrize("labels", [("A", "B"), JUDGE_LABELS])
+def test_endpoint_judge_verdicts_match_the_in_worker_judge(vllm_server, demo_world_dir, labels):
     from ml.endpoints.client import EndpointClient
     from ml.endpoints.judge import EndpointJudge
+    from ml.endpoints.probe import probe
     from ml.endpoints.spec import EndpointSpec
-    from ml.judges import GenerativeJudge, JudgeItem, verdict_outcome
+    from ml.judges import GenerativeJudge, JudgeItem, judge_pairs, verdict_outcome
     from ml.modeling import load_model
 
     torch.set_num_threads(1)
     loaded = load_model(str(vllm_server.model_dir), device="cpu")
-    tasks = [json.loads(line) for line in (demo_world_dir / "prompts" / "eval.jsonl").read_text().splitlines()[:16]]
+    tasks = [json.loads(line) for line in (demo_world_dir / "prompts" / "eval.jsonl").read_text().splitlines()[:12]]
     items = [JudgeItem(t["prompt"], t["answer"], " ".join(reversed(t["answer"].split())) + " cat") for t in tasks]
-    worker = GenerativeJudge(loaded.model, loaded.tokenizer, answer_tokens=JUDGE_LABELS).judge_batch(items)
+    worker = judge_pairs(GenerativeJudge(loaded.model, loaded.tokenizer, answer_tokens=labels), items)
     spec = EndpointSpec(vllm_server.base_url, vllm_server.model, vllm_server.env_name, concurrency=2)
     with EndpointClient(spec, env={vllm_server.env_name: vllm_server.api_key}) as client:
-        endpoint = EndpointJudge(client, labels=JUDGE_LABELS, top_logprobs=50).judge_batch(items)
+        judge = EndpointJudge(client, labels=labels, capability=probe(client))
+        assert judge.exact
+        endpoint = judge_pairs(judge, items)
 
-    mass = sum(v.details["answer_mass_ab"] + v.details["answer_mass_ba"] for v in worker) / (2 * len(worker))
-    assert mass > 0.1, f"the labels carry {mass:.3f} of the demo teacher's answer mass: the comparison would be noise"
+    low = [bool(v.details.get("low_answer_mass")) for v in worker]
+    assert all(low) if labels == ("A", "B") else 0 < sum(low) < len(low)  # both sides of the mark are compared
     for w, e in zip(worker, endpoint, strict=True):
-        assert (e.details["p_source_ab"], e.details["p_source_ba"]) == ("top_logprobs", "top_logprobs"), e.details
+        assert e.order == "both" and e.details["p_source_ab"] == "prompt_logprobs", e.details
         assert e.p_a_over_b == pytest.approx(w.p_a_over_b, abs=MAX_PROB_ERROR), (w, e)
+        for key in ("p_ab", "p_ba", "answer_mass_ab", "answer_mass_ba"):
+            assert e.details[key] == pytest.approx(w.details[key], abs=MAX_PROB_ERROR), key
+        assert bool(e.details.get("low_answer_mass")) == bool(w.details.get("low_answer_mass"))
         if abs(w.p_a_over_b - 0.5) > MAX_PROB_ERROR:
             assert verdict_outcome(e) == verdict_outcome(w)

@@ -68,6 +68,27 @@ def test_judge_job_from_the_page(client_for, project, pairwise, world, researche
     assert "needs π_sft" in response.content.decode() and JudgeJob.objects.count() == 1
 
 
+def test_judge_job_with_a_custom_rubric_from_the_page(client_for, project, pairwise, world, researcher):
+    """The form sets the generative judge's template, answer labels and answer-mass threshold; a
+    template without both responses, or one with a field the judge cannot fill, is refused with the reason."""
+    post = {"teacher": world["teacher"].pk, "method": "generative", "beta": 0.01, "scope": "all", "limit": 2,
+            "first_label": "yes", "second_label": "no", "answer_mass_threshold": 0.3}
+    for template, reason in [("Better? {first_label} or {second_label}: {first}", "it lacks {second}"),
+                             ("{first} {second} {rubric}", "KeyError(&#x27;rubric&#x27;) is not a field it can fill")]:
+        page = client_for(researcher).post(f"/p/{project.slug}/judge/", {**post, "template": template}).content.decode()
+        assert reason in page and not JudgeJob.objects.exists()
+    page = client_for(researcher).post(f"/p/{project.slug}/judge/", {**post, "template": "{first}{second}",
+                                                                     "second_label": " yes"}).content.decode()
+    assert "two different, non-empty answer labels" in page and not JudgeJob.objects.exists()
+    template = "Q: {prompt}\n1) {first}\n2) {second}\nIs 1) better? {first_label}/{second_label}"
+    assert client_for(researcher).post(f"/p/{project.slug}/judge/", {**post, "template": template}).status_code == 302
+    job = JudgeJob.objects.get()
+    assert (job.template, job.first_label, job.second_label, job.answer_mass_threshold) == (template, "yes", "no", 0.3)
+    assert job.judge_name.startswith("teacher:generative:teacher-7b|answers=yes/no|template=")
+    page = client_for(researcher).get(f"/p/{project.slug}/judge/").content.decode()
+    assert "answers yes/no · custom template" in page
+
+
 def test_disputes_show_verdicts_in_the_columns_terms(client_for, project, pairwise, annotator, second_annotator, researcher):
     """Issue 10 B23: under columns "1. teacher-7b" and "2. student-1b", each verdict names a column
     (not the letter that annotator was shown, not raw generation ids)."""

@@ -4,7 +4,9 @@ each verdict with its probability and the judge's identity, publish progress. A 
 is judged pair by pair and ranked by ml.pipeline.rank_by_mean_win. The lifecycle (claim, heartbeat,
 cancel, finish) is webapp.lifecycle's. An endpoint teacher (workers.endpoints) judges generatively
 through its server (both orders, ml.endpoints.judge); an answer it gives that cannot be read stores
-no verdict for that comparison and is counted on the job (`unparseable`), never taken for a tie."""
+no verdict for that comparison and is counted on the job (`unparseable`), never taken for a tie. A
+generative judge asks the job's rubric (template, answer labels); a verdict below the job's
+answer-mass threshold is stored with its "low_answer_mass" mark and counted (`low_answer_mass`)."""
 from itertools import combinations
 
 from celery import shared_task
@@ -25,32 +27,41 @@ def run_judge_job(job_id: int) -> str:
 
 
 def _judge_all(job, attempt: int) -> None:
-    judge, done, unparseable = _judge(job), 0, 0
-    for start in range(0, len(job.comparison_ids), CHUNK):
-        items = judging.judge_job_items(job=job, ids=job.comparison_ids[start:start + CHUNK])
-        pairs = [(item, a, b) for item in items for a, b in combinations(range(len(item["candidates"])), 2)]
-        verdicts = judge_pairs(judge, [JudgeItem(item["prompt"], item["candidates"][a][1], item["candidates"][b][1])
-                                       for item, a, b in pairs])
-        for item in items:
-            mine = [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item]
-            if any(v.details.get("unparseable") for _, _, v in mine):
-                unparseable += 1  # no verdict: the comparison stays open for people
-                continue
-            _store(job, item, mine)
-        done += len(job.comparison_ids[start:start + CHUNK])
-        stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done, unparseable=unparseable))
+    judge, done, unparseable, low = _judge(job), 0, 0, 0
+    try:
+        for start in range(0, len(job.comparison_ids), CHUNK):
+            items = judging.judge_job_items(job=job, ids=job.comparison_ids[start:start + CHUNK])
+            pairs = [(item, a, b) for item in items for a, b in combinations(range(len(item["candidates"])), 2)]
+            verdicts = judge_pairs(judge, [JudgeItem(item["prompt"], item["candidates"][a][1], item["candidates"][b][1])
+                                           for item, a, b in pairs])
+            for item in items:
+                mine = [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item]
+                if any(v.details.get("unparseable") for _, _, v in mine):
+                    unparseable += 1  # no verdict: the comparison stays open for people
+                    continue
+                low += any(v.details.get("low_answer_mass") for _, _, v in mine)  # stored, marked and counted
+                _store(job, item, mine)
+            done += len(job.comparison_ids[start:start + CHUNK])
+            stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done, unparseable=unparseable,
+                                                      low_answer_mass=low))
+    finally:
+        endpoints.close(judge)  # an endpoint judge's client; in-worker judges hold nothing to close
 
 
 def _judge(job):
+    """The job's judge; the generative one asks the job's rubric (template, labels, answer-mass mark)."""
+    rubric = judging.judge_job_rubric(job) if job.method == "generative" else {}
     if endpoints.is_endpoint(job.teacher) or endpoints.is_endpoint(job.reference):
-        return endpoints.judge(job.teacher if endpoints.is_endpoint(job.teacher) else job.reference, method=job.method)
+        version = job.teacher if endpoints.is_endpoint(job.teacher) else job.reference
+        return endpoints.judge(version, method=job.method, **rubric)
     teacher = load_model(job.teacher.source, revision=job.teacher.revision or None)
     if job.method == "implicit_reward":
         reference = load_model(job.reference.source, revision=job.reference.revision or None)
         return ImplicitRewardJudge(teacher.model, reference.model, teacher.tokenizer, beta=job.beta)
     if job.method == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
-    return GenerativeJudge(teacher.model, teacher.tokenizer)
+    return GenerativeJudge(teacher.model, teacher.tokenizer, rubric["template"], rubric["labels"],
+                           warn_below=rubric["warn_below"])
 
 
 def _store(job, item, verdicts) -> None:

@@ -216,17 +216,18 @@ def _endpoint_signals(run, config, pairs, endpoint, recorder: RunRecorder):
     if run.method == "adpa":
         recorder.stage(f"advantages from the endpoints {run.teacher_dpo.name} (π_dpo) and {run.teacher_sft.name} "
                        "(π_sft) on the student's greedy responses")
-        return precompute_adpa_endpoint(endpoints.client_for(run.teacher_dpo), endpoints.client_for(run.teacher_sft),
-                                        _ref(run.student), pairs, cache_dir=cache_dir, top_k=config.top_k,
-                                        max_length=config.max_length, max_new_tokens=config.max_new_tokens,
-                                        batch_size=config.batch_size, sft_floor=config.sft_floor,
-                                        generation_backend=settings.GENERATION_BACKEND)
+        with endpoints.client_for(run.teacher_dpo) as dpo, endpoints.client_for(run.teacher_sft) as sft:
+            return precompute_adpa_endpoint(dpo, sft, _ref(run.student), pairs, cache_dir=cache_dir, top_k=config.top_k,
+                                            max_length=config.max_length, max_new_tokens=config.max_new_tokens,
+                                            batch_size=config.batch_size, sft_floor=config.sft_floor,
+                                            generation_backend=settings.GENERATION_BACKEND)
     recorder.stage(f"DPO teacher: the endpoint {endpoint.name}, as it is (no π_dpo stage: an endpoint cannot be "
                    "trained); its top-K signals from the server")
     services.teacher_endpoint_use(run=run, version=endpoint)
-    return precompute_dckd_endpoint(endpoints.client_for(endpoint), pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
-                                    cache_dir=cache_dir, top_k=config.top_k, max_length=config.max_length,
-                                    temperature=config.temperature)
+    with endpoints.client_for(endpoint) as client:
+        return precompute_dckd_endpoint(client, pairs, student_tokenizer=load_tokenizer(_ref(run.student)),
+                                        cache_dir=cache_dir, top_k=config.top_k, max_length=config.max_length,
+                                        temperature=config.temperature)
 
 
 def _tokenizer_mode(run: TrainingRun, config, recorder: RunRecorder):
