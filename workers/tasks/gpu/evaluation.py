@@ -201,8 +201,11 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
     ctx = {"prompts": prompts, "teacher": teacher, "teacher_stored": teacher_stored, "progress": progress, "gen": gen,
            "judge": judge, "dpo": dpo, "sft": sft}
     stats = {str(evaluation.teacher_id): _model_stats(prompts, teacher_stored, None)}
-    for mv in candidates:
-        stats[str(mv.id)] = _evaluate_candidate(evaluation, mv, ctx)
+    try:
+        for mv in candidates:
+            stats[str(mv.id)] = _evaluate_candidate(evaluation, mv, ctx)
+    finally:
+        endpoints.close(judge)  # an endpoint judge's client; in-worker judges hold nothing to close
     services.evaluation_results_store(evaluation=evaluation, results={
         "models": stats, "teacher_judge": getattr(judge, "identity", None), "prompts": len(prompts)})
     refresh_results(evaluation.id)
