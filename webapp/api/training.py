@@ -28,7 +28,7 @@ def run_out(project, run) -> dict:
     return {**job_out(run, _url(project, run)), "name": run.name, "method": run.method, "config": run.config,
             **{name: getattr(run, f"{name}_id") for name in INPUTS}, "cloned_from": run.cloned_from_id,
             "model_versions": list(run.model_versions.values_list("pk", flat=True)),
-            "metrics_url": f"{_url(project, run)}/metrics"}
+            "report_to": run.report_to, "metrics_url": f"{_url(project, run)}/metrics"}
 
 
 class RunIn(Schema):
@@ -45,6 +45,7 @@ class RunIn(Schema):
     eval_every_steps: int | None = None
     eval_sample_size: int | None = None
     eval_judge: str | None = None
+    report_to: str | None = None  # experiment trackers for this run (blank: the deployment's DISTILLERY_REPORT_TO)
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
@@ -148,7 +149,7 @@ def run_rerun(request, slug: str, run_id: int):
     old = _run(project, run_id)
     data = {"method": old.method, "config": old.config, **{name: getattr(old, f"{name}_id") for name in INPUTS},
             "eval_prompt_set": old.eval_prompt_set_id, "eval_every_steps": old.eval_every_steps,
-            "eval_sample_size": old.eval_sample_size, "eval_judge": old.eval_judge}
+            "eval_sample_size": old.eval_sample_size, "eval_judge": old.eval_judge, "report_to": old.report_to}
     run = _launch_form(request, project, data, clone=old)
     return 202, {"job": run_out(project, run), "url": _url(project, run)}
 
