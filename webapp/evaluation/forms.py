@@ -2,6 +2,8 @@
 evaluation to the annotators, and the loop's next round. Choices are limited to the project's rows."""
 from django import forms
 
+from ml.standard_benchmarks import DEMO_TASK, BenchmarkError, parse_tasks
+
 from webapp.catalog.models import ModelRole, ModelVersion, PromptSet, TeacherStage
 from webapp.catalog.selectors import endpoint_notes, endpoint_refusal, version_label, weights_available
 
@@ -28,6 +30,17 @@ class EvaluationForm(forms.Form):
                                          help_text="Teacher after SFT (the DPO reference).")
     max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=32)
     required_annotations = forms.IntegerField(min_value=1, max_value=10, initial=1, label="Annotators per comparison")
+    benchmarks = forms.CharField(
+        required=False, max_length=500, label="Standard benchmarks (lm-eval tasks)",
+        help_text="Comma-separated lm-evaluation-harness task names, run on every model version here, the teacher "
+                  f"included. {DEMO_TASK} ships with Distillery and runs offline; hub tasks (arc_easy, gsm8k ...) "
+                  "need the worker to reach the Hugging Face hub.")
+    benchmark_limit = forms.IntegerField(min_value=1, max_value=100000, required=False, label="Benchmark documents",
+                                         help_text="Documents per task, at most (empty = all).")
+    benchmark_api = forms.ChoiceField(
+        choices=[("completions", "completions (/v1/completions)"), ("chat", "chat (/v1/chat/completions)")],
+        initial="completions", required=False, label="Benchmark API for endpoint versions",
+        help_text="lm-eval's local-completions or local-chat-completions client; versions with weights run in the worker.")
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,6 +61,12 @@ class EvaluationForm(forms.Form):
         for name in ("teacher", "teacher_dpo", "teacher_sft"):
             self.fields[name].label_from_instance = version_label
         self.endpoint_notes = endpoint_notes(versions.exclude(endpoint_url=""))
+
+    def clean_benchmarks(self):
+        try:
+            return ",".join(parse_tasks(self.cleaned_data.get("benchmarks", "")))
+        except BenchmarkError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
         """Endpoint versions only where their capability serves the use: the teacher and the compared
@@ -73,6 +92,9 @@ class EvaluationForm(forms.Form):
                   "max_new_tokens": data["max_new_tokens"], "required_annotations": data["required_annotations"],
                   "teacher_dpo_id": data["teacher_dpo"].id if data["teacher_dpo"] else None,
                   "teacher_sft_id": data["teacher_sft"].id if data["teacher_sft"] else None}
+        if data.get("benchmarks"):
+            config.update(benchmarks=data["benchmarks"].split(","), benchmark_limit=data.get("benchmark_limit"),
+                          benchmark_api=data.get("benchmark_api") or "completions")
         return {"name": data["name"], "teacher": data["teacher"], "model_versions": list(data["model_versions"]),
                 "prompt_set": data["prompt_set"], "judges": data["judges"], "config": config}
 

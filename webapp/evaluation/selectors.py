@@ -76,6 +76,49 @@ def leaderboard_pairs(*, project, source: str = "all") -> list:
     return pairs
 
 
+def benchmark_cells(scores: dict, columns: list) -> list:
+    """One cell per (task, metric) column: {"task", "metric", "score"}, score {"value", "stderr"} or
+    None where the model has no score."""
+    return [{"task": task, "metric": metric, "score": (scores.get(task) or {}).get(metric)} for task, metric in columns]
+
+
+def benchmark_columns(models: dict) -> list[tuple[str, str]]:
+    """(task, metric) pairs in the order the scores list them, over every model."""
+    columns = []
+    for entry in models.values():
+        for task, metrics in (entry.get("scores") or {}).items():
+            columns += [(task, metric) for metric in metrics if (task, metric) not in columns]
+    return columns
+
+
+def evaluation_benchmarks(*, evaluation: Evaluation) -> dict:
+    """The evaluation's lm-eval scores (results["benchmarks"], workers/benchmarks.py): {"columns",
+    "by_model": {model version id: {"cells", "error"}}, "tasks", "limit"}; {} when none were run."""
+    stored = evaluation.results.get("benchmarks") or {}
+    if not stored:
+        return {}
+    columns = benchmark_columns(stored.get("models", {}))
+    by_model = {int(mv_id): {"cells": benchmark_cells(entry.get("scores") or {}, columns), "error": entry.get("error", "")}
+                for mv_id, entry in stored.get("models", {}).items()}
+    return {"columns": columns, "by_model": by_model, "tasks": stored.get("tasks", []), "limit": stored.get("limit")}
+
+
+def project_benchmarks(*, project, model_version_ids) -> dict:
+    """Each model version's latest lm-eval scores over the project's evaluations: {"columns",
+    "by_model": {id: cells}} (a later evaluation's score of a task replaces an earlier one)."""
+    latest: dict[int, dict] = {}
+    for results in (Evaluation.objects.filter(project=project, results__has_key="benchmarks").order_by("-id")
+                    .values_list("results", flat=True)):
+        for mv_id, entry in (results.get("benchmarks") or {}).get("models", {}).items():
+            mine = latest.setdefault(int(mv_id), {})
+            for task, metrics in (entry.get("scores") or {}).items():
+                mine.setdefault(task, metrics)
+    wanted = {int(i) for i in model_version_ids}
+    latest = {mv_id: scores for mv_id, scores in latest.items() if mv_id in wanted}
+    columns = benchmark_columns({str(k): {"scores": v} for k, v in latest.items()})
+    return {"columns": columns, "by_model": {mv_id: benchmark_cells(scores, columns) for mv_id, scores in latest.items()}}
+
+
 def leaderboard_for(*, project, source: str = "all") -> dict | None:
     """The stored fit for `source`, each row with its score and interval placed on a 0-100 scale for
     the forest plot (`at`, `from`, `width`)."""
@@ -100,8 +143,12 @@ def leaderboard_for(*, project, source: str = "all") -> dict | None:
         for row in rows:
             row.update({"at": 100 * (row["score"] - low) / span, "from": 100 * (row["low"] - low) / span,
                         "width": 100 * (row["high"] - row["low"]) / span})
+    # Standard benchmark scores (lm-eval, with standard errors) beside the Bradley-Terry strength.
+    benchmarks = project_benchmarks(project=project, model_version_ids=[r["model_version"] for r in rows])
+    for row in rows:
+        row["benchmarks"] = benchmarks["by_model"].get(int(row["model_version"])) or benchmark_cells({}, benchmarks["columns"])
     return {"computed_at": board.computed_at, "source": source, "pairs": fit["pairs"], "error": fit["error"],
-            "rows": rows}
+            "rows": rows, "benchmark_columns": benchmarks["columns"]}
 
 
 def word_diff(reference: str, text: str) -> list:

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from ml.standard_benchmarks import BenchmarkError, parse_tasks
 from webapp.annotation.models import (Comparison, ComparisonItem, ComparisonStatus, Judgement,
                                       JudgementSource)
 from webapp import lifecycle
@@ -41,6 +42,10 @@ def evaluation_create(*, project, name: str, teacher, model_versions, prompt_set
         problems.append(f"The teacher-judge is one of {', '.join(TEACHER_JUDGES)}.")
     if config.get("teacher_judge") == "implicit" and not (config.get("teacher_dpo_id") and config.get("teacher_sft_id")):
         problems.append("The implicit-reward judge needs the teacher after DPO and after SFT.")
+    try:
+        parse_tasks(config.get("benchmarks") or [])
+    except BenchmarkError as exc:
+        problems.append(f"Standard benchmarks: {exc}")
     if problems:
         raise ValidationError(problems)
     with transaction.atomic():

@@ -42,7 +42,11 @@ def evaluation_detail(request, project, evaluation_id):
                                    pk=evaluation_id)
     source = _source(request)
     summary = selectors.evaluation_summary(evaluation=evaluation)
+    benchmarks = selectors.evaluation_benchmarks(evaluation=evaluation)
+    for row in summary:  # lm-eval scores beside the win rates
+        row["benchmarks"] = benchmarks.get("by_model", {}).get(row["model_version"].id) if benchmarks else None
     return render(request, "evaluation/detail.html", {
+        "benchmarks": benchmarks,
         "project": project, "role": request.role, "evaluation": evaluation, "source": source, "summary": summary,
         "contaminated": [row for row in summary if row["contamination"]["contaminated"]],
         "regressions": integrity.evaluation_regressions(evaluation=evaluation),

@@ -9,7 +9,8 @@ backend (settings.GENERATION_BACKEND: HF over the model the signals need anyway,
 engine, closed before the HF load). An endpoint teacher (workers.endpoints) answers through its
 server and judges generatively there (an answer it gives that cannot be read stores no verdict and
 is counted in the results, never as a tie); its weights are never loaded: the heatmap's teacher
-log-probs come from the server's prompt log-probs where it gives them, KL to the teacher is left out."""
+log-probs come from the server's prompt log-probs where it gives them, KL to the teacher is left out.
+Standard benchmarks (lm-eval tasks, workers/benchmarks.py) run last when the evaluation asks for them."""
 from dataclasses import asdict
 
 from celery import shared_task
@@ -26,6 +27,7 @@ from webapp.evaluation import selectors, services
 from webapp.evaluation.models import Evaluation
 from webapp.lifecycle import stop_unless_go
 from workers import endpoints
+from workers.benchmarks import run_for as run_benchmarks_for
 from workers.tasks.evaluation import refresh_leaderboard, refresh_results
 
 VERDICT = {1.0: "a", 0.0: "b", 0.5: "tie"}
@@ -191,7 +193,7 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
         raise ValueError(f"prompt set {evaluation.prompt_set.name!r} has no prompts in split "
                          f"{config.get('split', 'eval')!r}")
     candidates = list(evaluation.model_versions.order_by("id"))
-    progress.total = len(prompts) * (1 + 2 * len(candidates))
+    progress.total = len(prompts) * (1 + 2 * len(candidates)) + (1 + len(candidates)) * bool(config.get("benchmarks"))
     gen = {"max_new_tokens": int(config.get("max_new_tokens", 64)), "batch_size": int(config.get("batch_size", 16))}
     outputs, teacher = answer(evaluation.teacher, prompts, **gen, on_progress=progress.stage("teacher answers"))
     teacher_stored = _store_answers(evaluation, evaluation.teacher, prompts, outputs)
@@ -209,4 +211,11 @@ def _evaluate(evaluation: Evaluation, progress: Progress) -> dict:
     services.evaluation_results_store(evaluation=evaluation, results={
         "models": stats, "teacher_judge": getattr(judge, "identity", None), "prompts": len(prompts)})
     refresh_results(evaluation.id)
+    # Standard benchmarks (lm-eval) last, once the win rates are on the page: teacher and candidates,
+    # the teacher's loaded weights reused, the judge's and stage models let go first.
+    ctx = judge = dpo = sft = None
+    benchmarks = run_benchmarks_for([evaluation.teacher, *candidates], config, progress.stage("standard benchmarks"),
+                                    loaded={evaluation.teacher_id: teacher} if teacher is not None else {})
+    if benchmarks:
+        services.evaluation_results_store(evaluation=evaluation, results={"benchmarks": benchmarks})
     return {"stage": ""}  # finished: nothing is in progress any more
