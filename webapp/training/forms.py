@@ -4,6 +4,7 @@ so the browser and the worker accept exactly the same configs. ADPA+ nests two s
 fields are named `dckd.<name>` / `adpa.<name>`. Endpoint teachers are marked in the pickers with what
 each can serve; a method an endpoint's capability cannot serve is refused at submit time."""
 from django import forms
+from django.core.exceptions import ValidationError
 
 from ml.config import ConfigError, config_from_dict, config_schema, config_to_dict
 from webapp.annotation.models import PreferenceSnapshot
@@ -57,6 +58,10 @@ class RunForm(forms.Form):
         queryset=ModelVersion.objects.none(), required=False, label="Teacher π_dpo",
         help_text="The teacher after DPO (DCKD/ADPA/ADPA+). Leave empty to train it from π_sft on the snapshot "
                   "first (β=0.01); the result is cached and registered as a teacher model version.")
+    report_to = forms.CharField(
+        required=False, max_length=100, label="Experiment trackers",
+        help_text="Comma-separated: tensorboard, mlflow, wandb, trackio; none = off. Empty = the deployment's "
+                  "setting (DISTILLERY_REPORT_TO).")
     eval_prompt_set = forms.ModelChoiceField(
         queryset=PromptSet.objects.none(), required=False, label="Checkpoint evaluation: held-out set",
         help_text="Evaluate checkpoints during the run on this set's eval-split prompts (oracle accuracy, "
@@ -122,6 +127,14 @@ class RunForm(forms.Form):
                 target = target.setdefault(group, {})
             target[leaf] = value if isinstance(value, bool) else str(value)
         return config
+
+    def clean_report_to(self):
+        from webapp.training.services import report_to_clean
+
+        try:
+            return report_to_clean(self.cleaned_data.get("report_to", ""))
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["report_to"]) from None
 
     def clean(self):
         cleaned = super().clean()
