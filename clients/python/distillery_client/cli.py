@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import httpx
+
 from distillery_client.client import Distillery, DistilleryError, JobFailed
 
 
@@ -268,5 +270,12 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         print(json.dumps(exc.job, indent=2, default=str))
         return 2
+    except httpx.HTTPError as exc:
+        print(f"error: {type(exc).__name__} talking to {args.url or os.environ.get('DISTILLERY_URL', 'the server')}: {exc}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped waiting; the job goes on on the server", file=sys.stderr)
+        return 130
     print(json.dumps(result, indent=2, default=str))
     return 0
