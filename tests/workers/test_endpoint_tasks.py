@@ -1,23 +1,25 @@
-"""The gpu tasks with an endpoint teacher (issue 17), against a small fake OpenAI-compatible server
-(tests/workers/fake_endpoint.py) and tiny real students: generation stores answers as they arrive
-and records token usage; an endpoint that dies mid-job fails the job with the reason after the
-client's retries, and a rerun asks only for the missing prompts; judge jobs verdict through the
-endpoint in both orders and count unreadable answers instead of calling them ties; a training
-method the endpoint cannot serve fails with the reason; DCKD takes the endpoint's signals with no
-π_dpo stage. The load ledger shows no teacher weights were loaded."""
+"""The gpu tasks with an endpoint teacher (issue 17), against the REAL vLLM test server (fixture
+`vllm_server`, the demo teacher; its probe record taken by ml.endpoints.probe) and the demo
+student: generation stores answers as they arrive and records token usage; an endpoint that dies
+mid-job (tests/ml/endpoints/fault_proxy.py in front of the server answering 503) fails the job with
+the reason after the client's retries, and a rerun asks only for the missing prompts; a white-box
+judge job stores a verdict per comparison from the answer tokens' exact log-probs with the job's
+rubric (template, labels, answer-mass mark counted), a black-box one counts the answers it cannot
+read instead of calling them ties; a likelihood judge on an endpoint fails with the reason; a loop
+round and an evaluation take the teacher's side from the server. The load ledger shows no teacher
+weights were loaded."""
 import json
 
 import pytest
 import torch
-from django.utils import timezone
 
-from tests.workers.fake_endpoint import FakeEndpoint
+from tests.ml.endpoints.fault_proxy import FaultProxy
 from webapp.annotation import judging
 from webapp.annotation.models import Comparison, Judgement
 from webapp.annotation.services import comparisons_build
 from webapp.catalog.endpoints import endpoint_probe_store, endpoint_register
 from webapp.catalog.importers import parse_path, prompts_import
-from webapp.catalog.models import ModelVersion, Prompt, PromptSet
+from webapp.catalog.models import Prompt, PromptSet
 from webapp.catalog.services import model_version_register
 from webapp.evaluation.models import Evaluation
 from webapp.generation import services
@@ -27,26 +29,24 @@ from workers.tasks.gpu.generation import run_generation_job
 from workers.tasks.gpu.judging import run_judge_job
 
 torch.set_num_threads(1)
-pytestmark = pytest.mark.django_db
-WHITE_BOX = {"kind": "white-box", "chat": True, "logprobs": True, "top_logprobs_max": 20, "prompt_logprobs": False}
+pytestmark = [pytest.mark.django_db, pytest.mark.vllm, pytest.mark.slow]
+BLACK_BOX = {"kind": "black-box", "chat": True, "logprobs": False, "top_logprobs_max": 0, "prompt_logprobs": 0}
 
 
-def _judge_reply(messages) -> str:
-    """A judge that prefers the response marked RIGHT and gives no readable answer on a pair marked
-    UNSURE; any other question is answered "42"."""
-    text = messages[-1]["content"]
-    if "UNSURE" in text:
-        return "I cannot decide"
-    if "RIGHT" not in text:
-        return "42"  # not a judge question: an answer to a prompt
-    return "A" if text.index("RIGHT") < text.index("WRONG") else "B"
+@pytest.fixture(scope="module")
+def capability(vllm_server):
+    from ml.endpoints.client import EndpointClient
+    from ml.endpoints.probe import probe
+    from ml.endpoints.spec import EndpointSpec
+
+    spec = EndpointSpec(vllm_server.base_url, vllm_server.model, vllm_server.env_name)
+    with EndpointClient(spec, env={vllm_server.env_name: vllm_server.api_key}) as client:
+        return probe(client)
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def no_backoff(monkeypatch):
     monkeypatch.setattr("ml.endpoints.client.backoff_delay", lambda *args, **kwargs: 0.0)  # retries without waiting
-    with FakeEndpoint(reply=_judge_reply) as server:
-        yield server
 
 
 @pytest.fixture
@@ -61,80 +61,113 @@ def researcher_of(world):
     return world["owner"]
 
 
+def _endpoint(project, vllm_server, capability, *, url=None, name="api-teacher"):
+    teacher = endpoint_register(project=project, name=name, role="teacher", endpoint_url=url or vllm_server.base_url,
+                                served_model=vllm_server.model, api_key_env=vllm_server.env_name, concurrency=1)
+    endpoint_probe_store(model_version_id=teacher.pk, capability=capability)
+    teacher.refresh_from_db()
+    return teacher
+
+
 @pytest.fixture
-def world(django_user_model, tiny_demo_dir, embedded_services, fake, settings):
+def world(vllm_server, capability, django_user_model, demo_world_dir, embedded_services, no_backoff, settings):
     settings.ENDPOINT_HOSTS = ["127.0.0.1"]
     owner = django_user_model.objects.create_user(username="rhea-researcher", password="pw-0123456789")
     project = project_create(name="Endpoint demo", created_by=owner)
-    teacher = endpoint_register(project=project, name="api-teacher", role="teacher", endpoint_url=fake.base_url,
-                                served_model=fake.model, concurrency=1)
-    endpoint_probe_store(model_version_id=teacher.pk, capability=WHITE_BOX)
-    teacher.refresh_from_db()
-    student = model_version_register(project=project, name="student", role="student", source=str(tiny_demo_dir / "student"))
+    teacher = _endpoint(project, vllm_server, capability)
+    student = model_version_register(project=project, name="student", role="student", source=str(demo_world_dir / "student"))
     prompt_set, _, _ = prompts_import(project=project, prompt_set_name="tasks",
-                                      rows=parse_path(tiny_demo_dir / "prompts" / "eval.jsonl").rows)
+                                      rows=parse_path(demo_world_dir / "prompts" / "eval.jsonl").rows)
     return {"project": project, "owner": owner, "teacher": teacher, "student": student, "prompt_set": prompt_set}
 
 
-def test_endpoint_generation_stores_answers_and_usage_without_loading_the_teacher(world, fake, ledger):
+def test_endpoint_generation_stores_answers_and_usage_without_loading_the_teacher(world, ledger):
     job = services.generation_job_create(project=world["project"], created_by=world["owner"], model_versions=[world["teacher"]],
                                          prompt_set=world["prompt_set"], prompt_limit=3, k=2, temperature=0.7, max_new_tokens=8)
     assert run_generation_job(job.pk) == "succeeded"
     job.refresh_from_db()
     assert (job.status, job.progress_done, job.progress_total) == ("succeeded", 3, 3)
-    assert Generation.objects.filter(job=job).count() == 6 and set(Generation.objects.values_list("text", flat=True)) == {"42"}
-    assert all(g.token_count == 1 for g in Generation.objects.filter(job=job))
+    generations = Generation.objects.filter(job=job)
+    assert generations.count() == 6 and all(g.text and g.token_count >= 1 for g in generations)
     usage = job.usage[str(world["teacher"].pk)]
-    assert usage["requests"] == 3 and usage["completion_tokens"] == 6 and usage["prompt_tokens"] > 0
-    assert [request["n"] for request in fake.chat_requests] == [2, 2, 2]
+    assert usage["requests"] == 3 and usage["completion_tokens"] >= 6 and usage["prompt_tokens"] > 0  # k=2 as n=2
     assert ledger() == []  # nothing loaded at all: the endpoint answered
 
 
-def test_an_endpoint_that_dies_mid_job_fails_it_and_a_rerun_finishes_only_the_missing_prompts(world, fake, monkeypatch):
+def test_an_endpoint_that_dies_mid_job_fails_it_and_a_rerun_finishes_only_the_missing_prompts(
+        world, vllm_server, capability, monkeypatch):
     monkeypatch.setattr("webapp.celery.app.send_task", lambda *args, **kwargs: None)  # this test runs the task itself
-    job = services.generation_job_create(project=world["project"], created_by=world["owner"], model_versions=[world["teacher"]],
-                                         prompt_set=world["prompt_set"], prompt_limit=5, k=1, max_new_tokens=8)
-    fake.die_after = 2  # two prompts answered, then 503s
-    assert run_generation_job(job.pk) == "failed"
-    job.refresh_from_db()
-    assert job.status == "failed" and "EndpointUnavailable" in job.error and "503" in job.error, job.error
-    assert fake.requests == 2 + 5  # the third prompt: one try and four retries (spec.max_retries)
-    kept = set(Generation.objects.filter(job=job).values_list("prompt_id", flat=True))
-    assert len(kept) == 2
+    answered, dead = [0], [True]
 
-    fake.die_after, fake.requests, fake.chat_requests = None, 0, []
-    services.generation_job_rerun(job=job)
-    assert run_generation_job(job.pk) == "succeeded"
+    def rule(path, body):  # two prompts answered by the server, then 503s while `dead`
+        if not path.endswith("/chat/completions"):
+            return None
+        if dead[0] and answered[0] >= 2:
+            return ("status", 503, None)
+        answered[0] += 1
+        return None
+    with FaultProxy(vllm_server.root_url, rule) as proxy:
+        teacher = _endpoint(world["project"], vllm_server, capability, url=proxy.base_url, name="flaky-teacher")
+        job = services.generation_job_create(project=world["project"], created_by=world["owner"], model_versions=[teacher],
+                                             prompt_set=world["prompt_set"], prompt_limit=5, k=1, max_new_tokens=8)
+        assert run_generation_job(job.pk) == "failed"
+        job.refresh_from_db()
+        assert job.status == "failed" and "EndpointUnavailable" in job.error and "503" in job.error, job.error
+        assert proxy.happened("/chat/completions") == ["forwarded"] * 2 + ["status"] * 5  # one try, four retries
+        assert Generation.objects.filter(job=job).count() == 2
+
+        dead[0] = False
+        services.generation_job_rerun(job=job)
+        assert run_generation_job(job.pk) == "succeeded"
     job.refresh_from_db()
     assert (job.status, job.attempt, job.progress_done) == ("succeeded", 2, 5)
-    assert len(fake.chat_requests) == 3  # only the prompts the first attempt had not stored
+    assert proxy.happened("/chat/completions")[7:] == ["forwarded"] * 3  # only the prompts not stored before
     assert Generation.objects.filter(job=job).count() == 5  # none duplicated
-    assert job.usage[str(world["teacher"].pk)]["requests"] == 2 + 5 + 3  # summed over both attempts
+    assert job.usage[str(teacher.pk)]["requests"] == 2 + 5 + 3  # summed over both attempts
 
 
-def test_judge_job_on_an_endpoint_counts_unreadable_answers_and_never_ties_them(world, ledger):
-    w = world
+def _judged_comparisons(w) -> None:
     prompt_set = PromptSet.objects.create(project=w["project"], name="judged")
     source = GenerationJob.objects.create(project=w["project"], prompt_set=prompt_set, k=1, status="succeeded")
-    for i, (teacher_text, student_text) in enumerate([("RIGHT 5", "WRONG 6"), ("WRONG cat", "RIGHT dog"),
-                                                      ("UNSURE 2", "UNSURE 3")]):
-        prompt = Prompt.objects.create(prompt_set=prompt_set, text=f"question {i}", content_hash=f"q{i}")
-        Generation.objects.create(job=source, prompt=prompt, model_version=w["teacher"], text=teacher_text)
-        Generation.objects.create(job=source, prompt=prompt, model_version=w["student"], text=student_text)
+    for i, (question, right, wrong) in enumerate([("What is 2 plus 3?", "5", "6"), ("Reverse: cat dog", "dog cat", "cat"),
+                                                  ("Sort: pear apple", "apple pear", "pear apple")]):
+        prompt = Prompt.objects.create(prompt_set=prompt_set, text=question, content_hash=f"q{i}")
+        Generation.objects.create(job=source, prompt=prompt, model_version=w["teacher"], text=right)
+        Generation.objects.create(job=source, prompt=prompt, model_version=w["student"], text=wrong)
     comparisons_build(project=w["project"], generations=Generation.objects.filter(job=source), mode="teacher_student")
+
+
+def test_judge_jobs_on_an_endpoint_white_box_exact_with_the_rubric_black_box_never_tied(world, vllm_server, ledger):
+    """White-box: one verdict per comparison with the job's template and labels (words the demo teacher
+    does start answers with), its low-mass verdicts counted. The same endpoint taken as black-box
+    (text answers only): the demo teacher names neither A nor B, so no verdict is stored and each
+    comparison is counted unparseable, never a tie."""
+    w = world
+    _judged_comparisons(w)
+    template = "{prompt}\nFirst: {first}\nSecond: {second}\nSay {first_label} or {second_label}."
+    job = judging.judge_job_create(project=w["project"], created_by=w["owner"], teacher=w["teacher"], method="generative",
+                                   comparisons=Comparison.objects.all(), template=template, labels=("apple", "bird"))
+    assert run_judge_job(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert (job.status, job.progress_done, job.unparseable) == ("succeeded", 3, 0)
+    verdicts = Judgement.objects.filter(source="teacher", judge_name=job.judge_name)
+    assert verdicts.count() == 3 and job.judge_name.startswith("teacher:generative:api-teacher|answers=apple/bird")
+    pairs = [v.details["pairs"][0] for v in verdicts]
+    assert all(v.details["identity"] == f"generative(endpoint=demo-teacher@{vllm_server.base_url}, answers=apple/bird)"
+               for v in verdicts)
+    assert all(p["p_source_ab"] == p["p_source_ba"] == "prompt_logprobs" and p["answer_mass_ab"] > 0 for p in pairs)
+    assert job.low_answer_mass == sum(bool(p.get("low_answer_mass")) for p in pairs)
+    assert judging.progress_message(job)["low_answer_mass"] == job.low_answer_mass
+
+    endpoint_probe_store(model_version_id=w["teacher"].pk, capability=BLACK_BOX)
+    w["teacher"].refresh_from_db()
     job = judging.judge_job_create(project=w["project"], created_by=w["owner"], teacher=w["teacher"], method="generative",
                                    comparisons=Comparison.objects.all())
     assert run_judge_job(job.pk) == "succeeded"
     job.refresh_from_db()
-    assert (job.status, job.progress_done, job.unparseable) == ("succeeded", 3, 1)
-    verdicts = {j.comparison.prompt.text: j for j in Judgement.objects.filter(source="teacher").select_related("comparison__prompt")}
-    assert set(verdicts) == {"question 0", "question 1"}  # the unreadable pair has no verdict, not a tie
-    for text, judgement in verdicts.items():
-        first = judgement.comparison.items.order_by("position").first().generation.text
-        assert judgement.verdict == ("a" if first.startswith("RIGHT") else "b")
-        assert judgement.shown_order[0] == judgement.shown_order[1][::-1]  # both orders were asked
-        assert judgement.details["identity"].startswith("generative(endpoint=")
-    assert judging.progress_message(job)["unparseable"] == 1
+    assert (job.status, job.progress_done, job.unparseable) == ("succeeded", 3, 3)
+    assert not Judgement.objects.filter(judge_name=job.judge_name).exists()  # unreadable: no verdict, not a tie
+    assert judging.progress_message(job)["unparseable"] == 3
     assert ledger() == []
 
 
@@ -165,20 +198,18 @@ def test_a_loop_round_takes_the_teacher_answers_from_the_endpoint(world, researc
     assert ledger() == [world["student"].source]  # only the student's weights
 
 
-def test_an_evaluation_against_an_endpoint_teacher(world, fake, researcher_of, ledger):
+def test_an_evaluation_against_an_endpoint_teacher(world, researcher_of, ledger):
     from webapp.evaluation import services as evaluation_services
     from workers.tasks.gpu.evaluation import run_evaluation
 
-    fake.reply = lambda messages: "A" if "Which response" in messages[-1]["content"] else "42"
     evaluation = evaluation_services.evaluation_create(
         project=world["project"], name="vs endpoint", teacher=world["teacher"], model_versions=[world["student"]],
         prompt_set=world["prompt_set"], judges=["teacher", "oracle"], created_by=researcher_of,
         config={"split": "", "prompt_limit": 3, "teacher_judge": "generative", "max_new_tokens": 4})
     assert run_evaluation(evaluation.id) == "succeeded", Evaluation.objects.get(pk=evaluation.id).error
     evaluation.refresh_from_db()
-    assert evaluation.results["teacher_judge"].startswith("generative(endpoint=fake-teacher@")
+    assert evaluation.results["teacher_judge"].startswith("generative(endpoint=demo-teacher@")
     teacher_verdicts = Judgement.objects.filter(comparison__evaluation=evaluation, source="teacher")
-    assert teacher_verdicts.count() == 3
-    assert all(j.verdict == "tie" for j in teacher_verdicts)  # "A" in both orders: a pure position bias
+    assert teacher_verdicts.count() == 3 and all(j.probability is not None for j in teacher_verdicts)  # exact: none unread
     assert evaluation.results["models"][str(world["student"].pk)]["kl_to_teacher"] is None
     assert ledger() == [world["student"].source]
