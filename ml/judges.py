@@ -98,7 +98,13 @@ class ImplicitRewardJudge:
     (sums over response tokens given the rendered prompt); P(a ≻ b) = sigmoid(r_a - r_b).
     Order-free, so one pass per pair (order "ab"). beta should be the teacher DPO stage's beta."""
 
-    def __init__(self, dpo_model, sft_model, tokenizer, beta: float = 0.01):
+    def __init__(self, dpo_model, sft_model, tokenizer, beta: float = 0.01, *, sft_tokenizer=None):
+        """`sft_tokenizer`: pi_sft's own, when loaded apart; both models then score the same ids only if
+        it is `tokenizer` (equal vocabulary sizes alone do not say so)."""
+        if sft_tokenizer is not None:
+            from ml.modeling import check_same_tokenizer
+
+            check_same_tokenizer(tokenizer, sft_tokenizer, method="the implicit-reward judge")
         if dpo_model.config.vocab_size != sft_model.config.vocab_size:
             raise ValueError(f"DPO and SFT teachers have different vocabularies ({dpo_model.config.vocab_size} "
                              f"vs {sft_model.config.vocab_size}): the implicit reward needs one tokenizer")

@@ -59,6 +59,13 @@ def test_implicit_reward_with_dpo_equal_to_sft_is_a_coin_flip(teacher):
     assert str(teacher.source) in verdicts[0].judge and verdicts[0].order == "ab"
 
 
+def test_implicit_reward_refuses_two_tokenizers(teacher, bpe_tokenizer):
+    from ml.modeling import TokenizerMismatchError
+
+    with pytest.raises(TokenizerMismatchError, match="implicit-reward judge"):  # same model, same vocab size
+        ImplicitRewardJudge(teacher.model, teacher.model, teacher.tokenizer, sft_tokenizer=bpe_tokenizer)
+
+
 def test_implicit_reward_matches_longhand_and_swapping_gives_one_minus_p(teacher, student):
     # Stand-ins: the tiny teacher plays pi_dpo and the tiny student pi_sft (same tokenizer).
     judge = ImplicitRewardJudge(teacher.model, student.model, teacher.tokenizer, beta=0.1)

@@ -88,7 +88,8 @@ def _build_judge(evaluation, teacher, dpo, sft):
     if kind == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
     if kind == "implicit":
-        return ImplicitRewardJudge(dpo.model, sft.model, dpo.tokenizer, beta=float(evaluation.config.get("beta", 0.01)))
+        return ImplicitRewardJudge(dpo.model, sft.model, dpo.tokenizer, beta=float(evaluation.config.get("beta", 0.01)),
+                                   sft_tokenizer=sft.tokenizer)
     return GenerativeJudge(teacher.model, teacher.tokenizer)
 
 

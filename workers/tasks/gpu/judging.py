@@ -57,7 +57,8 @@ def _judge(job):
     teacher = load_model(job.teacher.source, revision=job.teacher.revision or None)
     if job.method == "implicit_reward":
         reference = load_model(job.reference.source, revision=job.reference.revision or None)
-        return ImplicitRewardJudge(teacher.model, reference.model, teacher.tokenizer, beta=job.beta)
+        return ImplicitRewardJudge(teacher.model, reference.model, teacher.tokenizer, beta=job.beta,
+                                   sft_tokenizer=reference.tokenizer)
     if job.method == "likelihood":
         return LikelihoodJudge(teacher.model, teacher.tokenizer)
     return GenerativeJudge(teacher.model, teacher.tokenizer, rubric["template"], rubric["labels"],
