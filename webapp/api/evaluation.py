@@ -36,6 +36,9 @@ class EvaluationIn(Schema):
     teacher_sft: int | None = None
     max_new_tokens: int = 32
     required_annotations: int = 1
+    benchmarks: str = ""  # lm-evaluation-harness task names, comma-separated (the form's field)
+    benchmark_limit: int | None = None
+    benchmark_api: str | None = None
 
 
 @router.get("/projects/{slug}/evaluations", response=Page)

@@ -125,7 +125,7 @@ COMMANDS = {
     "evaluate": lambda c, a: _follow(c, c.evaluate(a.project, name=a.name, teacher=a.teacher, model_versions=_ids(a.models),
                                                    prompt_set=a.prompt_set, split=a.split, prompt_limit=a.limit,
                                                    judges=a.judges.split(","), teacher_judge=a.teacher_judge,
-                                                   max_new_tokens=a.max_new_tokens), a),
+                                                   max_new_tokens=a.max_new_tokens, benchmarks=a.benchmarks), a),
     "evaluations.list": lambda c, a: c.evaluations(a.project),
     "evaluations.show": lambda c, a: c.evaluation(a.project, a.evaluation),
     "wait": lambda c, a: _follow(c, {"url": a.url}, argparse.Namespace(wait=True, poll=a.poll)),
@@ -246,6 +246,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--judges", default="teacher,oracle")
     p.add_argument("--teacher-judge", default="likelihood")
+    p.add_argument("--benchmarks", default="", help="lm-eval task names, comma-separated (scores with standard errors)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     evaluations = group("evaluations", "evaluations")
     cmd("list", evaluations)

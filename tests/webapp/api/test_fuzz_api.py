@@ -35,7 +35,8 @@ OPERATIONS = {  # path under the project -> its body's fields
     "/runs": ["method", "snapshot", "student", "teacher", "teacher_sft", "teacher_dpo", "name", "config",
               "eval_prompt_set", "eval_every_steps", "eval_sample_size", "eval_judge"],
     "/evaluations": ["name", "teacher", "model_versions", "prompt_set", "split", "prompt_limit", "judges", "teacher_judge",
-                     "teacher_dpo", "teacher_sft", "max_new_tokens", "required_annotations"],
+                     "teacher_dpo", "teacher_sft", "max_new_tokens", "required_annotations", "benchmarks",
+                     "benchmark_limit", "benchmark_api"],
 }
 WORDS = st.sampled_from(["teacher", "student", "base", "sft", "dpo", "train", "eval", "likelihood", "generative",
                          "teacher_student", "kway", "majority", "drop", "both", "dckd", "dpo", "sft", "annotator",
