@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ml.trackers import MAX_PARAM_CHARS, PARAM_PREFIX, TrackingSpec, flatten, require
 
+LINEAGE_ENV = "DISTILLERY_TRACKER_LINEAGE"  # the config and lineage, for tracker_callbacks (JSON)
+
 
 @contextlib.contextmanager
 def _environ(values: dict):
@@ -52,11 +54,15 @@ def tracking(spec: TrackingSpec | None, on_links=None):
         env.update(wandb_env)
     if "trackio" in spec.report_to:
         links["trackio"] = {"project": spec.experiment, "run_name": spec.run_name}
-        env["TRACKIO_PROJECT"] = spec.experiment
+        env.update(TRACKIO_PROJECT=spec.experiment,
+                   **{LINEAGE_ENV: json.dumps({**spec.params, "lineage": spec.tags}, default=str)})
     if on_links is not None:
         on_links(links)
     failed = False
     with _environ(env):
+        # The W&B run starts here with the config and lineage; its callback finds the active run (or,
+        # in a launched rank, resumes it by id).
+        started = [_start_wandb(spec, links["wandb"])] if "wandb" in links else []
         try:
             yield links
         except BaseException:
@@ -65,6 +71,8 @@ def tracking(spec: TrackingSpec | None, on_links=None):
         finally:
             if "mlflow" in links:
                 _close_mlflow(links["mlflow"], failed)
+            for finish in started:
+                finish(failed)
 
 
 def _open_tensorboard(spec: TrackingSpec, log_dir: Path) -> dict:
@@ -117,17 +125,40 @@ def _close_mlflow(link: dict, failed: bool) -> None:
 
 
 def _wandb_env(spec: TrackingSpec, wandb_dir: Path) -> tuple[dict, dict]:
-    """W&B through its environment: a run id chosen here (the link), the config from a YAML file
-    (WANDB_CONFIG_PATHS), the lineage as tags; offline unless a key or WANDB_MODE says otherwise."""
+    """W&B's environment: a run id chosen here (the link), its dir, offline unless a key or
+    WANDB_MODE says otherwise (an offline run is uploaded later with `wandb sync <dir>`)."""
     wandb_dir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
-    config_file = wandb_dir / "distillery-config.json"  # JSON is YAML
-    config_file.write_text(json.dumps({"distillery": {**spec.params, "lineage": spec.tags}}, default=str))
     mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-    tags = ",".join(f"{k}:{v}"[:64] for k, v in sorted(spec.tags.items()) if k in ("method", "snapshot_hash", "run"))
     env = {"WANDB_PROJECT": spec.experiment, "WANDB_DIR": str(wandb_dir), "WANDB_RUN_ID": run_id,
-           "WANDB_NAME": spec.run_name, "WANDB_MODE": mode, "WANDB_CONFIG_PATHS": str(config_file),
-           "WANDB_TAGS": tags, "WANDB_RESUME": "allow"}
+           "WANDB_NAME": spec.run_name, "WANDB_MODE": mode, "WANDB_RESUME": "allow"}
     return {"run_id": run_id, "project": spec.experiment, "mode": mode, "log_dir": str(wandb_dir)}, env
+
+
+def _start_wandb(spec: TrackingSpec, link: dict):
+    import wandb
+
+    tags = [f"{k}:{v}"[:64] for k, v in sorted(spec.tags.items()) if k in ("method", "snapshot_hash", "distillery.run_id")]
+    run = wandb.init(project=spec.experiment, name=spec.run_name, id=link["run_id"], dir=link["log_dir"],
+                     mode=link["mode"], config={"distillery": {**spec.params, "lineage": spec.tags}}, tags=tags)
+    return lambda failed: run.finish(exit_code=1 if failed else 0)
+
+
+def tracker_callbacks(report_to) -> list:
+    """TrainerCallbacks a recipe adds beside the reporting ones: Trackio's callback starts its run
+    afresh when training begins (its config replaced by the TrainingArguments), so the config and
+    lineage (LINEAGE_ENV, set by `tracking`) are added right after it."""
+    if "trackio" not in (report_to or ()) or not os.environ.get(LINEAGE_ENV):
+        return []
+    from transformers import TrainerCallback
+
+    class TrackioLineage(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                import trackio
+
+                trackio.config.update({"distillery": json.loads(os.environ[LINEAGE_ENV])}, allow_val_change=True)
+
+    return [TrackioLineage()]
 
 

@@ -18,6 +18,7 @@ from ml.chat import prompt_ids, response_ids
 from ml.modeling import check_same_tokenizer, load_model
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
 from ml.recipes.trainer import agreed_stop, load_frozen, memory_mb, plan, save_model_dir
+from ml.tracker_runs import tracker_callbacks
 
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -123,7 +124,7 @@ def train(config: DPOConfig, data, output_dir, hooks: Hooks | None = None, *, st
         model=loaded.model, ref_model=ref_model, args=trl_config(config, output_dir, len(data), report_to=hooks.report_to,
                                                               run_name=hooks.run_name),
         train_dataset=dpo_dataset(loaded.tokenizer, data), processing_class=loaded.tokenizer,
-        callbacks=[callback], peft_config=peft_config)
+        callbacks=[callback, *tracker_callbacks(hooks.report_to)], peft_config=peft_config)
     # With tqdm disabled the Trainer prints every log dict to stdout; progress goes through our hooks.
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -29,6 +29,7 @@ from ml.config import config_to_dict, method_of
 from ml.distributed import is_main_process, world_size  # noqa: F401  (re-exported for the recipes)
 from ml.modeling import LoadedModel, LoraSpec, load_model
 from ml.recipes.hooks import Hooks, ProgressEvent, TrainResult
+from ml.tracker_runs import tracker_callbacks
 
 ADAPTER_DIR = "adapter"
 RECIPE_STATE = "recipe_state.pt"  # per-step history and the recipe's `extra` state (TAID's schedule)
@@ -404,7 +405,8 @@ def run_trainer(*, loaded: LoadedModel, config, rows: list, make_batch: Callable
     trainer = RecipeTrainer(
         model=loaded.model, args=training_arguments(config, output_dir, total_steps, report_to=hooks.report_to,
                                                     run_name=hooks.run_name), train_dataset=rows,
-        data_collator=make_batch, processing_class=loaded.tokenizer, callbacks=[callback], step_loss=step_loss,
+        data_collator=make_batch, processing_class=loaded.tokenizer,
+        callbacks=[callback, *tracker_callbacks(hooks.report_to)], step_loss=step_loss,
         num_rows=len(rows), start_epoch=start_step // steps_per_epoch, extra=extra, recipe_config=config,
         history=history)
     trainer_ref.append(trainer)
