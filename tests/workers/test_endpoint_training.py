@@ -1,6 +1,7 @@
 """Training runs with an endpoint teacher (issue 17), in this process on the real database: a
-method the endpoint's capability cannot serve fails with the reason before anything loads (fake
-server); DCKD on the real vLLM endpoint (marker vllm) reads the teacher's top-K from the server into
+method the endpoint's capability cannot serve fails with the reason before anything loads or any
+request is sent (a fault proxy with no server behind it); sequence-level KD trains on the real vLLM
+endpoint's greedy answers; DCKD on the real vLLM endpoint (marker vllm) reads the teacher's top-K from the server into
 the signal cache, trains the student with no π_dpo stage (the endpoint is the run's DPO teacher, in
 its stage line, π_dpo and model card), and never loads the teacher's weights (the load ledger); ADPA
 takes π_dpo and π_sft as two endpoint versions."""
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.webapp.training.conftest import make_snapshot
-from tests.workers.fake_endpoint import FakeEndpoint
+from tests.ml.endpoints.fault_proxy import FaultProxy
 from tests.workers.test_training_tasks import unconsumed_queue  # noqa: F401  (fixture)
 from webapp.catalog.endpoints import endpoint_probe_store, endpoint_register
 from webapp.catalog.services import model_version_register
@@ -53,12 +54,14 @@ def _run(world, method, config, **teachers):
 ])
 def test_a_method_the_endpoint_cannot_serve_fails_with_the_reason(django_user_model, settings, tmp_path, tiny_demo_dir,
                                                                  unconsumed_queue, method, capability, teachers, reason):  # noqa: F811
-    with FakeEndpoint() as fake:
-        world = _world(django_user_model, settings, tmp_path, tiny_demo_dir, url=fake.base_url, model=fake.model,
+    from webapp.embedded import free_port
+
+    with FaultProxy(f"http://127.0.0.1:{free_port()}") as proxy:  # no server behind it: nothing may be asked
+        world = _world(django_user_model, settings, tmp_path, tiny_demo_dir, url=proxy.base_url, model="demo-teacher",
                        capability=capability)
         run = _run(world, method, CONFIGS[method], **{name: world["teacher"] for name in teachers})
         assert train_run(run.id) == "failed"
-        assert fake.requests == 0  # refused before asking the endpoint anything
+        assert proxy.seen == []  # refused before asking the endpoint anything
     run.refresh_from_db()
     assert run.status == JobStatus.FAILED and "EndpointRefused" in run.error and reason in run.error, run.error
     assert "api-teacher" in run.error
@@ -108,16 +111,19 @@ def test_adpa_with_pi_dpo_and_pi_sft_as_two_endpoint_versions(vllm_server, demo_
     assert loaded and set(loaded) == {str(world["student"].source)}  # the student generates and trains; no teacher
 
 
-def test_sequence_level_kd_trains_on_the_endpoints_answers(django_user_model, settings, tmp_path, tiny_demo_dir,
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_sequence_level_kd_trains_on_the_endpoints_answers(vllm_server, django_user_model, settings, tmp_path, tiny_demo_dir,
                                                            monkeypatch, unconsumed_queue):  # noqa: F811
     ledger = tmp_path / "loads.jsonl"
     monkeypatch.setenv("DISTILLERY_LOAD_LEDGER", str(ledger))
-    with FakeEndpoint(reply=lambda messages: " 42") as fake:
-        world = _world(django_user_model, settings, tmp_path, tiny_demo_dir, url=fake.base_url, model=fake.model,
-                       capability=WHITE_BOX)
+    with FaultProxy(vllm_server.root_url) as proxy:  # forwards everything: it only counts what was asked
+        world = _world(django_user_model, settings, tmp_path, tiny_demo_dir, url=proxy.base_url, model=vllm_server.model,
+                       capability=WHITE_BOX, api_key_env=vllm_server.env_name)
         run = _run(world, "sft", {**SMALL, "target": "teacher", "max_new_tokens": 8}, teacher=world["teacher"])
         assert train_run(run.id) == "succeeded", run.__class__.objects.get(pk=run.pk).error
-        assert len(fake.chat_requests) == 8 and all(r["temperature"] == 0 for r in fake.chat_requests)  # greedy, once each
+        chats = [body for path, body, _ in proxy.seen if path.endswith("/chat/completions")]
+        assert len(chats) == 8 and all(body["temperature"] == 0 for body in chats)  # greedy, once each
     run.refresh_from_db()
     assert "sequence-level KD: api-teacher writes the 8 targets" in run.log_tail and run.config["target"] == "teacher"
     loaded = {json.loads(line)["source"] for line in ledger.read_text().splitlines()}

@@ -1,7 +1,12 @@
 """An OpenAI-compatible fake answering like vLLM started with --api-key (401 without the key): serves
 one white-box model (/v1/models, chat with top_logprobs, /tokenize at the root, prompt_logprobs on
-token-id prompts). `transport(key)` is an httpx.MockTransport for in-process tests; `FakeServer(key)`
-serves the same answers over real HTTP (a thread) for a Celery worker in another process."""
+token-id prompts). Protocol behaviour is tested against the real vLLM server (fixture `vllm_server`);
+this fake stays for what that server cannot do:
+- fault injection: `transport(key, echo_key_on_tokenize=True)` (an httpx.MockTransport) is a hostile
+  server that echoes the caller's Authorization header back in an error, for the key-secrecy test;
+- `FakeServer(key)` (real HTTP, a thread) for the browser registration test, whose session-wide
+  Celery workers hold only DISTILLERY_ENDPOINT_KEY_E2E (service_env's random key), not the vLLM
+  test server's per-session key, so they could not authenticate to it."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
