@@ -56,13 +56,13 @@ def tracking(spec: TrackingSpec | None, on_links=None):
         links["trackio"] = {"project": spec.experiment, "run_name": spec.run_name}
         env.update(TRACKIO_PROJECT=spec.experiment,
                    **{LINEAGE_ENV: json.dumps({**spec.params, "lineage": spec.tags}, default=str)})
-    if on_links is not None:
-        on_links(links)
     failed = False
     with _environ(env):
         # The W&B run starts here with the config and lineage; its callback finds the active run (or,
         # in a launched rank, resumes it by id).
         started = [_start_wandb(spec, links["wandb"])] if "wandb" in links else []
+        if on_links is not None:
+            on_links(links)
         try:
             yield links
         except BaseException:
@@ -141,6 +141,7 @@ def _start_wandb(spec: TrackingSpec, link: dict):
     tags = [f"{k}:{v}"[:64] for k, v in sorted(spec.tags.items()) if k in ("method", "snapshot_hash", "distillery.run_id")]
     run = wandb.init(project=spec.experiment, name=spec.run_name, id=link["run_id"], dir=link["log_dir"],
                      mode=link["mode"], config={"distillery": {**spec.params, "lineage": spec.tags}}, tags=tags)
+    link["url"] = run.url or ""  # online only
     return lambda failed: run.finish(exit_code=1 if failed else 0)
 
 
