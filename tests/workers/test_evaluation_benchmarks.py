@@ -41,6 +41,7 @@ def test_lm_eval_scores_are_stored_and_shown_beside_the_win_rates(project, resea
     client = client_for(researcher)
     page = client.get(f"/p/{project.slug}/evaluations/{evaluation.id}/").content.decode()
     assert 'class="benchmark" data-task="distillery_demo" data-metric="exact_match"' in page and " ± " in page
+    assert "{#" not in page
     board = client.get(f"/p/{project.slug}/leaderboard/").content.decode()
     assert 'class="benchmark-column"' in board and 'data-task="distillery_demo"' in board
 
