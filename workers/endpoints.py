@@ -128,17 +128,20 @@ def teacher_signals(version, tokenizer, prompts: list, responses: list) -> list[
     """The endpoint teacher's log-prob of each token of each answer (ml.endpoints.signals, from
     prompt_logprobs on the answer tokenized by `tokenizer`, the student's), for the heatmap and the
     loop's priority; KL and advantage need the teacher's whole distribution, so they stay None. Empty
-    rows when the endpoint gives no prompt log-probs or does not share the tokenizer."""
+    rows when the endpoint gives no prompt log-probs. A student of another family (or none): the
+    server's own tokens of the same answer text, since only the text crosses (issue 20)."""
     from ml.endpoints.signals import check_tokenizer_alignment, endpoint_token_signals
     from ml.modeling import TokenizerMismatchError
 
-    if tokenizer is None or not (getattr(version, "capability", None) or {}).get("prompt_logprobs"):
+    if not (getattr(version, "capability", None) or {}).get("prompt_logprobs"):
         return no_teacher_signals(len(responses))
     client = client_for(version)
     try:
-        check_tokenizer_alignment(client, tokenizer, texts=list(responses[:2]), method="the token heatmap")
+        if tokenizer is not None:
+            try:
+                check_tokenizer_alignment(client, tokenizer, texts=list(responses[:2]), method="the token heatmap")
+            except TokenizerMismatchError:
+                tokenizer = None
         return endpoint_token_signals(client, tokenizer, prompts, responses)
-    except TokenizerMismatchError:
-        return no_teacher_signals(len(responses))
     finally:
         client.close()

@@ -56,3 +56,20 @@ def test_each_method_on_a_mismatched_pair(setup, bpe_student, method, config, ou
         assert "TokenizerMismatchError" in run.error and outcome in run.error
         assert "ULD" in run.error or "reference='base'" in run.error  # the alternatives are named
         assert "teacher DPO" not in run.log_tail  # refused before any stage was built
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_endpoint_heatmap_for_a_student_of_another_family(vllm_server):
+    # the BPE student shares no ids with the served demo teacher: the heatmap takes the server's own
+    # tokens of the same answer (it used to come back empty, "not available")
+    from types import SimpleNamespace
+
+    from workers.endpoints import teacher_signals
+
+    version = SimpleNamespace(name="demo-teacher", capability={"prompt_logprobs": True}, endpoint_spec=lambda: {
+        "base_url": vllm_server.base_url, "model": vllm_server.model, "api_key_env": vllm_server.env_name})
+    bpe = train_bpe_tokenizer(corpus_from_tasks(generate_tasks(120, seed=0)))
+    (row,) = teacher_signals(version, bpe, ["What is 2 plus 3?"], ["5"])
+    assert row["tokens"] and len(row["teacher_logp"]) == len(row["tokens"]) and row["kl"] is None
+    assert all(logp <= 0 for logp in row["teacher_logp"])
