@@ -80,7 +80,7 @@ class JudgeJobForm(forms.Form):
             cleaned["answer_mass_threshold"] = DEFAULT_ANSWER_MASS_THRESHOLD
         if method == "generative" and "answer_mass_threshold" not in self.errors:
             try:
-                judging.judge_rubric_check(template=(cleaned.get("template") or "").strip(),
+                judging.judge_rubric_check(template=judging.rubric_template(cleaned.get("template")),
                                            labels=(cleaned["first_label"], cleaned["second_label"]),
                                            threshold=cleaned["answer_mass_threshold"])
             except ValidationError as error:

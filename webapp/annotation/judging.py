@@ -32,9 +32,14 @@ def judge_name_for(*, method: str, teacher, reference=None, beta: float = 0.01, 
     name = f"teacher:{method}:{teacher.name}"
     if method == JudgeMethod.GENERATIVE and tuple(labels) != ("A", "B"):
         name += f"|answers={'/'.join(labels)}"
-    if method == JudgeMethod.GENERATIVE and template and template != DEFAULT_JUDGE_TEMPLATE:
-        name += f"|template={hashlib.sha256(template.encode()).hexdigest()[:8]}"
+    if method == JudgeMethod.GENERATIVE and rubric_template(template) not in ("", DEFAULT_JUDGE_TEMPLATE):
+        name += f"|template={hashlib.sha256(rubric_template(template).encode()).hexdigest()[:8]}"
     return name
+
+
+def rubric_template(template: str) -> str:
+    """A template as the judge asks it: browsers send a textarea's lines ending in CRLF."""
+    return (template or "").replace("\r\n", "\n").strip()
 
 
 def judge_rubric_check(*, template: str, labels: tuple[str, str], threshold: float) -> None:
@@ -57,7 +62,7 @@ def judge_job_create(*, project, created_by, teacher, method: str, comparisons, 
         raise ValidationError("The judge models must belong to this project.")
     if method == JudgeMethod.IMPLICIT_REWARD and reference is None:
         raise ValidationError("The implicit reward needs π_sft as the reference model (the teacher is π_dpo).")
-    template, labels = (template or "").strip(), tuple(label.strip() for label in labels)
+    template, labels = rubric_template(template), tuple(label.strip() for label in labels)
     judge_rubric_check(template=template, labels=labels, threshold=answer_mass_threshold)
     name = judge_name_for(method=method, teacher=teacher, reference=reference, beta=beta, template=template, labels=labels)
     with transaction.atomic():

@@ -64,7 +64,7 @@ def _rubric(data) -> dict:
     """The generative judge's template, labels and threshold from the form (other methods: defaults)."""
     if data["method"] != "generative":
         return {"template": "", "labels": ("A", "B")}
-    return {"template": data["template"].strip(), "labels": (data["first_label"].strip(), data["second_label"].strip()),
+    return {"template": judging.rubric_template(data["template"]), "labels": (data["first_label"].strip(), data["second_label"].strip()),
             "answer_mass_threshold": data["answer_mass_threshold"]}
 
 

@@ -71,6 +71,8 @@ def test_judge_job_from_the_page(client_for, project, pairwise, world, researche
 def test_judge_job_with_a_custom_rubric_from_the_page(client_for, project, pairwise, world, researcher):
     """The form sets the generative judge's template, answer labels and answer-mass threshold; a
     template without both responses, or one with a field the judge cannot fill, is refused with the reason."""
+    from ml.config import DEFAULT_JUDGE_TEMPLATE
+
     post = {"teacher": world["teacher"].pk, "method": "generative", "beta": 0.01, "scope": "all", "limit": 2,
             "first_label": "yes", "second_label": "no", "answer_mass_threshold": 0.3}
     for template, reason in [("Better? {first_label} or {second_label}: {first}", "it lacks {second}"),
@@ -87,6 +89,12 @@ def test_judge_job_with_a_custom_rubric_from_the_page(client_for, project, pairw
     assert job.judge_name.startswith("teacher:generative:teacher-7b|answers=yes/no|template=")
     page = client_for(researcher).get(f"/p/{project.slug}/judge/").content.decode()
     assert "answers yes/no · custom template" in page
+    # The default template as a browser sends it back (CRLF line ends) is the default judge.
+    JudgeJob.objects.all().delete()
+    default = DEFAULT_JUDGE_TEMPLATE.replace("\n", "\r\n")
+    client_for(researcher).post(f"/p/{project.slug}/judge/", {**post, "template": default, "first_label": "A",
+                                                              "second_label": "B"})
+    assert JudgeJob.objects.get().judge_name == "teacher:generative:teacher-7b" and JudgeJob.objects.get().template == ""
 
 
 def test_disputes_show_verdicts_in_the_columns_terms(client_for, project, pairwise, annotator, second_annotator, researcher):
