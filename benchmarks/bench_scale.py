@@ -23,6 +23,7 @@ Each (tree, size) runs in a child process on its own fresh embedded PostgreSQL, 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -265,7 +266,9 @@ def pages(world, db_cpu, skip=()) -> dict:
     snapshot = world.get("snapshot")
     if snapshot is not None:
         urls["snapshot"] = f"/p/{slug}/snapshots/{snapshot.pk}/"
-        urls["snapshot_last_page"] = f"/p/{slug}/snapshots/{snapshot.pk}/?page=last"
+        from webapp.annotation import selectors
+        last = "last" if hasattr(selectors, "pairs_page") else -(-snapshot.pair_count // 25)  # older trees: a page number
+        urls["snapshot_last_page"] = f"/p/{slug}/snapshots/{snapshot.pk}/?page={last}"
     out = {}
     for name, url in urls.items():
         if name in skip:
@@ -395,6 +398,7 @@ def child(args) -> dict:
     finally:
         stop_postgres(server)
         redis.shutdown() if hasattr(redis, "shutdown") else None
+        shutil.rmtree(base, ignore_errors=True)  # a 1M database is gigabytes
     return result
 
 
@@ -413,6 +417,49 @@ def run_child(tree: Path, size: int, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _cells(row: dict) -> dict:
+    """One result row as the table's cells (text)."""
+    cells, hot, pages_ = {}, row.get("hot", {}), row.get("pages", {})
+    for name in ("next", "submit"):
+        if name in hot:
+            h = hot[name]
+            cells[f"`{name}`: server + database CPU per request"] = f"{h['cpu_ms']:.1f} ms ({h['server_ms']:.1f} + {h['db_ms']:.1f})"
+    for name in ("next", "submit"):
+        if name in row.get("p95", {}):
+            cells[f"`{name}` p95, four annotators at once"] = f"{row['p95'][name]:.0f} ms"
+    for name, label in (("home", "project home"), ("quality", "quality"), ("snapshots", "snapshots list"),
+                        ("snapshot", "snapshot, first page"), ("snapshot_last_page", "snapshot, last page"),
+                        ("evaluation", "evaluation"), ("side_by_side", "side by side"), ("leaderboard", "leaderboard")):
+        if name in pages_:
+            cells[f"page: {label} (wall, CPU)"] = f"{pages_[name]['ms']:.0f} ms ({pages_[name]['cpu_ms']:.0f})"
+    if "freeze" in row:
+        f = row["freeze"]
+        cpu = f" · {f['pairs_per_cpu_s']:,.0f}/CPU-s" if "pairs_per_cpu_s" in f else ""
+        cells["snapshot freeze: pairs/s (wall · per CPU second), peak RSS"] = \
+            f"{f['pairs']:,} in {f['s']:.1f} s: {f['pairs_per_s']:,.0f}/s{cpu}, {f['peak_mib']:.0f} MiB"
+    if "export_jsonl" in row:
+        e = row["export_jsonl"]
+        cells["export TRL JSONL (streamed): rows/s, peak"] = f"{e['rows_per_s']:,.0f}/s, {e['peak_mib']:.0f} MiB"
+    if "export_all" in row:
+        e = row["export_all"]
+        cells["export, every format: rows/s, peak"] = f"{e['rows_per_s']:,.0f}/s, {e['peak_mib']:.0f} MiB"
+    if "build_s" in row:
+        cells["building the project (INSERT ... SELECT, + VACUUM ANALYZE)"] = f"{row['build_s']:.0f} s + {row['vacuum_s']:.0f} s"
+    return cells
+
+
+def table(paths: list[str]) -> str:
+    """The markdown table of every (tree, size) row in the given JSONL files, old before new."""
+    rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    rows = sorted((r for r in rows if "error" not in r), key=lambda r: (r.get("tree_name") != "old", r["size"]))
+    columns = [(f"{r['tree_name']} {r['size'] // 1000}k" if r["size"] < 10**6 else f"{r['tree_name']} {r['size'] // 10**6}M", _cells(r))
+               for r in rows]
+    names = list(dict.fromkeys(k for _, c in columns for k in c))
+    out = ["| operation | " + " | ".join(n for n, _ in columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    out += ["| " + name + " | " + " | ".join(c.get(name, "—") for _, c in columns) + " |" for name in names]
+    return "\n".join(out)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", action="store_true")
@@ -425,7 +472,11 @@ def main():
     parser.add_argument("--export-all-max", type=int, default=100_000, help="write every export format up to this size")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--out", default="var/bench_scale.jsonl")
+    parser.add_argument("--table", nargs="*", help="print the markdown table of these result files and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     if args.child:
         sys.path.insert(0, str(Path.cwd()))
         print(json.dumps(child(args), default=str))
