@@ -29,7 +29,8 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-cross-tokenizer-real"))
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-k", type=int, nargs="+", default=[0, 20],
+                        help="teacher probabilities kept per group: 0 = full vocabulary, 20 = a hosted API's top-20")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = list(read_jsonl(args.real_dir / "prompts" / "train.jsonl"))[: args.prompts]
@@ -37,16 +38,17 @@ def main():
     started = time.perf_counter()
     examples = teacher_targets(args.real_dir / "teacher", prompts, max_new_tokens=48, seed=0, batch_size=8)
     generate_s = time.perf_counter() - started
-    config = ULDConfig(learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, batch_size=2, grad_accum=1,
-                       max_length=160, max_steps=args.steps, num_epochs=100, top_k=args.top_k)
-    started = time.perf_counter()
-    result = recipe_for("uld")(config, [SFTExample(e.prompt, e.response) for e in examples], args.work,
-                               student=args.student, teacher=args.real_dir / "teacher")
-    train_s = time.perf_counter() - started
     out = {"teacher": "SmolLM2-135M-Instruct", "student": str(args.student), "prompts": len(prompts),
-           "top_k": args.top_k or "full vocabulary", "generate_s": round(generate_s, 1), "train_s": round(train_s, 1),
-           "steps": result.steps, "first": result.history[0], "last": result.history[-1],
-           "example_answer": examples[0].response[:120]}
+           "generate_s": round(generate_s, 1), "example_answer": examples[0].response[:120], "runs": {}}
+    for top_k in args.top_k:
+        config = ULDConfig(learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, batch_size=2, grad_accum=1,
+                           max_length=160, max_steps=args.steps, num_epochs=100, top_k=top_k)
+        started = time.perf_counter()
+        result = recipe_for("uld")(config, [SFTExample(e.prompt, e.response) for e in examples],
+                                   args.work / f"top{top_k}", student=args.student, teacher=args.real_dir / "teacher")
+        out["runs"][top_k or "full vocabulary"] = {"train_s": round(time.perf_counter() - started, 1),
+                                                   "steps": result.steps, "first": result.history[0],
+                                                   "last": result.history[-1]}
     print(json.dumps(out, indent=1))
 
 
