@@ -1,8 +1,8 @@
 """Issue 17 end to end, in Chromium against a real ASGI server and real Celery workers: a researcher
 registers the vLLM-served demo teacher as the project's teacher through the catalog page (probed by
 the default worker), generates with it, builds teacher-vs-student comparisons and has the endpoint
-judge them (the demo teacher is no instruction-tuned judge: its answers naming neither A nor B are
-counted on the judge page, never stored as ties), annotates them, freezes a snapshot, trains DCKD
+judge them (white-box: every verdict from the answer tokens' exact log-probs on the server; the demo
+teacher is no instruction-tuned judge, so each is marked and counted low-mass), annotates them, freezes a snapshot, trains DCKD
 on the endpoint's top-K signals and evaluates the trained student against the endpoint teacher,
 every step through the pages. The gpu worker's load ledger
 ($DISTILLERY_LOAD_LEDGER) proves that the teacher's weights were never loaded there.
@@ -108,12 +108,15 @@ def _judge(page, base, slug, teacher, job) -> JudgeJob:
     judge_job = _wait_for(JudgeJob, JudgeJob.objects.latest("pk").pk)
     assert judge_job.status == "succeeded", judge_job.error
     assert 1 <= judge_job.progress_done == judge_job.progress_total  # identical answers make no comparison
-    # The demo teacher is no instruction-tuned judge: answers that name neither A nor B are counted, never ties.
-    verdicts = Judgement.objects.filter(source="teacher", judge_name=judge_job.judge_name).count()
-    assert verdicts + judge_job.unparseable == judge_job.progress_done
+    # White-box: the answer tokens' exact log-probs, so every comparison gets a verdict from the server;
+    # the demo teacher is no judge (~0 mass on A/B), so each is marked low-mass and counted on the page.
+    verdicts = Judgement.objects.filter(source="teacher", judge_name=judge_job.judge_name)
+    assert verdicts.count() == judge_job.progress_done and judge_job.unparseable == 0
+    assert all(v.details["identity"].startswith("generative(endpoint=demo-teacher@") for v in verdicts)
+    assert all(p["p_source_ab"] == "prompt_logprobs" for v in verdicts for p in v.details["pairs"])
     page.reload()
-    if judge_job.unparseable:
-        assert page.text_content(f"[data-judge-job='{judge_job.pk}'] .job-unparseable .n") == str(judge_job.unparseable)
+    assert page.text_content(f"[data-judge-job='{judge_job.pk}'] .job-low-mass .n") == str(judge_job.low_answer_mass)
+    assert judge_job.low_answer_mass == verdicts.count()
     return judge_job
 
 
