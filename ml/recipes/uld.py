@@ -87,7 +87,8 @@ def train(config: ULDConfig, data, output_dir, hooks: Hooks | None = None, *, st
         dev = student_logits.device
         with torch.no_grad():
             teacher_logits = forward_logits(frozen.model, t)  # (B,T',V_T)
-            index = t["group_positions"].to(teacher_logits.device).unsqueeze(-1).expand(-1, -1, teacher_logits.shape[-1])
+            positions = t["group_positions"].to(teacher_logits.device)  # (B,G)
+            index = positions.unsqueeze(-1).expand(-1, -1, teacher_logits.shape[-1])  # (B,G,V_T)
             teacher_sorted = sorted_teacher_probs(teacher_logits.gather(1, index), top_k=config.top_k).to(dev)
         return uld_loss(student_logits, s["labels"].to(dev), s["group_positions"].to(dev), teacher_sorted,
                         s["group_mask"].to(dev), weight=weight, nll_weight=nll_weight)

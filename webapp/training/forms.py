@@ -94,8 +94,8 @@ class RunForm(forms.Form):
             self.fields["teacher_dpo"].help_text += (" An endpoint teacher picked as π_sft or teacher is used as it is "
                                                      "as the DPO teacher (no π_dpo stage trains from an endpoint).")
         self.endpoint_notes = endpoint_notes(models.filter(role=ModelRole.TEACHER).exclude(endpoint_url=""))
-        self.tokenizer_notes = tokenizer_notes(models.filter(role=ModelRole.TEACHER), models.filter(role=ModelRole.STUDENT),
-                                               method)
+        self.tokenizer_notes = tokenizer_notes(models.filter(role=ModelRole.TEACHER),
+                                               models.filter(role=ModelRole.STUDENT), method)
         defaults = config_to_dict(config_from_dict(method, config or {}))
         self.config_names = []
         for dotted, entry, initial in _flatten(config_schema(method), defaults):
