@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp import json_bounds
-from webapp.annotation import events, exports, judging, quality, selectors, services, snapshot_jobs, snapshots
+from webapp.annotation import events, exports, judging, quality, selectors, services, snapshot_jobs
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot, SnapshotFreeze
 from webapp.generation.models import Generation
