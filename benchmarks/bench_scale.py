@@ -339,10 +339,12 @@ def freeze_and_export(world, db_cpu, export_all: bool = True) -> dict:
 
 def explain(world) -> dict:
     """EXPLAIN (ANALYZE, BUFFERS) of the hot path's reads, as the annotator of hot_path."""
+    from django.utils import timezone
+
     from webapp.annotation import selectors, services
 
     params = {"project": world["project"].pk, "me": world["people"][0], "lease": services.LEASE, "id": None,
-              "since": "2000-01-01"}
+              "since": timezone.now() - services.UNDO_WINDOW}  # as annotation_state passes it
     plans = {}
     state_sql = getattr(selectors, "_STATE_SQL_ID")
     cid = _sql("SELECT min(id) FROM annotation_comparison WHERE status = 'open'")[0][0]
