@@ -1,19 +1,16 @@
 """Annotation pages: the annotation page itself (its data comes from api.py), building comparisons,
 teacher-judge jobs, the quality page with the disputes queue and adjudication, and preference
 snapshots (freeze, inspect, download as TRL JSONL or an HF datasets directory)."""
-import io
-import json
-import zipfile
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp import json_bounds
-from webapp.annotation import events, exports, judging, quality, selectors, services, snapshot_jobs
+from webapp.annotation import downloads, events, exports, judging, quality, selectors, services, snapshot_jobs
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, PreferenceSnapshot, SnapshotFreeze
 from webapp.generation.models import Generation
@@ -140,19 +137,6 @@ def snapshot_detail(request, project, snapshot_id):
 @project_view(Role.RESEARCHER)
 def snapshot_download(request, project, snapshot_id, fmt):
     snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
-    stem = f"{project.slug}-{snapshot.name}-{snapshot.content_hash[:12]}"
-    if fmt == "jsonl":
-        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in exports.trl_rows(snapshot))
-        response = StreamingHttpResponse(lines, content_type="application/jsonl")
-        response["Content-Disposition"] = f'attachment; filename="{stem}.jsonl"'
-        return response
-    if fmt not in exports.ZIPPED:
+    if fmt != "jsonl" and fmt not in exports.ZIPPED:
         raise Http404("Unknown export format.")
-    folder = exports.snapshot_export(snapshot) / fmt  # already written by the worker, or written now
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"{stem}/{path.relative_to(folder)}")
-    buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"{stem}-{fmt}.zip")
+    return downloads.snapshot_download_response(project, snapshot, fmt)

@@ -1,15 +1,13 @@
 """API: generation jobs, comparisons (build, list), teacher-judge jobs, judgements (list, export as
 JSONL) and preference snapshots (freeze, list, download in every export format). The forms and
 services of the generation and annotation pages; researchers and admins only, as those pages."""
-import io
 import json
-import zipfile
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
-from webapp.annotation import exports, judging, selectors as annotation_selectors, services as annotation_services, snapshots
+from webapp.annotation import downloads, exports, judging, selectors as annotation_selectors, services as annotation_services, snapshots
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
 from webapp.annotation.models import Comparison, JudgeJob, Judgement, PreferenceSnapshot
 from webapp.annotation.views import _judge_scope
@@ -267,17 +265,4 @@ def snapshot_download(request, slug: str, snapshot_id: int, fmt: str):
     snapshot = get_object_or_404(PreferenceSnapshot, project=project, pk=snapshot_id)
     if fmt not in FORMATS:
         raise error(404, f"Unknown export format {fmt[:40]!r}; one of {', '.join(FORMATS)}.", loc=("path", "fmt"))
-    stem = f"{project.slug}-{snapshot.name}-{snapshot.content_hash[:12]}"
-    if fmt in ("trl", "jsonl"):
-        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in exports.trl_rows(snapshot))
-        response = StreamingHttpResponse(lines, content_type="application/jsonl")
-        response["Content-Disposition"] = f'attachment; filename="{stem}.jsonl"'
-        return response
-    folder = exports.snapshot_export(snapshot) / fmt  # written by the worker after the freeze, or now
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"{stem}/{path.relative_to(folder)}")
-    buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"{stem}-{fmt}.zip")
+    return downloads.snapshot_download_response(project, snapshot, fmt)
