@@ -8,6 +8,7 @@ the held-out `eval` split, or an oracle verdict. The oracle is an evaluation ins
 source. collect_votes filters them out and snapshot_freeze checks the result again before storing;
 what was left out is counted in the snapshot's stats, and the sources it drew on in `sources`."""
 import hashlib
+import itertools
 import json
 import uuid
 from json.encoder import encode_basestring as _encode_str
@@ -122,21 +123,22 @@ def snapshot_freeze(*, project, name: str, rule: str = "majority", tie_policy: s
             content_hash=f"freezing:{uuid.uuid4().hex}", created_by=created_by)
         digest, stats, sources = hashlib.sha256(b'{"pairs": ['), defaultdict(int), snapshot_quality.SourceTally()
         used, people = snapshot_quality.IdSet(), set()  # the pairs' comparisons (a bitmap), the people behind them
-        pairs = 0
-        chunks = _sql_pair_chunks(project, source_filter) if _sql_aggregates(project, rule, tie_policy) else \
-            _python_pair_chunks(project, source_filter, rule, tie_policy, weights)
-        for rows, votes, vote_counts, chunk_stats in chunks:
-            for key, value in chunk_stats.items():
-                stats[key] += value
-            for row in rows:
-                digest.update(((", " if pairs else "") + _row_json(row)).encode())
-                pairs += 1
-            _pairs_copy(snapshot.pk, rows)
-            sources.add(votes, vote_counts)
-            used.add_all(row["comparison"] for row in rows)
-            people.update(rater for _, origin, rater in votes if origin == JudgementSource.HUMAN)
-            if progress is not None:
-                progress(pairs, f"{pairs:,} pairs")
+        if _sql_aggregates(project, rule, tie_policy):
+            pairs = _sql_freeze(project, snapshot.pk, source_filter, digest, stats, sources, used, people, progress)
+        else:
+            pairs = 0
+            for rows, votes, vote_counts, chunk_stats in _python_pair_chunks(project, source_filter, rule, tie_policy, weights):
+                for key, value in chunk_stats.items():
+                    stats[key] += value
+                for row in rows:
+                    digest.update(((", " if pairs else "") + _row_json(row)).encode())
+                    pairs += 1
+                _pairs_copy(snapshot.pk, rows)
+                sources.add(votes, vote_counts)
+                used.add_all(row["comparison"] for row in rows)
+                people.update(rater for _, origin, rater in votes if origin == JudgementSource.HUMAN)
+                if progress is not None:
+                    progress(pairs, f"{pairs:,} pairs")
         if not pairs:
             raise ValidationError("No preference pairs: no settled comparison has a decisive verdict from the chosen sources yet.")
         digest.update(("], \"settings\": " + json.dumps(settings_used, sort_keys=True, ensure_ascii=False) + "}").encode())
@@ -195,26 +197,24 @@ def _python_pair_chunks(project, source_filter, rule, tie_policy, weights):
 
 def _sql_aggregates(project, rule: str, tie_policy: str) -> bool:
     """The majority rule with ties dropped over pairwise comparisons only (the defaults) is one SQL
-    statement (_SQL_PAIRS); anything else goes through aggregation.aggregate in Python."""
+    statement (_sql_freeze); anything else goes through aggregation.aggregate in Python."""
     return rule == "majority" and tie_policy == "drop" and not trainable_comparisons(project=project).exclude(
         kind=ComparisonKind.PAIRWISE).exclude(status=ComparisonStatus.DISPUTED).exists()
 
 
-# aggregation.aggregate's majority rule for pairwise comparisons, per comparison in PostgreSQL:
-# each usable vote (collect_votes' filters; an adjudication, where present, the only one) is a side:
-# a (position 0 ranked first, or a judge's P > 0.5), b, t (tie) or x (both bad, in the total but
-# for nobody). The pair is made when the sides differ and both-bad is not most of the say; the
-# weight (max share, rounded) is left to Python so it rounds exactly as aggregation._pair does.
-# Rows come with their texts, in queue order, from a server-side cursor.
-_SQL_PAIRS = f"""
-SELECT c.id, c.prompt_id, a.generation_id, b.generation_id, v.sa, v.sb, v.total, v.bb, v.ids, v.origins, v.raters,
-       v.n_human, v.n_teacher, v.n_imported, p.text, p.messages, p.split, ga.text, gb.text
+# aggregation.aggregate's majority rule for pairwise comparisons, per comparison in PostgreSQL, into a
+# temporary table (no texts): each usable vote (collect_votes' filters; an adjudication, where
+# present, the only one) is a side: a (position 0 ranked first, or a judge's P > 0.5), b, t (tie) or
+# x (both bad, in the total but for nobody). The pair is made when the sides differ and both-bad is
+# not most of the say (`decisive`).
+_SQL_VOTES = f"""
+CREATE TEMPORARY TABLE freeze_votes ON COMMIT DROP AS
+SELECT c.id, c.priority, c.prompt_id, p.split, a.generation_id AS a, b.generation_id AS b, v.sa, v.sb, v.total, v.bb, v.ids,
+       v.origins, v.raters, v.n_human, v.n_teacher, v.n_imported, (v.bb * 2 <= v.total AND v.sa <> v.sb) AS decisive
   FROM {Comparison._meta.db_table} c
   JOIN {Prompt._meta.db_table} p ON p.id = c.prompt_id
   JOIN {ComparisonItem._meta.db_table} a ON a.comparison_id = c.id AND a.position = 0
   JOIN {ComparisonItem._meta.db_table} b ON b.comparison_id = c.id AND b.position = 1
-  JOIN {Generation._meta.db_table} ga ON ga.id = a.generation_id
-  JOIN {Generation._meta.db_table} gb ON gb.id = b.generation_id
   CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE used AND side = 'a') AS sa, count(*) FILTER (WHERE used AND side = 'b') AS sb,
            count(*) FILTER (WHERE used) AS total, count(*) FILTER (WHERE used AND side = 'x') AS bb,
@@ -234,33 +234,99 @@ SELECT c.id, c.prompt_id, a.generation_id, b.generation_id, v.sa, v.sb, v.total,
              WHERE j.comparison_id = c.id AND j.source <> 'oracle' AND (%(source)s = 'both' OR j.source = %(source)s)
                AND (j.source <> 'human' OR c.status IN ('complete', 'adjudicated'))) w) v
  WHERE c.project_id = %(project)s AND c.evaluation_id IS NULL AND c.source <> 'evaluation' AND p.split <> 'eval'
-   AND c.status <> 'disputed' AND c.kind = 'pairwise' AND v.total > 0
- ORDER BY c.priority DESC, c.id"""
+   AND c.status <> 'disputed' AND c.kind = 'pairwise' AND v.total > 0"""
+_SQL_VOTE_STATS = """
+SELECT count(*), count(*) FILTER (WHERE bb * 2 > total), count(*) FILTER (WHERE bb * 2 <= total AND sa = sb),
+       coalesce(sum(n_human), 0)::bigint, coalesce(sum(n_teacher), 0)::bigint, coalesce(sum(n_imported), 0)::bigint,
+       min(id) FILTER (WHERE decisive AND (split = 'eval' OR 'oracle' = ANY(origins)))
+  FROM freeze_votes"""
+# The pairs, written by the database in queue order (so ids follow it, as COPY's did), and handed
+# back as they are written for the hash: chosen = the side with more votes; texts as text_of gives
+# them (freeze_prompts holds the chat prompts' text_of, made in Python); weight from freeze_weights,
+# made in Python by aggregation._pair's own expression for each (votes for the chosen, total).
+_SQL_INSERT = f"""
+INSERT INTO {PreferencePair._meta.db_table} (snapshot_id, prompt_id, chosen_id, rejected_id, prompt_text, chosen_text, rejected_text,
+                                             weight, provenance)
+SELECT %(snapshot)s, v.prompt_id, gc.id, gr.id, coalesce(fp.text, p.text), gc.text, gr.text, fw.weight,
+       jsonb_build_object('comparison', v.id, 'judgements', to_jsonb(v.ids))
+  FROM freeze_votes v
+  JOIN {Prompt._meta.db_table} p ON p.id = v.prompt_id
+  LEFT JOIN freeze_prompts fp ON fp.id = v.prompt_id
+  JOIN {Generation._meta.db_table} gc ON gc.id = CASE WHEN v.sa > v.sb THEN v.a ELSE v.b END
+  JOIN {Generation._meta.db_table} gr ON gr.id = CASE WHEN v.sa > v.sb THEN v.b ELSE v.a END
+  JOIN freeze_weights fw ON fw.m = greatest(v.sa, v.sb) AND fw.total = v.total
+ WHERE v.decisive
+ ORDER BY v.priority DESC, v.id
+RETURNING (provenance ->> 'comparison')::bigint, prompt_id, chosen_id, rejected_id, prompt_text, chosen_text, rejected_text,
+          (provenance -> 'judgements')::text, weight"""
 _FILTER_ORIGIN = {"humans": "human", "teacher": "teacher", "imported": "imported", "both": "both"}
 
 
-def _sql_pair_chunks(project, source_filter):
-    """_python_pair_chunks' output for the majority rule, ties dropped, from _SQL_PAIRS."""
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(_SQL_PAIRS, {"project": project.pk, "source": _FILTER_ORIGIN[source_filter]})
-        while chunk := cursor.fetchmany(CHUNK):
-            rows, votes, counts, stats = [], [], Counter(), Counter()
-            for (cid, prompt_id, a, b, sa, sb, total, bb, ids, origins, raters, n_human, n_teacher, n_imported,
-                 prompt_text, messages, split, text_a, text_b) in chunk:
-                counts.update(human=n_human, teacher=n_teacher, imported=n_imported)
-                stats["comparisons_used"] += 1
-                if bb * 2 > total or sa == sb:
-                    stats["both_bad" if bb * 2 > total else "ties_dropped"] += 1
-                    continue
-                if split == Split.EVAL or JudgementSource.ORACLE in origins:  # the rules again (_assert_no_leak)
-                    raise ValidationError(f"Refusing to freeze: comparison {cid} breaks the held-out or oracle rule.")
-                chosen, rejected, chosen_text, rejected_text = (a, b, text_a, text_b) if sa > sb else (b, a, text_b, text_a)
-                rows.append({"comparison": cid, "prompt_id": prompt_id, "chosen": chosen, "rejected": rejected,
-                             "weight": round(min(max(max(sa, sb) / total, 1e-6), 1.0), 6), "votes": list(ids),
-                             "prompt_text": text_of(prompt_text, messages), "chosen_text": chosen_text, "rejected_text": rejected_text})
-                votes += [(j, origin, int(rater) if origin == JudgementSource.HUMAN else rater)
-                          for j, origin, rater in zip(ids, origins, raters)]
-            yield rows, votes, counts, stats
+def _sql_freeze(project, snapshot_id: int, source_filter: str, digest, stats, sources, used, people, progress) -> int:
+    """The majority rule, ties dropped, in PostgreSQL: the votes aggregated into freeze_votes, the
+    pairs written by one INSERT ... SELECT, and only what the hash needs read back (its RETURNING,
+    streamed CHUNK rows at a time). Fills the freeze's tallies as the Python path does; returns the
+    number of pairs."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS freeze_votes, freeze_prompts, freeze_weights")
+        cursor.execute(_SQL_VOTES, {"project": project.pk, "source": _FILTER_ORIGIN[source_filter]})
+        cursor.execute("ANALYZE freeze_votes")  # a temporary table has no statistics until asked
+        cursor.execute(_SQL_VOTE_STATS)
+        used_count, both_bad, ties, n_human, n_teacher, n_imported, leak = cursor.fetchone()
+        if leak is not None:  # the rules again (_assert_no_leak)
+            raise ValidationError(f"Refusing to freeze: comparison {leak} breaks the held-out or oracle rule.")
+        for key, value in (("comparisons_used", used_count), ("both_bad", both_bad), ("ties_dropped", ties)):
+            if value:
+                stats[key] += value
+        sources.add((), {"human": n_human, "teacher": n_teacher, "imported": n_imported})
+        cursor.execute("SELECT o, r, count(*) FROM freeze_votes, unnest(origins, raters) AS u(o, r) WHERE decisive GROUP BY 1, 2")
+        for origin, rater, n in cursor.fetchall():
+            if origin == JudgementSource.HUMAN:
+                sources.counts["human"]["judgements"] += n
+                sources.annotators.add(int(rater))
+                people.add(int(rater))
+            else:
+                sources.counts[origin][str(rater)] += n
+        cursor.execute("CREATE TEMPORARY TABLE freeze_weights (m bigint, total bigint, weight float8) ON COMMIT DROP")
+        cursor.execute("SELECT DISTINCT greatest(sa, sb), total FROM freeze_votes WHERE decisive")
+        shares = cursor.fetchall()
+        cursor.execute("INSERT INTO freeze_weights SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])",
+                       [[m for m, _ in shares], [t for _, t in shares], [round(min(max(m / t, 1e-6), 1.0), 6) for m, t in shares]])
+        cursor.execute("CREATE TEMPORARY TABLE freeze_prompts (id bigint PRIMARY KEY, text text) ON COMMIT DROP")
+    _chat_prompts_copy()
+    if progress is not None:
+        progress(0, "writing pairs")
+    pairs = 0
+    with connection.cursor() as cursor:
+        rows = cursor.cursor.stream(_SQL_INSERT, {"snapshot": snapshot_id}, size=CHUNK)
+        while batch := list(itertools.islice(rows, CHUNK)):
+            digest.update(((", " if pairs else "") + ", ".join(_pair_json(*row) for row in batch)).encode())
+            used.add_all(row[0] for row in batch)
+            pairs += len(batch)
+            if progress is not None:
+                progress(pairs, f"{pairs:,} pairs")
+        cursor.execute("DROP TABLE freeze_votes, freeze_prompts, freeze_weights")
+    return pairs
+
+
+def _chat_prompts_copy() -> None:
+    """text_of for the pairs' prompts that have chat messages, into freeze_prompts (streamed)."""
+    with connection.chunked_cursor() as prompts, connection.cursor() as cursor:
+        prompts.execute(f"SELECT DISTINCT p.id, p.text, p.messages FROM {Prompt._meta.db_table} p JOIN freeze_votes v "
+                        "ON v.prompt_id = p.id AND v.decisive WHERE p.messages IS NOT NULL")
+        while chunk := prompts.fetchmany(CHUNK):
+            with cursor.copy("COPY freeze_prompts (id, text) FROM STDIN") as copy:
+                for pid, text, messages in chunk:
+                    copy.write_row((pid, text_of(text, messages)))
+
+
+def _pair_json(comparison, prompt_id, chosen, rejected, prompt_text, chosen_text, rejected_text, votes, weight) -> str:
+    """_row_json of the pair a RETURNING row describes; `votes` is the judgement ids as jsonb prints
+    an array of integers, "[1, 2]", which is json.dumps' own text for that list."""
+    s = _encode_str
+    return (f'{{"chosen": {chosen}, "chosen_text": {s(chosen_text)}, "comparison": {comparison}, '
+            f'"prompt_id": {prompt_id}, "prompt_text": {s(prompt_text)}, "rejected": {rejected}, '
+            f'"rejected_text": {s(rejected_text)}, "votes": {votes}, "weight": {float.__repr__(weight)}}}')
 
 
 # snapshot_quality.AgreementTally's counts for a project of pairwise comparisons, in PostgreSQL. The

@@ -6,6 +6,7 @@ import zipfile
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from webapp.annotation import exports, services, snapshots
 from webapp.annotation.models import Comparison, PreferenceSnapshot
@@ -150,6 +151,32 @@ def test_streamed_freeze_matches_the_whole_list_in_memory(project, judged, monke
     assert snapshot.agreement == snapshot_quality.snapshot_agreement(everything, pairs)
     assert [(p.chosen_id, p.rejected_id, p.weight) for p in snapshot.pairs.order_by("id")] == \
         [(p["chosen"], p["rejected"], p["weight"]) for p in pairs]
+
+
+def test_freeze_in_sql_hashes_chat_prompts_and_weights_as_the_list_in_memory(project, judged):
+    """Issue 23: the default rule's pairs are written by one INSERT ... SELECT; a chat prompt's text
+    (text_of: its messages as JSON, made in Python) and every weight are the ones the in-memory list
+    has, so the hash is too."""
+    from webapp.annotation import aggregation
+    from webapp.catalog.models import Prompt
+    from webapp.generation.models import Generation
+
+    chat = judged[0].prompt
+    Prompt.objects.filter(pk=chat.pk).update(messages=[{"role": "user", "content": 'Say "é"\n\tnow\u0001'}, {"role": "x", "n": 1.50}])
+    snapshot = snapshots.snapshot_freeze(project=project, name="sql")
+    usable, _, _ = snapshots.collect_votes(project=project, source_filter="both")
+    pairs, _ = aggregation.aggregate(usable, rule="majority", tie_policy="drop")
+    prompts = {p.pk: p for p in Prompt.objects.all()}
+    texts = {g.pk: g.text for g in Generation.objects.all()}
+    with connection.cursor() as cursor:  # messages as the freeze reads them (the jsonb column's text)
+        cursor.execute("SELECT id, text, messages FROM catalog_prompt WHERE messages IS NOT NULL")
+        chat_texts = {pid: snapshots.text_of(text, messages) for pid, text, messages in cursor.fetchall()}
+    rows = [dict(p, prompt_text=chat_texts.get(p["prompt_id"], prompts[p["prompt_id"]].text), chosen_text=texts[p["chosen"]],
+                 rejected_text=texts[p["rejected"]]) for p in pairs]
+    assert any(r["prompt_id"] == chat.pk for r in rows) and '"role": "user"' in chat_texts[chat.pk]
+    assert snapshot.content_hash == snapshots.content_hash(rows, {"rule": "majority", "tie_policy": "drop", "source_filter": "both"})
+    stored = list(snapshot.pairs.order_by("id").values_list("prompt_text", "weight", "provenance"))
+    assert stored == [(r["prompt_text"], r["weight"], {"comparison": r["comparison"], "judgements": r["votes"]}) for r in rows]
 
 
 def test_a_large_freeze_is_a_background_job_and_the_page_answers_at_once(client_for, project, judged, researcher, monkeypatch,
