@@ -7,9 +7,10 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
-from webapp.annotation import downloads, exports, judging, selectors as annotation_selectors, services as annotation_services, snapshots
+from webapp.annotation import (downloads, exports, judging, selectors as annotation_selectors, services as annotation_services,
+                               snapshot_jobs)
 from webapp.annotation.forms import ComparisonBuildForm, JudgeJobForm, SnapshotForm
-from webapp.annotation.models import Comparison, JudgeJob, Judgement, PreferenceSnapshot
+from webapp.annotation.models import Comparison, JudgeJob, Judgement, PreferenceSnapshot, SnapshotFreeze
 from webapp.annotation.views import _judge_scope
 from webapp.api.access import Launched, Page, bound, error, job_out, page_of, project_for
 from webapp.generation import selectors as generation_selectors, services as generation_services
@@ -244,12 +245,32 @@ def snapshot_list(request, slug: str):
     return page_of(request, annotation_selectors.snapshots_for(project=project), lambda s: snapshot_out(project, s))
 
 
-@router.post("/projects/{slug}/snapshots", tags=["snapshots"], response={201: dict})
+@router.post("/projects/{slug}/snapshots", tags=["snapshots"], response={201: dict, 202: Launched})
 def snapshot_freeze(request, slug: str, body: SnapshotIn):
-    """Aggregate the settled comparisons into a frozen, hashed preference snapshot."""
+    """Aggregate the settled comparisons into a frozen, hashed preference snapshot. A large project
+    freezes on a worker, as from the page (snapshot_jobs): 202 with the freeze job to poll."""
     project = project_for(request, slug, Role.RESEARCHER)
     data = bound(SnapshotForm, body.dict()).cleaned_data
-    return 201, snapshot_out(project, snapshots.snapshot_freeze(project=project, created_by=request.user, **data))
+    made = snapshot_jobs.snapshot_freeze_start(project=project, created_by=request.user, **data)
+    if isinstance(made, SnapshotFreeze):
+        return 202, {"job": _freeze_out(project, made), "url": _freeze_url(project, made)}
+    return 201, snapshot_out(project, made)
+
+
+def _freeze_url(project, job) -> str:
+    return f"/api/v1/projects/{project.slug}/snapshot-freezes/{job.pk}"
+
+
+def _freeze_out(project, job) -> dict:
+    snapshot = None if job.snapshot_id is None else f"/api/v1/projects/{project.slug}/snapshots/{job.snapshot_id}"
+    return {**job_out(job, _freeze_url(project, job)), "name": job.name, "snapshot": snapshot}
+
+
+@router.get("/projects/{slug}/snapshot-freezes/{job_id}", tags=["snapshots"])
+def snapshot_freeze_detail(request, slug: str, job_id: int):
+    """A background freeze: its status and progress (pairs so far), and the snapshot's URL once frozen."""
+    project = project_for(request, slug, Role.RESEARCHER)
+    return _freeze_out(project, get_object_or_404(SnapshotFreeze, project=project, pk=job_id))
 
 
 @router.get("/projects/{slug}/snapshots/{snapshot_id}", tags=["snapshots"])

@@ -40,3 +40,41 @@ def test_members_are_the_admins_to_change(project, admin_user, researcher, api_a
     assert last_admin.status_code == 422 and "admin" in last_admin.json()["detail"][0]["msg"]
     assert api_as(researcher, project).call("GET", f"/projects/{project.slug}/members").status_code == 403
     assert Membership.objects.filter(project=project).count() == 2
+
+
+def test_snapshot_freeze_answers_201_small_and_202_with_the_job_above_the_threshold(project, researcher, api_as, monkeypatch,
+                                                                                  django_capture_on_commit_callbacks):
+    """Issue 23: as the page does, a large project's freeze is a SnapshotFreeze job on the default
+    queue (202, its URL to poll, the snapshot linked once frozen); a small one freezes in the request."""
+    from webapp.annotation import services, snapshot_jobs
+    from webapp.annotation.models import PreferenceSnapshot, SnapshotFreeze
+    from tests.webapp.annotation.conftest import make_world
+    from webapp.annotation.services import comparisons_build
+    from webapp.generation.models import Generation
+    from workers.tasks.annotation import freeze_snapshot
+
+    job = make_world(project, prompts=2)["job"]
+    for comparison in comparisons_build(project=project, generations=Generation.objects.filter(job=job), mode="teacher_student")[:2]:
+        a, b = [i.generation_id for i in comparison.items.order_by("position")]
+        services.teacher_judgement_record(comparison_id=comparison.pk, judge_name="teacher:generative:t", judge_model=None,
+                                          probability=0.8, outcome=1.0, ranking=[], details={}, shown_order=[[a, b], [b, a]])
+    api, base = api_as(researcher, project), f"/projects/{project.slug}/snapshots"
+    small = api.call("POST", base, {"name": "small", "source_filter": "teacher"})
+    assert small.status_code == 201 and small.json()["pair_count"] == 2
+    PreferenceSnapshot.objects.all().delete()
+    monkeypatch.setattr(snapshot_jobs, "BACKGROUND_COMPARISONS", 0)
+    sent = []
+    monkeypatch.setattr("webapp.celery.app.send_task", lambda name, args=(), kwargs=None, **_: sent.append((name, tuple(args))))
+    with django_capture_on_commit_callbacks(execute=True):
+        large = api.call("POST", base, {"name": "large", "source_filter": "teacher"})
+    assert large.status_code == 202, large.content
+    job = SnapshotFreeze.objects.get()
+    assert large.json()["url"] == f"/api/v1/projects/{project.slug}/snapshot-freezes/{job.pk}"
+    assert large.json()["job"]["status"] == "queued" and large.json()["job"]["kind"] == "snapshotfreeze"
+    assert sent == [("workers.tasks.annotation.freeze_snapshot", (job.pk,))] and not PreferenceSnapshot.objects.exists()
+    assert freeze_snapshot(job.pk) == "succeeded"
+    polled = api.call("GET", large.json()["url"].removeprefix("/api/v1")).json()
+    assert polled["status"] == "succeeded" and polled["done"] == 2 and polled["name"] == "large"
+    assert api.call("GET", polled["snapshot"].removeprefix("/api/v1")).json()["pair_count"] == 2
+    again = api.call("POST", base, {"name": "large", "source_filter": "teacher"})
+    assert again.status_code == 422
