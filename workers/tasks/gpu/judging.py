@@ -1,6 +1,7 @@
 """The teacher-as-judge job on the gpu queue: load the teacher (and π_sft for the implicit reward),
 judge each comparison with ml.judges (the generative judge sees both presentation orders), store
-each verdict with its probability and the judge's identity, publish progress. A k-way comparison
+each chunk's verdicts with their probabilities and the judge's identity in one batched upsert
+(services.teacher_judgements_record: a rerun replaces them), publish progress. A k-way comparison
 is judged pair by pair and ranked by ml.pipeline.rank_by_mean_win. The lifecycle (claim, heartbeat,
 cancel, finish) is webapp.lifecycle's. An endpoint teacher (workers.endpoints) judges generatively
 through its server (both orders, ml.endpoints.judge); an answer it gives that cannot be read stores
@@ -34,13 +35,15 @@ def _judge_all(job, attempt: int) -> None:
             pairs = [(item, a, b) for item in items for a, b in combinations(range(len(item["candidates"])), 2)]
             verdicts = judge_pairs(judge, [JudgeItem(item["prompt"], item["candidates"][a][1], item["candidates"][b][1])
                                            for item, a, b in pairs])
+            stored = []
             for item in items:
                 mine = [(a, b, v) for (it, a, b), v in zip(pairs, verdicts) if it is item]
                 if any(v.details.get("unparseable") for _, _, v in mine):
                     unparseable += 1  # no verdict: the comparison stays open for people
                     continue
                 low += any(v.details.get("low_answer_mass") for _, _, v in mine)  # stored, marked and counted
-                _store(job, item, mine)
+                stored.append(_verdict(item, mine))
+            services.teacher_judgements_record(judge_name=job.judge_name, judge_model=job.teacher, verdicts=stored)
             done += len(job.comparison_ids[start:start + CHUNK])
             stop_unless_go(judging.judge_job_progress(job=job, attempt=attempt, done=done, unparseable=unparseable,
                                                       low_answer_mass=low))
@@ -65,18 +68,17 @@ def _judge(job):
                            warn_below=rubric["warn_below"])
 
 
-def _store(job, item, verdicts) -> None:
-    """Pairwise: P(a ≻ b) as is. k-way: the ranking by mean P(win) (ml.pipeline)."""
+def _verdict(item, verdicts) -> dict:
+    """teacher_judgements_record's verdict for one comparison. Pairwise: P(a ≻ b) as is. k-way: the
+    ranking by mean P(win) (ml.pipeline)."""
     ids = [gid for gid, _ in item["candidates"]]
     details = {"identity": verdicts[0][2].judge, "order": verdicts[0][2].order,
                "pairs": [{"a": ids[a], "b": ids[b], "p_a_over_b": v.p_a_over_b, **v.details} for a, b, v in verdicts]}
     order = verdicts[0][2].order  # "ab" or "ba": an endpoint judge read only that order
     shown = [ids, ids[::-1]] if order == "both" else ids[::-1] if order == "ba" else ids
     if item["kind"] == "pairwise":
-        services.teacher_judgement_record(comparison_id=item["comparison"], judge_name=job.judge_name, judge_model=job.teacher,
-                                          probability=verdicts[0][2].p_a_over_b, outcome=verdict_outcome(verdicts[0][2]),
-                                          ranking=[], details=details, shown_order=shown)
-        return
+        return {"comparison_id": item["comparison"], "probability": verdicts[0][2].p_a_over_b,
+                "outcome": verdict_outcome(verdicts[0][2]), "ranking": [], "details": details, "shown_order": shown}
     scores, ranking = rank_by_mean_win(ids, [(a, b, v.p_a_over_b) for a, b, v in verdicts])
-    services.teacher_judgement_record(comparison_id=item["comparison"], judge_name=job.judge_name, judge_model=job.teacher,
-                                      probability=None, ranking=ranking, details={**details, "scores": scores}, shown_order=shown)
+    return {"comparison_id": item["comparison"], "probability": None, "ranking": ranking, "details": {**details, "scores": scores},
+            "shown_order": shown}
