@@ -243,19 +243,19 @@ SELECT count(*), count(*) FILTER (WHERE bb * 2 > total), count(*) FILTER (WHERE 
 # The pairs, written by the database in queue order (so ids follow it, as COPY's did), and handed
 # back as they are written for the hash: chosen = the side with more votes; texts as text_of gives
 # them (freeze_prompts holds the chat prompts' text_of, made in Python); weight from freeze_weights,
-# made in Python by aggregation._pair's own expression for each (votes for the chosen, total).
+# made in Python by aggregation._pair's own expression for each (votes for the chosen, total). The
+# narrow rows are sorted and the texts looked up per row after, so no sort carries the texts.
 _SQL_INSERT = f"""
 INSERT INTO {PreferencePair._meta.db_table} (snapshot_id, prompt_id, chosen_id, rejected_id, prompt_text, chosen_text, rejected_text,
                                              weight, provenance)
-SELECT %(snapshot)s, v.prompt_id, gc.id, gr.id, coalesce(fp.text, p.text), gc.text, gr.text, fw.weight,
+SELECT %(snapshot)s, v.prompt_id, v.chosen, v.rejected,
+       coalesce((SELECT fp.text FROM freeze_prompts fp WHERE fp.id = v.prompt_id), (SELECT p.text FROM {Prompt._meta.db_table} p WHERE p.id = v.prompt_id)),
+       (SELECT g.text FROM {Generation._meta.db_table} g WHERE g.id = v.chosen), (SELECT g.text FROM {Generation._meta.db_table} g WHERE g.id = v.rejected),
+       (SELECT fw.weight FROM freeze_weights fw WHERE fw.m = greatest(v.sa, v.sb) AND fw.total = v.total),
        jsonb_build_object('comparison', v.id, 'judgements', to_jsonb(v.ids))
-  FROM freeze_votes v
-  JOIN {Prompt._meta.db_table} p ON p.id = v.prompt_id
-  LEFT JOIN freeze_prompts fp ON fp.id = v.prompt_id
-  JOIN {Generation._meta.db_table} gc ON gc.id = CASE WHEN v.sa > v.sb THEN v.a ELSE v.b END
-  JOIN {Generation._meta.db_table} gr ON gr.id = CASE WHEN v.sa > v.sb THEN v.b ELSE v.a END
-  JOIN freeze_weights fw ON fw.m = greatest(v.sa, v.sb) AND fw.total = v.total
- WHERE v.decisive
+  FROM (SELECT id, priority, prompt_id, sa, sb, total, ids, CASE WHEN sa > sb THEN a ELSE b END AS chosen,
+               CASE WHEN sa > sb THEN b ELSE a END AS rejected
+          FROM freeze_votes WHERE decisive ORDER BY priority DESC, id) v
  ORDER BY v.priority DESC, v.id
 RETURNING (provenance ->> 'comparison')::bigint, prompt_id, chosen_id, rejected_id, prompt_text, chosen_text, rejected_text,
           (provenance -> 'judgements')::text, weight"""
@@ -270,7 +270,6 @@ def _sql_freeze(project, snapshot_id: int, source_filter: str, digest, stats, so
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS freeze_votes, freeze_prompts, freeze_weights")
         cursor.execute(_SQL_VOTES, {"project": project.pk, "source": _FILTER_ORIGIN[source_filter]})
-        cursor.execute("ANALYZE freeze_votes")  # a temporary table has no statistics until asked
         cursor.execute(_SQL_VOTE_STATS)
         used_count, both_bad, ties, n_human, n_teacher, n_imported, leak = cursor.fetchone()
         if leak is not None:  # the rules again (_assert_no_leak)
