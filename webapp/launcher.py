@@ -212,6 +212,17 @@ def _lock_var_dir():
     return lock  # held until this process exits
 
 
+def _wants_bpe_student(demo: Path) -> bool:
+    """The second demo student is built from the spec of a `python -m ml demo build` world, once; a
+    demo dir made another way (a test's tiny one, a hand-made one) has no spec, and goes without it."""
+    if (demo / "student-bpe" / "bpe-build.json").exists():
+        return False
+    try:
+        return "spec" in json.loads((demo / "build.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def _serve(started: dict) -> int:
     started["lock"] = _lock_var_dir()
     if _port_in_use(HOST, PORT):
@@ -226,7 +237,7 @@ def _serve(started: dict) -> int:
     if not (demo / "build.json").exists():
         say(f"• building the demo teacher and student in {demo} on the CPU (first run only, a few minutes) …")
         _run(["-m", "ml", "demo", "build", "--out", str(demo)], env)
-    if not (demo / "student-bpe" / "bpe-build.json").exists():  # the cross-tokenizer student (issue 20), ~2 min
+    if _wants_bpe_student(demo):  # the cross-tokenizer student (issue 20), ~2 min
         say("• building the second demo student (another tokenizer family) …")
         _run(["-m", "ml", "demo", "bpe-student", "--demo-dir", str(demo)], env)
     say("• migrating the database …")

@@ -32,7 +32,11 @@ def build_bpe_student(demo_dir: str | Path, *, progress: bool = False) -> dict:
     if (out / "bpe-build.json").exists():
         return json.loads((out / "bpe-build.json").read_text())
     started = time.perf_counter()
-    spec = BuildSpec(**json.loads((demo_dir / "build.json").read_text())["spec"])
+    build = json.loads((demo_dir / "build.json").read_text())
+    if "spec" not in build:
+        raise ValueError(f"{demo_dir / 'build.json'} holds no build spec: the BPE student is built from a world "
+                         "made by `python -m ml demo build`")
+    spec = BuildSpec(**build["spec"])
     clean_sft = generate_split_tasks(spec.sft_tasks, seed=spec.seed, split="train", families=DEMO_FAMILIES)
     sft_tasks = corrupt_tasks(clean_sft, rate=spec.teacher_error_rate, families=spec.corrupted(), seed=spec.seed)
     eval_tasks = _distinct(generate_split_tasks(spec.eval_prompts, seed=spec.seed + 1, split="eval",
