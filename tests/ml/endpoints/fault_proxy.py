@@ -14,7 +14,29 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FaultProxy:
+class LocalServer:
+    """A stdlib HTTP server on 127.0.0.1:<free port> in a daemon thread, for the test doubles here and
+    in tests/webapp/catalog/fake_openai.py: `_serve(Handler)` in __init__, `with` starts and stops it."""
+
+    def _serve(self, handler) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultProxy(LocalServer):
     def __init__(self, upstream_root: str, rule=None):
         self.upstream_root = upstream_root.rstrip("/")
         self.rule = rule or (lambda path, body: None)
@@ -76,21 +98,8 @@ class FaultProxy:
             def do_POST(self):
                 self._handle("POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(Handler)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
     def happened(self, path_part: str = "") -> list[str]:
         with self.lock:

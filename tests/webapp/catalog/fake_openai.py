@@ -8,10 +8,11 @@ this fake stays for what that server cannot do:
   Celery workers hold only DISTILLERY_ENDPOINT_KEY_E2E (service_env's random key), not the vLLM
   test server's per-session key, so they could not authenticate to it."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
+
+from tests.ml.endpoints.fault_proxy import LocalServer
 
 MODEL = {"id": "demo-teacher", "root": "/models/teacher", "max_model_len": 512, "owned_by": "vllm"}
 
@@ -52,7 +53,7 @@ def transport(key: str, **options):
     return httpx.MockTransport(handler), seen
 
 
-class FakeServer:
+class FakeServer(LocalServer):
     def __init__(self, key: str):
         outer = self
         self.paths = []
@@ -75,17 +76,4 @@ class FakeServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
